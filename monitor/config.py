@@ -1,0 +1,170 @@
+"""The server's configuration: a TOML file, overridden by command-line flags, validated once."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+# Source names travel in URLs (?sources=a,b) and in event payloads: keep them plain.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+RESERVED_NAMES = frozenset({"metrics"})
+
+
+class ConfigError(Exception):
+    """A configuration value is wrong; the message names the key and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogSource:
+    """A named log file (or glob) to follow."""
+
+    name: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything the server needs to start; immutable once loaded."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    interval_s: float = 1.0
+    logs: tuple[LogSource, ...] = ()
+    buffer_events: int = 10_000
+    buffer_bytes: int = 16 * 1024 * 1024
+    heartbeat_s: float = 15.0
+    retry_ms: int = 2_000
+    history_events: int = 300
+
+
+def _number(lo: float, hi: float, *, integer: bool) -> Callable[[str, Any], Any]:
+    kind = "an integer" if integer else "a number"
+
+    def check(key: str, value: Any) -> Any:
+        ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+        if isinstance(value, bool) or not ok_type or not lo <= value <= hi:
+            raise ConfigError(f"{key}: must be {kind} from {lo:g} to {hi:g}, got {value!r}")
+        return value if integer else float(value)
+
+    return check
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key}: must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+# TOML key -> (Config field, check). Units are in the key names.
+TOP_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
+    "host": ("host", _text),
+    "port": ("port", _number(0, 65535, integer=True)),
+    "interval_s": ("interval_s", _number(0.05, 3600, integer=False)),
+}
+STREAM_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
+    "buffer_events": ("buffer_events", _number(16, 10_000_000, integer=True)),
+    "buffer_bytes": ("buffer_bytes", _number(64 * 1024, 2**34, integer=True)),
+    "heartbeat_s": ("heartbeat_s", _number(0.05, 3600, integer=False)),
+    "retry_ms": ("retry_ms", _number(0, 3_600_000, integer=True)),
+    "history_events": ("history_events", _number(0, 100_000, integer=True)),
+}
+
+
+def read_file(path: str) -> dict[str, Any]:
+    """Parse a TOML config file; any failure is a one-line ConfigError."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}: not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path}: is a directory, not a file") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path}: permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+
+
+def _from_table(table: Mapping[str, Any], keys: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    values = {}
+    for key, value in table.items():
+        if key not in keys:
+            known = ", ".join(prefix + k for k in keys)
+            raise ConfigError(f"{prefix}{key}: unknown key (known: {known})")
+        field, check = keys[key]
+        values[field] = check(prefix + key, value)
+    return values
+
+
+def _logs_from_table(table: Any) -> dict[str, str]:
+    if not isinstance(table, dict):
+        raise ConfigError('logs: must be a table of NAME = "PATH" entries ([logs])')
+    logs = {}
+    for name, path in table.items():
+        logs[name] = _text(f"logs.{name}", path)
+    return logs
+
+
+def _logs_from_flags(specs: list[str]) -> dict[str, str]:
+    logs: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ConfigError(f"--log {spec!r}: expected NAME=PATH, e.g. --log app=/var/log/app.log")
+        name = name.strip()
+        if name in logs:
+            raise ConfigError(f"--log {spec!r}: source name {name!r} is given twice")
+        logs[name] = path.strip()
+    return logs
+
+
+def _check_logs(logs: dict[str, str]) -> tuple[LogSource, ...]:
+    seen_paths: dict[str, str] = {}
+    for name, path in logs.items():
+        if not NAME_RE.fullmatch(name) or name in RESERVED_NAMES:
+            raise ConfigError(
+                f"log source {name!r}: names are 1-64 letters, digits, '_', '.', '-' "
+                f"(and not {', '.join(sorted(RESERVED_NAMES))})"
+            )
+        key = str(Path(path).expanduser().absolute())
+        if key in seen_paths:
+            raise ConfigError(
+                f"log source {name!r}: path {path} is already followed by {seen_paths[key]!r}"
+            )
+        seen_paths[key] = name
+    return tuple(LogSource(name, str(Path(p).expanduser())) for name, p in logs.items())
+
+
+def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None) -> Config:
+    """Build a Config from an optional TOML file, then flags (which win)."""
+    values: dict[str, Any] = {}
+    logs: dict[str, str] = {}
+    if path:
+        try:
+            values, logs = _from_file(read_file(path))
+        except ConfigError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+    flags = flags or {}
+    for flag, key in (("host", "host"), ("port", "port"), ("interval", "interval_s")):
+        if flags.get(flag) is not None:
+            field, check = TOP_KEYS[key]
+            values[field] = check(f"--{flag}", flags[flag])
+    # A --log NAME replaces the file's NAME: flags override the file.
+    logs.update(_logs_from_flags(flags.get("logs") or []))
+    return replace(Config(), **values, logs=_check_logs(logs))
+
+
+def _from_file(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    top = {k: v for k, v in data.items() if k not in ("stream", "logs")}
+    values = _from_table(top, TOP_KEYS, "")
+    stream = data.get("stream", {})
+    if not isinstance(stream, dict):
+        raise ConfigError("stream: must be a table ([stream])")
+    values.update(_from_table(stream, STREAM_KEYS, "stream."))
+    return values, _logs_from_table(data.get("logs", {}))

@@ -1,0 +1,246 @@
+"""EventHub: event ids, one bounded ring of encoded frames, and the cursors clients read it by.
+
+Sources publish; every client is only a cursor (an int) into the ring, so memory is bounded by
+the ring whatever the clients do. The interface a distributed backend must offer is small:
+publish(), resolve() an id to a cursor, read() from a cursor, wait() for news, close().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.events import GAP, HELLO, RESET, STATUS, STREAM_TYPES, encode_frame, format_id, parse_id
+
+# One read hands a client at most this much (plus one frame), so a client that stops
+# reading holds at most one such chunk in its socket's buffer.
+READ_CHUNK_BYTES = 256 * 1024
+
+
+@dataclass(slots=True)
+class Frame:
+    """One published event, encoded once."""
+
+    seq: int
+    type: str
+    source: str | None
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """What a client asked for: event types, and log sources (None: all)."""
+
+    types: frozenset[str] = STREAM_TYPES
+    sources: frozenset[str] | None = None
+
+    def matches(self, frame: Frame) -> bool:
+        """True if the client wants this frame."""
+        return frame.type in self.types and (
+            self.sources is None or frame.source is None or frame.source in self.sources
+        )
+
+
+class UnknownEventId(Exception):
+    """A Last-Event-ID the hub cannot resume from; `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class EventHub:
+    """In-process hub: publish never waits for a client; clients read by cursor."""
+
+    def __init__(
+        self,
+        *,
+        max_events: int = 10_000,
+        max_bytes: int = 16 * 1024 * 1024,
+        history_events: int = 300,
+        run_id: str | None = None,
+    ) -> None:
+        # The run id is the start time in ms: ids stay unique and increasing across restarts.
+        self.run_id = run_id or str(time.time_ns() // 1_000_000)
+        self.history_events = history_events
+        self._slots: list[Frame | None] = [None] * max_events
+        self._max_bytes = max_bytes
+        self._head = 1  # seq of the next event; ids start at <run>-1, <run>-0 means "before all"
+        self._tail = 1  # seq of the oldest event held
+        self._bytes = 0
+        self._news = asyncio.Event()
+        self._is_closed = False
+        self._statuses: dict[str, tuple[Frame, dict[str, Any]]] = {}
+        self._recent_cache: tuple[int, Selector, list[Frame]] | None = None
+        self.subscribers = 0
+        self.published = 0
+        self.gaps = 0
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of encoded frames the ring holds now."""
+        return self._bytes
+
+    @property
+    def held_events(self) -> int:
+        """Number of events the ring holds now."""
+        return self._head - self._tail
+
+    @property
+    def is_closed(self) -> bool:
+        """True once close() was called."""
+        return self._is_closed
+
+    def statuses(self) -> Mapping[str, dict[str, Any]]:
+        """The latest status payload of each source, by source name."""
+        return {name: payload for name, (_, payload) in self._statuses.items()}
+
+    def publish(self, event_type: str, payload: dict[str, Any], source: str | None = None) -> str:
+        """Encode the event once, append it to the ring, wake readers; returns its id."""
+        seq = self._head
+        event_id = format_id(self.run_id, seq)
+        frame = Frame(seq, event_type, source, encode_frame(event_type, event_id, payload))
+        if seq - self._tail >= len(self._slots):
+            self._evict_oldest()
+        self._slots[seq % len(self._slots)] = frame
+        self._head = seq + 1
+        self._bytes += len(frame.data)
+        while self._bytes > self._max_bytes and self._tail < seq:
+            self._evict_oldest()
+        if event_type == STATUS:
+            # Kept outside the ring: a new client must learn a source's state even if it
+            # last changed long ago.
+            self._statuses[str(payload["source"])] = (frame, payload)
+        self.published += 1
+        self._news.set()
+        self._news.clear()
+        return event_id
+
+    def _evict_oldest(self) -> None:
+        i = self._tail % len(self._slots)
+        frame = self._slots[i]
+        assert frame is not None
+        self._bytes -= len(frame.data)
+        self._slots[i] = None
+        self._tail += 1
+
+    def resolve(self, event_id: str) -> int:
+        """The cursor just after `event_id`; raises UnknownEventId if it can't be honoured."""
+        parsed = parse_id(event_id)
+        if parsed is None:
+            raise UnknownEventId("invalid id")
+        run_id, seq = parsed
+        if run_id != self.run_id:
+            raise UnknownEventId("id from another run of the server")
+        if seq >= self._head:
+            raise UnknownEventId("id not issued yet")
+        if seq + 1 < self._tail:
+            raise UnknownEventId("id too old: events after it were dropped")
+        return seq + 1
+
+    def read(self, cursor: int, selector: Selector) -> tuple[bytes, int]:
+        """Frames from `cursor` on that the selector wants, joined; and the next cursor.
+
+        A cursor the ring's tail has passed gets a `gap` frame first and moves to the tail.
+        """
+        parts = []
+        if cursor < self._tail:
+            missed = self._tail - cursor
+            cursor = self._tail
+            self.gaps += 1
+            gap = {"missed": missed, "resume_id": format_id(self.run_id, cursor - 1)}
+            parts.append(encode_frame(GAP, format_id(self.run_id, cursor - 1), gap))
+        slots, n, head = self._slots, len(self._slots), self._head
+        size = 0
+        while cursor < head and size < READ_CHUNK_BYTES:
+            frame = slots[cursor % n]
+            cursor += 1
+            if frame is not None and selector.matches(frame):
+                parts.append(frame.data)
+                size += len(frame.data)
+        return b"".join(parts), cursor
+
+    def recent(self, selector: Selector) -> list[Frame]:
+        """Recent history for a new client: the last `history_events` frames of each
+        (type, source), plus every source's latest status; in publish order."""
+        cached = self._recent_cache
+        if cached and cached[0] == self._head and cached[1] == selector:
+            return cached[2]
+        counts: dict[tuple[str, str | None], int] = {}
+        picked: list[Frame] = []
+        for seq in range(self._head - 1, self._tail - 1, -1):
+            frame = self._slots[seq % len(self._slots)]
+            if frame is None or frame.type == STATUS or not selector.matches(frame):
+                continue
+            key = (frame.type, frame.source)
+            if counts.get(key, 0) < self.history_events:
+                counts[key] = counts.get(key, 0) + 1
+                picked.append(frame)
+        picked.extend(f for f, _ in self._statuses.values() if selector.matches(f))
+        picked.sort(key=lambda f: f.seq)
+        self._recent_cache = (self._head, selector, picked)
+        return picked
+
+    def snapshot(self, selector: Selector, hello: dict[str, Any], reason: str | None) -> bytes:
+        """A `hello` (or, with a reason, `reset`) frame followed by recent history."""
+        frames = self.recent(selector)
+        first_seq = frames[0].seq if frames else self._head
+        # The control frame's id sits just before the history, so resuming from it replays
+        # everything that followed.
+        control_id = format_id(self.run_id, first_seq - 1)
+        if reason is None:
+            head = encode_frame(HELLO, control_id, hello)
+        else:
+            head = encode_frame(RESET, control_id, {**hello, "reason": reason})
+        return head + b"".join(f.data for f in frames)
+
+    async def wait(self, cursor: int) -> None:
+        """Return once an event at or after `cursor` exists, or the hub is closed."""
+        while cursor >= self._head and not self._is_closed:
+            await self._news.wait()
+
+    def close(self) -> None:
+        """End every subscription; publishing afterwards is harmless but unread."""
+        self._is_closed = True
+        self._news.set()
+
+    @asynccontextmanager
+    async def subscribe(
+        self,
+        selector: Selector,
+        *,
+        last_event_id: str | None = None,
+        hello: dict[str, Any] | None = None,
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """A client's stream of ready-to-write chunks; ends when the hub closes."""
+        self.subscribers += 1
+        chunks = self._chunks(selector, last_event_id, hello or {})
+        try:
+            yield chunks
+        finally:
+            self.subscribers -= 1
+            await chunks.aclose()
+
+    async def _chunks(
+        self, selector: Selector, last_event_id: str | None, hello: dict[str, Any]
+    ) -> AsyncIterator[bytes]:
+        reason = None
+        try:
+            cursor = self.resolve(last_event_id) if last_event_id is not None else None
+        except UnknownEventId as exc:
+            cursor, reason = None, exc.reason
+        if cursor is None:
+            # Take the cursor before yielding: events published while the client writes the
+            # snapshot must follow it, not be skipped.
+            cursor = self._head
+            yield self.snapshot(selector, hello, reason)
+        while not self._is_closed:
+            data, cursor = self.read(cursor, selector)
+            if data:
+                yield data
+            else:
+                await self.wait(cursor)
