@@ -207,11 +207,15 @@ async def index(request: web.Request) -> web.Response:
     app = request.app
     static = app.router["static"]
     page_config = {"events_url": "/events", "version": __version__}
-    html = app[TEMPLATES].get_template("dashboard.html").render(
-        title=f"sse-monitor · {socket.gethostname()}",
-        host=socket.gethostname(),
-        static=lambda name: str(static.url_for(filename=name)),
-        page_config=json.dumps(page_config),
+    html = (
+        app[TEMPLATES]
+        .get_template("dashboard.html")
+        .render(
+            title=f"sse-monitor · {socket.gethostname()}",
+            host=socket.gethostname(),
+            static=lambda name: str(static.url_for(filename=name)),
+            page_config=json.dumps(page_config),
+        )
     )
     return web.Response(text=html, content_type="text/html")
 
@@ -234,7 +238,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def api_sources(request: web.Request) -> web.Response:
     """GET /api/sources: every configured source with its latest status."""
     statuses = request.app[HUB].statuses()
-    listed = [{"name": s.name, "kind": s.kind} for s in request.app[SOURCES]]
+    listed: list[dict[str, Any]] = [{"name": s.name, "kind": s.kind} for s in request.app[SOURCES]]
     listed += [
         {"name": s.name, "kind": "log", "path": s.path}
         for s in request.app[CONFIG].logs

@@ -116,7 +116,9 @@ def _logs_from_flags(specs: list[str]) -> dict[str, str]:
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep or not name.strip() or not path.strip():
-            raise ConfigError(f"--log {spec!r}: expected NAME=PATH, e.g. --log app=/var/log/app.log")
+            raise ConfigError(
+                f"--log {spec!r}: expected NAME=PATH, e.g. --log app=/var/log/app.log"
+            )
         name = name.strip()
         if name in logs:
             raise ConfigError(f"--log {spec!r}: source name {name!r} is given twice")

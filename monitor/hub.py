@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.events import GAP, HELLO, RESET, STATUS, STREAM_TYPES, encode_frame, format_id, parse_id
+from monitor.events import (
+    GAP,
+    HELLO,
+    RESET,
+    STATUS,
+    STREAM_TYPES,
+    encode_frame,
+    format_id,
+    parse_id,
+)
 
 # One read hands a client at most this much (plus one frame), so a client that stops
 # reading holds at most one such chunk in its socket's buffer.
@@ -227,7 +236,7 @@ class EventHub:
 
     async def _chunks(
         self, selector: Selector, last_event_id: str | None, hello: dict[str, Any]
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         reason = None
         try:
             cursor = self.resolve(last_event_id) if last_event_id is not None else None

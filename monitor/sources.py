@@ -29,8 +29,8 @@ class Source(Protocol):
 
 def report(hub: EventHub, source: Source, state: str, detail: str = "", **extra: Any) -> None:
     """Publish a source's state (`running`, `waiting`, `error`, ...) as a status event."""
-    payload = {"source": source.name, "kind": source.kind, "state": state, "detail": detail}
-    payload.update(ts=time.time(), **extra)
+    payload: dict[str, Any] = {"source": source.name, "kind": source.kind, "state": state}
+    payload.update(detail=detail, ts=time.time(), **extra)
     # Log sources' statuses follow the client's ?sources= choice; others always pass.
     hub.publish(STATUS, payload, source=source.name if source.kind == "log" else None)
 

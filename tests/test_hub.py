@@ -1,0 +1,178 @@
+"""The event hub on plain asyncio: ids, the bounded ring, cursors, gaps, resume, history."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from monitor.client import SSEEvent, SSEParser
+from monitor.events import LOG, METRICS, STATUS, STREAM_TYPES, parse_id
+from monitor.hub import EventHub, Selector, UnknownEventId
+
+ALL = Selector()
+
+
+def parse(data: bytes) -> list[SSEEvent]:
+    return SSEParser().feed(data)
+
+
+def read_all(hub: EventHub, cursor: int, selector: Selector = ALL) -> tuple[list[SSEEvent], int]:
+    data, cursor = hub.read(cursor, selector)
+    return parse(data), cursor
+
+
+def test_ids_are_run_and_sequence_and_strictly_increase() -> None:
+    hub = EventHub()
+    ids = [hub.publish(METRICS, {"n": i}) for i in range(5)]
+    parsed = [parse_id(i) for i in ids]
+    assert all(p is not None and p[0] == hub.run_id for p in parsed)
+    seqs = [p[1] for p in parsed if p]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 5
+
+
+def test_two_hubs_started_apart_have_different_run_ids() -> None:
+    first = EventHub()
+    second = EventHub(run_id=str(int(first.run_id) + 1))
+    assert first.publish(LOG, {}) != second.publish(LOG, {})
+    with pytest.raises(UnknownEventId, match="another run"):
+        second.resolve(first.publish(LOG, {}))
+
+
+def test_event_is_encoded_at_publish_not_at_read() -> None:
+    hub = EventHub()
+    payload = {"lines": ["first"]}
+    hub.publish(LOG, payload, source="app")
+    payload["lines"].append("changed after publish")
+    events, _ = read_all(hub, 1)
+    assert events[0].json() == {"lines": ["first"]}
+    assert events[0].type == LOG
+
+
+def test_ring_is_bounded_by_count() -> None:
+    hub = EventHub(max_events=16)
+    for i in range(100):
+        hub.publish(METRICS, {"n": i})
+    assert hub.held_events == 16
+    events, _ = read_all(hub, hub.resolve(hub.publish(METRICS, {"n": 100})) - 16)
+    assert [e.json()["n"] for e in events] == list(range(85, 101))
+
+
+def test_ring_is_bounded_by_bytes_but_keeps_the_newest_event() -> None:
+    hub = EventHub(max_events=10_000, max_bytes=64 * 1024)
+    for i in range(1000):
+        hub.publish(LOG, {"n": i, "text": "x" * 1000})
+    assert hub.held_bytes <= 64 * 1024
+    assert 50 < hub.held_events < 70
+    hub.publish(LOG, {"text": "y" * 200_000})  # larger than the whole ring
+    assert hub.held_events == 1 and hub.held_bytes > 200_000
+
+
+def test_reader_behind_the_tail_gets_gap_then_oldest_held() -> None:
+    hub = EventHub(max_events=16)
+    first = hub.publish(METRICS, {"n": 0})
+    cursor = hub.resolve(first) - 1  # a reader that has read nothing yet
+    for i in range(1, 40):
+        hub.publish(METRICS, {"n": i})
+    events, cursor = read_all(hub, cursor)
+    assert events[0].type == "gap"
+    assert events[0].json()["missed"] == 24
+    assert [e.json()["n"] for e in events[1:]] == list(range(24, 40))
+    assert hub.gaps == 1
+    assert read_all(hub, cursor) == ([], cursor)
+
+
+def test_resolve_honours_held_ids_and_refuses_the_rest() -> None:
+    hub = EventHub(max_events=4)
+    ids = [hub.publish(METRICS, {"n": i}) for i in range(10)]
+    assert hub.resolve(ids[-1]) == hub.resolve(ids[-2]) + 1
+    events, _ = read_all(hub, hub.resolve(ids[7]))
+    assert [e.id for e in events] == ids[8:]
+    for bad, why in [
+        ("garbage", "invalid"),
+        ("", "invalid"),
+        (f"{hub.run_id}-x", "invalid"),
+        (ids[2], "too old"),
+        (f"{hub.run_id}-999", "not issued"),
+        (f"{int(hub.run_id) - 5}-3", "another run"),
+    ]:
+        with pytest.raises(UnknownEventId, match=why):
+            hub.resolve(bad)
+
+
+def test_selector_filters_by_type_and_by_log_source() -> None:
+    hub = EventHub()
+    hub.publish(METRICS, {"n": 1})
+    hub.publish(LOG, {"n": 2}, source="app")
+    hub.publish(LOG, {"n": 3}, source="db")
+    hub.publish(STATUS, {"source": "db", "n": 4}, source="db")
+    hub.publish(STATUS, {"source": "metrics", "n": 5})
+    only_app = Selector(STREAM_TYPES, frozenset({"app"}))
+    assert [e.json()["n"] for e in read_all(hub, 1, only_app)[0]] == [1, 2, 5]
+    only_logs = Selector(frozenset({LOG}))
+    assert [e.json()["n"] for e in read_all(hub, 1, only_logs)[0]] == [2, 3]
+
+
+def test_history_keeps_last_n_per_type_and_source_and_every_latest_status() -> None:
+    hub = EventHub(max_events=64, history_events=3)
+    hub.publish(STATUS, {"source": "app", "state": "running"}, source="app")
+    for i in range(100):
+        hub.publish(METRICS, {"n": i})
+        hub.publish(LOG, {"n": i}, source="app" if i % 2 else "db")
+    events = parse(hub.snapshot(ALL, {"host": "h"}, None))
+    assert events[0].type == "hello" and events[0].json() == {"host": "h"}
+    kinds = [(e.type, e.json().get("n")) for e in events[1:]]
+    # the status left the ring long ago, yet a new client still learns it
+    assert kinds[0] == (STATUS, None)
+    assert [n for t, n in kinds if t == METRICS] == [97, 98, 99]
+    assert sorted(n for t, n in kinds if t == LOG) == [94, 95, 96, 97, 98, 99]
+    ids = [parse_id(e.id) for e in events]
+    assert [p[1] for p in ids if p] == sorted(p[1] for p in ids if p)
+
+
+def test_reset_snapshot_says_why() -> None:
+    hub = EventHub()
+    events = parse(hub.snapshot(ALL, {"host": "h"}, "invalid id"))
+    assert events[0].type == "reset"
+    assert events[0].json() == {"host": "h", "reason": "invalid id"}
+
+
+async def test_subscription_replays_exactly_what_followed_the_last_id() -> None:
+    hub = EventHub()
+    ids = [hub.publish(LOG, {"n": i}, source="app") for i in range(10)]
+    async with hub.subscribe(ALL, last_event_id=ids[4]) as chunks:
+        first = parse(await anext(chunks))
+        assert [e.id for e in first] == ids[5:]
+        later = asyncio.ensure_future(anext(chunks))
+        await asyncio.sleep(0)
+        assert not later.done()  # nothing new: it waits
+        new_id = hub.publish(LOG, {"n": 10}, source="app")
+        assert [e.id for e in parse(await asyncio.wait_for(later, 2))] == [new_id]
+
+
+async def test_events_published_while_the_snapshot_is_written_are_not_skipped() -> None:
+    hub = EventHub()
+    async with hub.subscribe(ALL) as chunks:
+        snapshot = parse(await anext(chunks))
+        assert snapshot[0].type == "hello"
+        new_id = hub.publish(METRICS, {"n": 1})
+        assert [e.id for e in parse(await asyncio.wait_for(anext(chunks), 2))] == [new_id]
+
+
+async def test_close_ends_every_subscription() -> None:
+    hub = EventHub()
+
+    async def drain() -> int:
+        count = 0
+        async with hub.subscribe(ALL) as chunks:
+            async for _ in chunks:
+                count += 1
+        return count
+
+    readers = [asyncio.create_task(drain()) for _ in range(50)]
+    await asyncio.sleep(0)
+    assert hub.subscribers == 50
+    hub.close()
+    counts = await asyncio.wait_for(asyncio.gather(*readers), 2)
+    assert counts == [1] * 50  # each got its hello, then its stream ended
+    assert hub.subscribers == 0

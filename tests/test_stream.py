@@ -1,0 +1,267 @@
+"""GET /events on a real in-process server, read with a real SSE client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import tracemalloc
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestClient
+
+from conftest import StreamReader, wait_until
+from monitor.app import HUB, create_app
+from monitor.config import Config
+from monitor.events import LOG, METRICS, STATUS, parse_id
+from monitor.hub import EventHub
+
+Client = TestClient[Any, Any]
+OpenStream = Callable[..., Awaitable[StreamReader]]
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, config: Config) -> Client:
+    return await aiohttp_client(create_app(config, sources=[]))
+
+
+@pytest.fixture
+def hub(client: Client) -> EventHub:
+    return client.app[HUB]
+
+
+@pytest.fixture
+async def open_stream(client: Client) -> AsyncIterator[OpenStream]:
+    opened: list[StreamReader] = []
+
+    async def open_(query: str = "", headers: dict[str, str] | None = None) -> StreamReader:
+        resp = await client.get(f"/events{query}", headers=headers)
+        assert resp.status == 200, await resp.text()
+        reader = StreamReader(resp)
+        opened.append(reader)
+        return reader
+
+    yield open_
+    for reader in opened:
+        reader.resp.close()
+
+
+async def test_stream_headers_forbid_buffering_caching_and_compression(client: Client) -> None:
+    resp = await client.get("/events", headers={"Accept-Encoding": "gzip, br"})
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    assert resp.headers["Cache-Control"] == "no-cache, no-transform"
+    assert resp.headers["X-Accel-Buffering"] == "no"
+    assert "Content-Encoding" not in resp.headers
+    resp.close()
+
+
+async def test_wire_format_is_retry_then_typed_events_with_one_line_json(
+    client: Client, hub: EventHub
+) -> None:
+    resp = await client.get("/events")
+    hub.publish(LOG, {"source": "app", "lines": ["a\nb", "<b>x</b>"]}, source="app")
+    raw = b""
+    async with asyncio.timeout(5):
+        while raw.count(b"\n\n") < 3:
+            raw += await resp.content.readany()
+    resp.close()
+    retry, hello, log = raw.split(b"\n\n")[:3]
+    assert retry == b"retry: 2000"
+    assert hello.startswith(b"event: hello\nid: " + hub.run_id.encode() + b"-0\ndata: {")
+    fields = log.split(b"\n")
+    assert fields[0] == b"event: log" and fields[1].startswith(b"id: ") and len(fields) == 3
+    assert json.loads(fields[2].removeprefix(b"data: "))["lines"] == ["a\nb", "<b>x</b>"]
+
+
+async def test_first_connect_gets_hello_then_history_then_live(
+    open_stream: OpenStream, hub: EventHub, config: Config
+) -> None:
+    for i in range(20):
+        hub.publish(METRICS, {"ts": i, "cpu": {"percent": 1.0}})
+        hub.publish(LOG, {"source": "app", "lines": [f"line {i}"]}, source="app")
+    hub.publish(STATUS, {"source": "app", "state": "running"}, source="app")
+    stream = await open_stream()
+    hello = await stream.next()
+    assert hello.type == "hello"
+    info = hello.json()
+    assert info["run_id"] == hub.run_id and info["version"]
+    assert info["host"] == socket.gethostname()
+    assert [s["name"] for s in info["sources"]] == ["app", "db"]
+    history = await stream.take(2 * config.history_events + 1)
+    assert [e.json()["ts"] for e in history if e.type == METRICS] == list(range(15, 20))
+    assert len([e for e in history if e.type == LOG]) == config.history_events
+    assert history[-1].type == STATUS
+    live_id = hub.publish(METRICS, {"ts": 99})
+    assert (await stream.next()).id == live_id
+
+
+async def test_ids_strictly_increase_across_a_burst(open_stream: OpenStream, hub: EventHub) -> None:
+    stream = await open_stream("?types=log")
+    await stream.until("hello")
+    for i in range(500):
+        hub.publish(LOG, {"n": i}, source="app" if i % 3 else "db")
+    events = await stream.take(500)
+    seqs = [parse_id(e.id)[1] for e in events]  # type: ignore[index]
+    assert all(a < b for a, b in zip(seqs, seqs[1:], strict=False))
+    assert [e.json()["n"] for e in events] == list(range(500))
+
+
+async def test_types_and_sources_select_what_is_sent(open_stream: OpenStream, hub: EventHub) -> None:
+    stream = await open_stream("?types=log,status&sources=db")
+    await stream.until("hello")
+    hub.publish(METRICS, {"n": 1})
+    hub.publish(LOG, {"n": 2}, source="app")
+    hub.publish(LOG, {"n": 3}, source="db")
+    hub.publish(STATUS, {"source": "app", "n": 4}, source="app")
+    hub.publish(STATUS, {"source": "db", "n": 5}, source="db")
+    assert [(e.type, e.json()["n"]) for e in await stream.take(2)] == [(LOG, 3), (STATUS, 5)]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("?types=log,bogus", "unknown event type 'bogus'"),
+        ("?types=", "types: empty"),
+        ("?sources=app,web", "unknown source 'web'"),
+        ("?types=log&types=metrics", "types: given more than once"),
+        ("?type=log", "unknown query parameter 'type'"),
+    ],
+)
+async def test_bad_query_is_400_with_json_before_any_stream(
+    client: Client, query: str, message: str
+) -> None:
+    resp = await client.get(f"/events{query}")
+    assert resp.status == 400
+    assert resp.content_type == "application/json"
+    assert message in (await resp.json())["error"]
+
+
+async def test_idle_stream_gets_comment_heartbeats(open_stream: OpenStream) -> None:
+    stream = await open_stream()
+    await stream.until("hello")
+    read_more = asyncio.ensure_future(stream.next(timeout_s=10))
+    await wait_until(lambda: stream.parser.comments >= 2, timeout_s=5)  # heartbeat_s is 0.2
+    read_more.cancel()
+
+
+@pytest.mark.parametrize("how", ["header", "query"])
+async def test_resume_replays_exactly_the_missed_events(
+    open_stream: OpenStream, hub: EventHub, how: str
+) -> None:
+    stream = await open_stream()
+    await stream.until("hello")
+    hub.publish(LOG, {"n": 0}, source="app")
+    last = await stream.next()
+    stream.resp.close()
+    missed = [hub.publish(LOG, {"n": i}, source="app" if i % 2 else "db") for i in range(1, 31)]
+    if how == "header":
+        resumed = await open_stream(headers={"Last-Event-ID": last.id})
+    else:
+        resumed = await open_stream(f"?last_event_id={last.id}")
+    events = await resumed.take(30)
+    assert [e.id for e in events] == missed
+    assert [e.json()["n"] for e in events] == list(range(1, 31))
+    live = hub.publish(LOG, {"n": 31}, source="app")
+    assert (await resumed.next()).id == live  # and nothing in between
+
+
+@pytest.mark.parametrize("bad_id", ["garbage", "123-not-ours", "previous-run"])
+async def test_unusable_last_event_id_gets_reset_first(
+    open_stream: OpenStream, hub: EventHub, bad_id: str
+) -> None:
+    if bad_id == "previous-run":
+        bad_id = f"{int(hub.run_id) - 60_000}-5"
+    hub.publish(METRICS, {"n": 1})
+    stream = await open_stream(headers={"Last-Event-ID": bad_id})
+    reset = await stream.next()
+    assert reset.type == "reset"
+    assert reset.json()["run_id"] == hub.run_id and reset.json()["reason"]
+    assert (await stream.next()).json() == {"n": 1}  # then the current state
+
+
+async def test_slow_consumer_is_bounded_gets_gap_and_delays_no_one(
+    client: Client, hub: EventHub, open_stream: OpenStream
+) -> None:
+    # A raw client with a tiny receive buffer that sends its request and never reads.
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(stalled, (client.host, client.port))
+    stalled.send(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    await wait_until(lambda: hub.subscribers == 1)
+    fast = await open_stream()
+    await fast.until("hello")
+
+    received = 0
+
+    async def consume() -> None:
+        nonlocal received
+        while True:
+            await fast.next()
+            received += 1
+
+    consumer = asyncio.create_task(consume())
+    tracemalloc.start()
+    before, _ = tracemalloc.get_traced_memory()
+    line = "x" * 1000
+    total = 20_000  # ~20 MB through a 1 MiB ring
+    for i in range(total):
+        hub.publish(LOG, {"n": i, "lines": [line]}, source="app")
+        if i % 50 == 0:
+            await asyncio.sleep(0)
+    await wait_until(lambda: received == total, timeout_s=10)
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    consumer.cancel()
+    print(f"published {total * 1000 / 1e6:.0f} MB; server memory grew {grown / 1e6:.2f} MB")
+    assert hub.held_bytes <= 1024 * 1024
+    assert grown < 5 * 1024 * 1024
+
+    # When the stalled client finally reads, it is told what it missed.
+    seen = b""
+    async with asyncio.timeout(5):
+        while b"event: gap" not in seen:
+            seen += await asyncio.get_running_loop().sock_recv(stalled, 65536)
+            hub.publish(METRICS, {"n": "poke"})
+    stalled.close()
+    gap = seen[seen.index(b"event: gap") :].split(b"\n\n")[0]
+    assert json.loads(gap.split(b"data: ")[1])["missed"] > 0
+
+
+async def test_shutdown_ends_open_streams(client: Client, open_stream: OpenStream) -> None:
+    streams = [await open_stream() for _ in range(20)]
+    for stream in streams:
+        await stream.until("hello")
+    await client.app.shutdown()
+    for stream in streams:
+        with pytest.raises(EOFError):
+            await stream.next(timeout_s=2)
+
+
+async def test_health_and_sources_are_json(client: Client, hub: EventHub) -> None:
+    hub.publish(STATUS, {"source": "app", "state": "waiting", "detail": "no file"}, source="app")
+    health = await (await client.get("/healthz")).json()
+    assert health["status"] == "ok" and health["run_id"] == hub.run_id
+    sources = await (await client.get("/api/sources")).json()
+    assert [(s["name"], s["status"]["state"]) for s in sources] == [
+        ("app", "waiting"),
+        ("db", "starting"),
+    ]
+
+
+async def test_unknown_path_is_json_404(client: Client) -> None:
+    resp = await client.get("/nope")
+    assert resp.status == 404 and (await resp.json()) == {"error": "Not Found"}
+
+
+async def test_stream_readable_by_a_plain_client_session(client: Client, hub: EventHub) -> None:
+    url = f"http://{client.host}:{client.port}/events?types=log&sources=app"
+    async with ClientSession() as session, session.get(url) as resp:
+        stream = StreamReader(resp)
+        await stream.until("hello")
+        hub.publish(LOG, {"lines": ["hi"]}, source="app")
+        assert (await stream.next()).json() == {"lines": ["hi"]}
