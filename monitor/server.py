@@ -31,7 +31,12 @@ def url_of(address: object) -> str:
 async def serve(config: Config) -> None:
     """Run the server until SIGTERM or SIGINT, then shut down and return."""
     runner = web.AppRunner(
-        create_app(config), handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        create_app(config),
+        handle_signals=False,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        # Cancel a handler when its client disconnects: an idle stream would otherwise
+        # hold its subscription until its next write.
+        handler_cancellation=True,
     )
     await runner.setup()
     try:

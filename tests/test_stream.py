@@ -265,3 +265,15 @@ async def test_stream_readable_by_a_plain_client_session(client: Client, hub: Ev
         await stream.until("hello")
         hub.publish(LOG, {"lines": ["hi"]}, source="app")
         assert (await stream.next()).json() == {"lines": ["hi"]}
+
+
+async def test_client_that_disconnects_from_an_idle_stream_is_released(
+    client: Client, hub: EventHub, open_stream: OpenStream
+) -> None:
+    stream = await open_stream("?types=alert")
+    await stream.until("hello")
+    assert hub.subscribers == 1
+    stream.resp.close()
+    await wait_until(lambda: hub.subscribers == 0)
+    health = await (await client.get("/healthz")).json()
+    assert health["clients"] == 0
