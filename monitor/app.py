@@ -21,6 +21,7 @@ from monitor.events import STREAM_TYPES
 from monitor.hub import EventHub, Selector
 from monitor.sampler import MetricsSampler
 from monitor.sources import Source, supervise
+from monitor.tailer import FileTailer, TailOptions
 
 HUB = web.AppKey("hub", EventHub)
 CONFIG = web.AppKey("config", Config)
@@ -50,7 +51,15 @@ def find_web_dir() -> Path:
 
 def make_sources(config: Config) -> list[Source]:
     """The sources a config asks for."""
-    return [MetricsSampler(config.interval_s)]
+    options = TailOptions(
+        backlog_lines=config.backlog_lines,
+        max_line_bytes=config.max_line_bytes,
+        partial_flush_s=config.partial_flush_s,
+        poll_interval_s=config.poll_interval_s,
+        use_inotify=config.use_inotify,
+    )
+    tailers: list[Source] = [FileTailer(s.name, s.path, options) for s in config.logs]
+    return [MetricsSampler(config.interval_s), *tailers]
 
 
 def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Application:
@@ -238,12 +247,12 @@ async def healthz(request: web.Request) -> web.Response:
 async def api_sources(request: web.Request) -> web.Response:
     """GET /api/sources: every configured source with its latest status."""
     statuses = request.app[HUB].statuses()
+    paths = {s.name: s.path for s in request.app[CONFIG].logs}
     listed: list[dict[str, Any]] = [{"name": s.name, "kind": s.kind} for s in request.app[SOURCES]]
-    listed += [
-        {"name": s.name, "kind": "log", "path": s.path}
-        for s in request.app[CONFIG].logs
-        if s.name not in {x["name"] for x in listed}
-    ]
+    listed += [{"name": n, "kind": "log"} for n in paths if n not in {x["name"] for x in listed}]
+    for item in listed:
+        if item["name"] in paths:
+            item["path"] = paths[item["name"]]
     for item in listed:
         item["status"] = statuses.get(item["name"], {"state": "starting", "detail": ""})
     return web.json_response(listed)

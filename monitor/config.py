@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -41,6 +42,11 @@ class Config:
     heartbeat_s: float = 15.0
     retry_ms: int = 2_000
     history_events: int = 300
+    backlog_lines: int = 100
+    max_line_bytes: int = 64 * 1024
+    partial_flush_s: float = 0.5
+    poll_interval_s: float = 0.25
+    use_inotify: bool = True
 
 
 def _number(lo: float, hi: float, *, integer: bool) -> Callable[[str, Any], Any]:
@@ -74,6 +80,38 @@ STREAM_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "retry_ms": ("retry_ms", _number(0, 3_600_000, integer=True)),
     "history_events": ("history_events", _number(0, 100_000, integer=True)),
 }
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: must be true or false, got {value!r}")
+    return value
+
+
+TAIL_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
+    "backlog_lines": ("backlog_lines", _number(0, 100_000, integer=True)),
+    "max_line_bytes": ("max_line_bytes", _number(256, 16 * 1024 * 1024, integer=True)),
+    "partial_flush_s": ("partial_flush_s", _number(0.01, 60, integer=False)),
+    "poll_interval_s": ("poll_interval_s", _number(0.01, 60, integer=False)),
+    "inotify": ("use_inotify", _bool),
+}
+SECTIONS = {"stream": STREAM_KEYS, "tail": TAIL_KEYS}
+# Followed when neither the config nor a flag names a log: whichever exist and are readable.
+DEFAULT_LOGS = {
+    "syslog": "/var/log/syslog",
+    "messages": "/var/log/messages",
+    "auth": "/var/log/auth.log",
+    "kern": "/var/log/kern.log",
+}
+
+
+def default_logs(candidates: Mapping[str, str] = DEFAULT_LOGS) -> dict[str, str]:
+    """The usual system logs that this process can read."""
+    return {
+        name: path
+        for name, path in candidates.items()
+        if os.path.isfile(path) and os.access(path, os.R_OK)
+    }
 
 
 def read_file(path: str) -> dict[str, Any]:
@@ -146,7 +184,7 @@ def _check_logs(logs: dict[str, str]) -> tuple[LogSource, ...]:
 def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None) -> Config:
     """Build a Config from an optional TOML file, then flags (which win)."""
     values: dict[str, Any] = {}
-    logs: dict[str, str] = {}
+    logs: dict[str, str] | None = None
     if path:
         try:
             values, logs = _from_file(read_file(path))
@@ -157,16 +195,20 @@ def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None)
         if flags.get(flag) is not None:
             field, check = TOP_KEYS[key]
             values[field] = check(f"--{flag}", flags[flag])
+    flag_logs = _logs_from_flags(flags.get("logs") or [])
+    if logs is None and not flag_logs:
+        logs = default_logs()  # an explicit empty [logs] table means: no logs
     # A --log NAME replaces the file's NAME: flags override the file.
-    logs.update(_logs_from_flags(flags.get("logs") or []))
+    logs = {**(logs or {}), **flag_logs}
     return replace(Config(), **values, logs=_check_logs(logs))
 
 
-def _from_file(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    top = {k: v for k, v in data.items() if k not in ("stream", "logs")}
+def _from_file(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str] | None]:
+    top = {k: v for k, v in data.items() if k not in (*SECTIONS, "logs")}
     values = _from_table(top, TOP_KEYS, "")
-    stream = data.get("stream", {})
-    if not isinstance(stream, dict):
-        raise ConfigError("stream: must be a table ([stream])")
-    values.update(_from_table(stream, STREAM_KEYS, "stream."))
-    return values, _logs_from_table(data.get("logs", {}))
+    for section, keys in SECTIONS.items():
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section}: must be a table ([{section}])")
+        values.update(_from_table(table, keys, f"{section}."))
+    return values, _logs_from_table(data["logs"]) if "logs" in data else None

@@ -1,0 +1,184 @@
+"""FileFollower: one open log file read like `tail`: backlog, new bytes, whole lines out.
+
+It knows nothing of names, globs or rotation (the tailer does): it holds one file descriptor,
+so a file renamed or deleted under it is still read to its end.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from dataclasses import dataclass
+
+READ_CHUNK_BYTES = 256 * 1024  # bytes read per turn, so a burst never holds the loop long
+BACKLOG_BLOCK_BYTES = 64 * 1024
+BACKLOG_SCAN_BYTES = 16 * 1024 * 1024  # backlog looks this far back at most, whatever the file
+TRUNCATED = " […line truncated]"
+TAIL_CHECK_BYTES = 32
+
+
+class NotRegularFile(OSError):
+    """The path is a directory, FIFO, socket or device: nothing a log tailer may read."""
+
+
+def kind_of(mode: int) -> str:
+    """A file type in words, for error messages."""
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Lines read in one go from one file."""
+
+    lines: list[str]
+    is_backlog: bool = False
+    is_partial: bool = False  # the last line was flushed without its newline
+
+
+def decode_lines(blob: bytes, max_line_bytes: int) -> list[str]:
+    """Newline-separated bytes to text lines: bad UTF-8 and NUL become U+FFFD, long lines cut."""
+    text = blob.decode("utf-8", "replace")
+    if "\0" in text:
+        text = text.replace("\0", "\ufffd")
+    lines = text.split("\n")
+    if len(blob) > max_line_bytes:
+        lines = [
+            ln[:max_line_bytes] + TRUNCATED if len(ln) > max_line_bytes else ln for ln in lines
+        ]
+    return lines
+
+
+def open_regular(path: str) -> tuple[int, os.stat_result]:
+    """Open a regular file for reading without blocking (a FIFO would block on open)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise NotRegularFile(f"{path} is {kind_of(st.st_mode)}")
+    return fd, st
+
+
+class FileFollower:
+    """Reads one file from a start offset on, in bounded chunks, splitting whole lines."""
+
+    def __init__(self, path: str, *, max_line_bytes: int, backlog_lines: int | None) -> None:
+        """Open `path`; start `backlog_lines` lines before its end, or at 0 if None."""
+        self.path = path
+        self.max_line_bytes = max_line_bytes
+        self.fd, st = open_regular(path)
+        self.key = (st.st_dev, st.st_ino)
+        self.pos = 0
+        self.backlog_end = 0
+        self.last_data_at = time.monotonic()
+        self._pending = b""
+        self._pending_since = 0.0
+        self._is_discarding = False  # inside a line already cut at the maximum
+        self._seen_tail = b""  # the last bytes read, to notice a truncate-and-refill
+        if backlog_lines is not None:
+            self.pos = self._backlog_start(st.st_size, backlog_lines)
+            self.backlog_end = st.st_size
+            seen = min(TAIL_CHECK_BYTES, self.pos)
+            self._seen_tail = os.pread(self.fd, seen, self.pos - seen)
+
+    def close(self) -> None:
+        """Release the file descriptor."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def size(self) -> int:
+        """The file's current size (of the open file, wherever its name now points)."""
+        return os.fstat(self.fd).st_size
+
+    def _backlog_start(self, size: int, lines: int) -> int:
+        if lines <= 0 or size == 0:
+            return size
+        # A file ending in a newline has an empty "line" after it: look for one more.
+        wanted = lines + 1 if os.pread(self.fd, 1, size - 1) == b"\n" else lines
+        pos = size
+        while pos > 0 and size - pos < BACKLOG_SCAN_BYTES:
+            step = min(BACKLOG_BLOCK_BYTES, pos)
+            pos -= step
+            block = os.pread(self.fd, step, pos)
+            count = block.count(b"\n")
+            if count >= wanted:
+                end = len(block)
+                for _ in range(wanted):
+                    end = block.rfind(b"\n", 0, end)
+                return pos + end + 1
+            wanted -= count
+        if pos > 0:
+            self._is_discarding = True  # started mid-line: skip to the next whole line
+        return pos
+
+    def truncated(self) -> bool:
+        """True (and restart at 0) if the file was truncated under us (copytruncate, `: >`).
+
+        A file truncated and then refilled past our offset before we looked does not shrink;
+        the bytes just before our offset changing gives it away.
+        """
+        size = self.size()
+        if size >= self.pos and (
+            not self._seen_tail
+            or os.pread(self.fd, len(self._seen_tail), self.pos - len(self._seen_tail))
+            == self._seen_tail
+        ):
+            return False
+        self.pos = self.backlog_end = 0
+        self._pending, self._is_discarding, self._seen_tail = b"", False, b""
+        return True
+
+    def read(self) -> Chunk | None:
+        """Lines from at most READ_CHUNK_BYTES of new data; None at end of file."""
+        data = os.pread(self.fd, READ_CHUNK_BYTES, self.pos)
+        if not data:
+            return None
+        is_backlog = self.pos < self.backlog_end
+        self.pos += len(data)
+        self._seen_tail = (self._seen_tail + data[-TAIL_CHECK_BYTES:])[-TAIL_CHECK_BYTES:]
+        self.last_data_at = time.monotonic()
+        return Chunk(self._split(data), is_backlog=is_backlog)
+
+    def _split(self, data: bytes) -> list[str]:
+        if self._is_discarding:
+            newline = data.find(b"\n")
+            if newline < 0:
+                return []
+            data, self._is_discarding = data[newline + 1 :], False
+        if self._pending:
+            data = self._pending + data
+        end = data.rfind(b"\n")
+        lines = decode_lines(data[:end], self.max_line_bytes) if end >= 0 else []
+        self._pending = data[end + 1 :]
+        if len(self._pending) > self.max_line_bytes:
+            # Memory stays bounded even for a huge file with no newline at all.
+            cut = self._pending[: self.max_line_bytes].decode("utf-8", "replace")
+            lines.append(cut.replace("\0", "\ufffd") + TRUNCATED)
+            self._pending, self._is_discarding = b"", True
+        if self._pending and not self._pending_since:
+            self._pending_since = time.monotonic()
+        elif not self._pending:
+            self._pending_since = 0.0
+        return lines
+
+    def flush_due_at(self, flush_s: float) -> float | None:
+        """When the held partial line is due to be flushed (monotonic), if one is held."""
+        return self._pending_since + flush_s if self._pending else None
+
+    def flush(self) -> Chunk | None:
+        """The held partial line, as a line flushed without its newline."""
+        if not self._pending:
+            return None
+        lines = decode_lines(self._pending, self.max_line_bytes)
+        self._pending, self._pending_since = b"", 0.0
+        return Chunk(lines, is_partial=True)
