@@ -186,8 +186,9 @@ def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None)
     values: dict[str, Any] = {}
     logs: dict[str, str] | None = None
     if path:
+        data = read_file(path)  # its errors already name the file
         try:
-            values, logs = _from_file(read_file(path))
+            values, logs = _from_file(data)
         except ConfigError as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
     flags = flags or {}

@@ -38,6 +38,11 @@ async def serve(config: Config) -> None:
         # hold its subscription until its next write.
         handler_cancellation=True,
     )
+    # Handle SIGTERM before accepting anyone: a stop right after start must still be clean.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)
@@ -49,10 +54,6 @@ async def serve(config: Config) -> None:
             ) from None
         for address in runner.addresses:
             log.info("listening on %s", url_of(address))
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         log.info("stopping")
     finally:
