@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install run test lint fmt clean
+# Debian packages the tests drive for real (logrotate rotates files under the tailer).
+DEBIAN_PACKAGES := logrotate
+
+.PHONY: install run test lint fmt clean system-deps
 
 $(STAMP): setup.cfg pyproject.toml
 	@# Debian's python3 lacks ensurepip until python3-venv is installed.
@@ -20,8 +23,15 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/sse-monitor serve $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+system-deps:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q $$missing; \
+		else echo "missing Debian packages: $$missing (run as root, or: sudo apt-get install $$missing)"; exit 1; fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check monitor tests

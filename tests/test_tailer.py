@@ -1,0 +1,353 @@
+"""FileTailer on real files: backlog, appends, rotation, truncation, late and bad files."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import tracemalloc
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import wait_until
+
+from monitor.client import SSEParser
+from monitor.config import default_logs
+from monitor.events import LOG
+from monitor.follow import TRUNCATED
+from monitor.hub import EventHub, Selector
+from monitor.tailer import FileTailer, TailOptions
+
+
+class Tail:
+    """A running FileTailer and everything it published, read back from the hub."""
+
+    def __init__(self, hub: EventHub, tailer: FileTailer) -> None:
+        self.hub, self.tailer = hub, tailer
+        self.events: list[dict[str, Any]] = []
+        self.statuses: list[dict[str, Any]] = []
+        self._cursor = 1
+        self._parser = SSEParser()
+
+    def poll(self) -> None:
+        while True:
+            data, self._cursor = self.hub.read(self._cursor, Selector())
+            if not data:
+                return
+            for event in self._parser.feed(data):
+                (self.events if event.type == LOG else self.statuses).append(event.json())
+
+    def lines(self) -> list[str]:
+        self.poll()
+        return [line for e in self.events for line in e["lines"]]
+
+    def status(self) -> dict[str, Any]:
+        self.poll()
+        return self.statuses[-1] if self.statuses else {}
+
+    async def wait_lines(self, n: int, timeout_s: float = 5.0) -> list[str]:
+        await wait_until(lambda: len(self.lines()) >= n, timeout_s)
+        return self.lines()
+
+    async def wait_state(self, state: str, timeout_s: float = 5.0) -> dict[str, Any]:
+        await wait_until(lambda: self.status().get("state") == state, timeout_s)
+        return self.status()
+
+
+@pytest.fixture
+async def tail() -> AsyncIterator[Callable[..., Tail]]:
+    tasks: list[asyncio.Task[None]] = []
+
+    def start(pattern: str | Path, **options: Any) -> Tail:
+        hub = EventHub(max_events=100_000, max_bytes=256 * 1024 * 1024)
+        tailer = FileTailer("app", str(pattern), TailOptions(**options))
+        tasks.append(asyncio.create_task(tailer.run(hub)))
+        return Tail(hub, tailer)
+
+    yield start
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def append(path: Path, text: str | bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(text.encode() if isinstance(text, str) else text)
+
+
+def numbered(start: int, stop: int) -> str:
+    return "".join(f"line {i}\n" for i in range(start, stop))
+
+
+async def test_backlog_is_the_last_n_lines(tmp_path: Path, tail: Callable[..., Tail]) -> None:
+    log = tmp_path / "app.log"
+    append(log, numbered(0, 500))
+    t = tail(log, backlog_lines=100)
+    assert await t.wait_lines(100) == [f"line {i}" for i in range(400, 500)]
+    assert all(e["backlog"] for e in t.events)
+    append(log, "live\n")
+    assert (await t.wait_lines(101))[-1] == "live"
+    assert "backlog" not in t.events[-1]
+    status = await t.wait_state("following")
+    assert status["mode"] == "inotify" and status["files"] == [str(log)]
+
+
+async def test_backlog_of_a_huge_file_reads_only_its_end(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    log = tmp_path / "big.log"
+    with open(log, "wb") as f:
+        f.truncate(2 * 1024**3)  # 2 GiB of NULs, sparse: reading it all would take seconds
+    append(log, "\nlast line\n")
+    started = time.monotonic()
+    t = tail(log, backlog_lines=1)
+    assert await t.wait_lines(1) == ["last line"]
+    print(f"backlog of a 2 GiB file in {time.monotonic() - started:.3f}s")
+
+
+@pytest.mark.parametrize("use_inotify", [True, False])
+async def test_appended_lines_arrive_once_in_order(
+    tmp_path: Path, tail: Callable[..., Tail], use_inotify: bool
+) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    t = tail(log, use_inotify=use_inotify)
+    await t.wait_state("following")
+    assert t.status()["mode"].startswith("inotify" if use_inotify else "polling")
+    for start in range(0, 20_000, 1000):
+        append(log, numbered(start, start + 1000))
+        await asyncio.sleep(0)
+    assert await t.wait_lines(20_000) == [f"line {i}" for i in range(20_000)]
+
+
+async def test_file_that_appears_later_is_read_from_its_start(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    log = tmp_path / "later.log"
+    t = tail(log, backlog_lines=1)
+    status = await t.wait_state("waiting")
+    assert str(log) in status["detail"]
+    append(log, numbered(0, 5))  # more than the backlog: a new file is read whole
+    assert await t.wait_lines(5) == [f"line {i}" for i in range(5)]
+    await t.wait_state("following")
+
+
+async def test_deleted_then_recreated_file_is_picked_up(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    log = tmp_path / "app.log"
+    append(log, "before\n")
+    t = tail(log)
+    await t.wait_lines(1)
+    log.unlink()
+    status = await t.wait_state("waiting")
+    assert any("gone" in s.get("change", "") for s in t.statuses)
+    append(log, "after 1\nafter 2\n")
+    assert await t.wait_lines(3) == ["before", "after 1", "after 2"]
+    assert status["state"] == "waiting"
+    await t.wait_state("following")
+
+
+async def test_glob_picks_up_files_added_later(tmp_path: Path, tail: Callable[..., Tail]) -> None:
+    append(tmp_path / "a.log", "a1\n")
+    t = tail(tmp_path / "*.log")
+    await t.wait_lines(1)
+    append(tmp_path / "b.log", "b1\n")
+    append(tmp_path / "ignored.txt", "no\n")
+    await t.wait_lines(2)
+    append(tmp_path / "a.log", "a2\n")
+    await t.wait_lines(3)
+    by_file = {(e["file"], line) for e in t.events for line in e["lines"]}
+    assert by_file == {
+        (str(tmp_path / "a.log"), "a1"),
+        (str(tmp_path / "b.log"), "b1"),
+        (str(tmp_path / "a.log"), "a2"),
+    }
+    assert (await t.wait_state("following"))["files"] == [
+        str(tmp_path / "a.log"),
+        str(tmp_path / "b.log"),
+    ]
+
+
+async def test_rename_rotation_reads_old_file_to_its_end_then_new(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    log = tmp_path / "app.log"
+    append(log, "one\n")
+    t = tail(log)
+    await t.wait_lines(1)
+    log.rename(tmp_path / "app.log.1")
+    append(tmp_path / "app.log.1", "two (old file, after rename)\n")
+    append(log, "three (new file)\n")
+    assert await t.wait_lines(3) == ["one", "two (old file, after rename)", "three (new file)"]
+    assert any("rotated" in s.get("change", "") for s in t.statuses)
+    assert t.tailer.rotations == 1
+
+
+async def test_truncation_is_detected_and_reported(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    log = tmp_path / "app.log"
+    append(log, "a long first line before truncation\n")
+    t = tail(log)
+    await t.wait_lines(1)
+    with open(log, "r+b") as f:
+        f.truncate(0)
+    append(log, "short\n")
+    assert await t.wait_lines(2) == ["a long first line before truncation", "short"]
+    # truncated and refilled past the old offset before anyone looked
+    with open(log, "wb") as f:
+        f.write(b"rewritten: longer than what was there before, so size alone can't tell\n")
+    assert (await t.wait_lines(3))[-1].startswith("rewritten")
+    assert sum("truncated" in s.get("change", "") for s in t.statuses) == 2
+
+
+async def test_partial_line_is_flushed_after_a_timeout(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    t = tail(log, partial_flush_s=0.2)
+    await t.wait_state("following")
+    append(log, "whole\nno newline yet")
+    assert await t.wait_lines(2) == ["whole", "no newline yet"]
+    assert t.events[-1]["partial"] is True
+    append(log, "next\n")
+    assert (await t.wait_lines(3))[-1] == "next"
+
+
+async def test_partial_line_completed_in_time_is_one_line(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    t = tail(log, partial_flush_s=30)
+    await t.wait_state("following")
+    append(log, "first half ")
+    await wait_until(lambda: t.tailer.bytes_read == 0 and os.path.getsize(log) == 11)
+    append(log, "second half\n")
+    assert await t.wait_lines(1) == ["first half second half"]
+
+
+async def test_bad_bytes_become_replacement_characters_and_the_stream_goes_on(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    t = tail(log)
+    await t.wait_state("following")
+    append(log, b"bad \xff\xfe utf8\nnul \x00 byte\nhalf \xe2\x82 euro\nfine\n")
+    assert await t.wait_lines(4) == [
+        "bad \ufffd\ufffd utf8",
+        "nul \ufffd byte",
+        "half \ufffd euro",
+        "fine",
+    ]
+
+
+async def test_overlong_lines_are_cut_and_memory_stays_bounded(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    t = tail(log, max_line_bytes=64 * 1024)
+    await t.wait_state("following")
+    tracemalloc.start()
+    with open(log, "ab") as f:
+        block = b"x" * (1024 * 1024)
+        for _ in range(100):  # 100 MB without a newline
+            f.write(block)
+        f.write(b"\nshort one\n" + b"y" * 70_000 + b"\nlast\n")
+    lines = await t.wait_lines(4, timeout_s=30)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(f"100 MB line: peak traced memory {peak / 1e6:.1f} MB")
+    assert lines[0] == "x" * 64 * 1024 + TRUNCATED
+    assert lines[1:] == ["short one", "y" * 64 * 1024 + TRUNCATED, "last"]
+    assert peak < 16 * 1024 * 1024
+
+
+async def test_directory_and_fifo_are_errors_that_clear_when_fixed(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    log = tmp_path / "app.log"
+    log.mkdir()
+    t = tail(log)
+    status = await t.wait_state("error")
+    assert "is a directory" in status["detail"]
+    log.rmdir()
+    os.mkfifo(log)
+    await wait_until(lambda: "FIFO" in t.status().get("detail", ""))
+    log.unlink()
+    append(log, "a real file at last\n")
+    assert await t.wait_lines(1) == ["a real file at last"]
+    await t.wait_state("following")
+
+
+async def test_unreadable_file_is_an_error_status(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    if os.geteuid() == 0:
+        # root reads any mode-000 file; procfs still refuses reading a write-only file
+        target = Path("/proc/sys/vm/compact_memory")
+        if not target.exists():
+            pytest.skip("no write-only procfs file to stand for an unreadable log")
+    else:
+        target = tmp_path / "secret.log"
+        append(target, "x\n")
+        target.chmod(0)
+    t = tail(target)
+    status = await t.wait_state("error")
+    assert "Permission denied" in status["detail"]
+
+
+async def test_a_burst_does_not_stall_the_event_loop(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    t = tail(log)
+    await t.wait_state("following")
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.005)
+            lags.append(time.monotonic() - before - 0.005)
+
+    ticking = asyncio.create_task(ticker())
+    append(log, numbered(0, 1_000_000))  # ~13 MB in one write
+    await wait_until(lambda: t.tailer.lines_read >= 1_000_000, timeout_s=60)
+    ticking.cancel()
+    print(f"1M-line burst: worst loop lag {max(lags) * 1000:.1f} ms over {len(lags)} ticks")
+    assert max(lags) < 0.25
+    assert t.lines()[-1] == "line 999999"
+
+
+def test_default_logs_are_the_readable_ones(tmp_path: Path) -> None:
+    append(tmp_path / "syslog", "x\n")
+    (tmp_path / "dir").mkdir()
+    candidates = {
+        "syslog": str(tmp_path / "syslog"),
+        "missing": str(tmp_path / "missing"),
+        "dir": str(tmp_path / "dir"),
+    }
+    assert default_logs(candidates) == {"syslog": str(tmp_path / "syslog")}
+
+
+async def test_status_events_are_published_only_on_change(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    t = tail(log)
+    await t.wait_state("following")
+    for i in range(20):
+        append(log, f"{i}\n")
+        await t.wait_lines(i + 1)
+    t.poll()
+    assert len([s for s in t.statuses if s["state"] == "following"]) == 1
+    assert t.hub.statuses()["app"]["state"] == "following"
