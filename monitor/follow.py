@@ -36,6 +36,16 @@ def kind_of(mode: int) -> str:
     return "not a regular file"
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a follower was in a file: offset, the bytes just before it, the held partial."""
+
+    pos: int
+    seen_tail: bytes
+    pending: bytes
+    is_discarding: bool
+
+
 @dataclass(slots=True)
 class Chunk:
     """Lines read in one go from one file."""
@@ -121,8 +131,9 @@ class FileFollower:
             self._is_discarding = True  # started mid-line: skip to the next whole line
         return pos
 
-    def truncated(self) -> bool:
-        """True (and restart at 0) if the file was truncated under us (copytruncate, `: >`).
+    def truncated(self) -> Position | None:
+        """If the file was truncated under us (copytruncate, `: >`), restart at 0 and return
+        where we were, so the rest can be sought in a copy; else None.
 
         A file truncated and then refilled past our offset before we looked does not shrink;
         the bytes just before our offset changing gives it away.
@@ -133,9 +144,23 @@ class FileFollower:
             or os.pread(self.fd, len(self._seen_tail), self.pos - len(self._seen_tail))
             == self._seen_tail
         ):
-            return False
+            return None
+        was = Position(self.pos, self._seen_tail, self._pending, self._is_discarding)
         self.pos = self.backlog_end = 0
         self._pending, self._is_discarding, self._seen_tail = b"", False, b""
+        return was
+
+    def resume(self, was: Position) -> bool:
+        """Continue from another file's position if this file holds the same bytes there."""
+        tail = was.seen_tail
+        if (
+            not tail
+            or self.size() < was.pos
+            or os.pread(self.fd, len(tail), was.pos - len(tail)) != tail
+        ):
+            return False
+        self.pos, self._seen_tail = was.pos, tail
+        self._pending, self._is_discarding = was.pending, was.is_discarding
         return True
 
     def read(self) -> Chunk | None:

@@ -9,16 +9,18 @@ where inotify is unavailable it polls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import glob
 import logging
 import os
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from monitor.events import LOG
-from monitor.follow import FileFollower
+from monitor.follow import FileFollower, Position
 from monitor.hub import EventHub
 from monitor.sources import report
 
@@ -27,6 +29,9 @@ log = logging.getLogger(__name__)
 SAFETY_POLL_S = 1.0  # even with inotify, look again this often (new directories, missed events)
 ROTATED_GRACE_S = 5.0  # keep reading a rotated-away file until it has been quiet this long
 MAX_LINES_PER_EVENT = 2000
+INOTIFY_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
+IN_MODIFY = 0x2
+COPY_CANDIDATES = 3  # after copytruncate, the newest files named like the log may be its copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,52 +64,87 @@ class FileTailer:
         self._rotated: list[FileFollower] = []  # renamed or deleted, still being drained
         self._errors: dict[str, str] = {}
         self._wake = asyncio.Event()
+        self._needs_match = False  # a name may have changed: glob and stat again
         self._watched: set[str] = set()
         self._inotify: Any = None
-        self._pump: asyncio.Task[None] | None = None
+        self._hub: EventHub | None = None
+        self._is_scanning = False  # the scan task is mid-pass: ordering is its business
+        self._truncated: dict[str, Position] = {}  # noticed by _read_now, handled by the scan
         self._last_status: tuple[Any, ...] = ()
 
     async def run(self, hub: EventHub) -> None:
         """Follow the files until cancelled."""
-        self._pump = self._start_inotify()
+        self._hub = hub
+        self._start_inotify()
         try:
-            await self._scan(hub, is_first=True)
+            await self._scan(hub, is_first=True, is_full=True)
             while True:
                 try:
                     async with asyncio.timeout(self._next_timeout()):
                         await self._wake.wait()
+                    # Only writes happened: read, but skip globbing and stat-ing names.
+                    is_full = self._needs_match or self._inotify is None
                 except TimeoutError:
-                    pass
+                    is_full = True
                 self._wake.clear()
-                await self._scan(hub, is_first=False)
+                self._needs_match = False
+                await self._scan(hub, is_first=False, is_full=is_full)
         finally:
-            if self._pump:
-                self._pump.cancel()
-            if self._inotify:
-                self._inotify.close()
+            self._stop_inotify()
             for follower in [*self._live.values(), *self._rotated]:
                 follower.close()
             self._live.clear()
             self._rotated.clear()
 
-    def _start_inotify(self) -> asyncio.Task[None] | None:
+    def _start_inotify(self) -> None:
         if not self.options.use_inotify:
             self.mode = "polling (inotify turned off)"
-            return None
+            return
         try:
             from asyncinotify import Inotify
 
             self._inotify = Inotify()
         except (ImportError, OSError) as exc:
             self.mode = f"polling (inotify unavailable: {exc})"
-            return None
+            return
         self.mode = "inotify"
-        return asyncio.create_task(self._pump_inotify(), name=f"inotify:{self.name}")
+        os.set_blocking(self._inotify.fd, False)  # read it only until empty, never wait
+        asyncio.get_running_loop().add_reader(self._inotify.fd, self._on_inotify)
 
-    async def _pump_inotify(self) -> None:
-        inotify = self._inotify
-        async for _ in inotify:
-            self._wake.set()
+    def _stop_inotify(self) -> None:
+        if self._inotify is not None:
+            asyncio.get_running_loop().remove_reader(self._inotify.fd)
+            self._inotify.close()
+            self._inotify = None
+
+    def _on_inotify(self) -> None:
+        """The loop's callback when inotify has events: note whether names changed and, for
+        plain writes, read at once like tail -F; a task switch later, copytruncate may
+        already have erased the lines."""
+        try:
+            data = os.read(self._inotify.fd, 64 * 1024)
+        except BlockingIOError:
+            data = b""
+        offset = 0
+        while offset + INOTIFY_EVENT.size <= len(data):
+            _, mask, _, name_len = INOTIFY_EVENT.unpack_from(data, offset)
+            offset += INOTIFY_EVENT.size + name_len
+            if mask & ~IN_MODIFY:
+                self._needs_match = True
+        if not self._needs_match and not self._is_scanning and not self._rotated:
+            for follower in self._live.values():
+                self._read_now(follower)
+        self._wake.set()
+
+    def _read_now(self, follower: FileFollower) -> None:
+        """One bounded read, synchronously; truncation is left to the scan (it reads copies)."""
+        if follower.path in self._truncated:
+            return
+        if was := follower.truncated():
+            self._truncated[follower.path] = was
+        elif chunk := follower.read():
+            assert self._hub is not None
+            self._publish(self._hub, follower, chunk.lines, is_backlog=chunk.is_backlog)
 
     def _watch_dirs(self) -> None:
         """Watch the pattern's fixed directory and every followed file's directory."""
@@ -117,10 +157,10 @@ class FileTailer:
             fixed = os.path.dirname(fixed)
         dirs = {os.path.dirname(fixed) if not self.is_glob else fixed}
         dirs |= {os.path.dirname(f.path) for f in self._live.values()}
-        mask = Mask.MODIFY | Mask.CREATE | Mask.DELETE | Mask.MOVE | Mask.ATTRIB | Mask.CLOSE_WRITE
+        mask = Mask.MODIFY | Mask.CREATE | Mask.DELETE | Mask.MOVE | Mask.ATTRIB | Mask.ONLYDIR
         for directory in dirs - self._watched:
             try:
-                self._inotify.add_watch(directory or ".", mask | Mask.ONLYDIR)
+                self._inotify.add_watch(directory or ".", mask)
                 self._watched.add(directory)
             except FileNotFoundError:
                 pass  # the directory may appear later; the safety poll tries again
@@ -128,10 +168,7 @@ class FileTailer:
                 if exc.errno == errno.ENOSPC:
                     # Out of watches: polling still works, only slower to notice.
                     self.mode = "polling (inotify watch limit reached)"
-                    if self._pump:
-                        self._pump.cancel()
-                    self._inotify.close()
-                    self._inotify = None
+                    self._stop_inotify()
                     return
                 self._errors[directory] = f"cannot watch {directory}: {exc.strerror}"
 
@@ -144,11 +181,20 @@ class FileTailer:
         due = [t - time.monotonic() for t in flushes if t is not None]
         return max(0.0, min([base, *due]))
 
-    async def _scan(self, hub: EventHub, *, is_first: bool) -> None:
-        """One pass: see what the pattern names now; drain rotated files, then read live ones."""
-        for change in self._match(is_first):
-            self._publish_status(hub, change=change)
-        self._watch_dirs()
+    async def _scan(self, hub: EventHub, *, is_first: bool, is_full: bool) -> None:
+        """One pass: see what the pattern names now (if full); drain rotated files, then read
+        live ones."""
+        self._is_scanning = True
+        try:
+            await self._scan_once(hub, is_first=is_first, is_full=is_full)
+        finally:
+            self._is_scanning = False
+
+    async def _scan_once(self, hub: EventHub, *, is_first: bool, is_full: bool) -> None:
+        if is_full:
+            for change in self._match(is_first):
+                self._publish_status(hub, change=change)
+            self._watch_dirs()
         # Rotated files first: their lines were written before their successors'.
         for follower in list(self._rotated):
             await self._drain(hub, follower)
@@ -157,13 +203,41 @@ class FileTailer:
                 follower.close()
                 self._rotated.remove(follower)
         for follower in list(self._live.values()):
-            if follower.truncated():
+            if was := self._truncated.pop(follower.path, None) or follower.truncated():
                 self.truncations += 1
-                change = f"truncated: {follower.path} shrank; reading it from its start"
+                copy = await self._read_copy(hub, follower, was)
+                change = f"truncated: {follower.path} was truncated; reading it from its start"
+                if copy:
+                    change += f" (lines written before the copy read from {copy})"
                 self._publish_status(hub, change=change)
             await self._drain(hub, follower)
             self._flush(hub, follower, force=False)
         self._publish_status(hub)
+
+    async def _read_copy(self, hub: EventHub, follower: FileFollower, was: Position) -> str | None:
+        """After copytruncate, lines written between our last read and the copy are only in
+        the copy (app.log.1): find it by its bytes at our old offset and read them there."""
+        directory, base = os.path.split(follower.path)
+        pattern = os.path.join(glob.escape(directory), glob.escape(base) + "?*")
+        candidates = []
+        for path in glob.glob(pattern):
+            with contextlib.suppress(OSError):
+                candidates.append((os.stat(path).st_mtime, path))
+        for _, path in sorted(candidates, reverse=True)[:COPY_CANDIDATES]:
+            try:
+                copy = FileFollower(
+                    path, max_line_bytes=self.options.max_line_bytes, backlog_lines=None
+                )
+            except OSError:
+                continue
+            try:
+                if copy.resume(was):
+                    await self._drain(hub, copy)
+                    self._flush(hub, copy, force=True)
+                    return path
+            finally:
+                copy.close()
+        return None
 
     def _match(self, is_first: bool) -> list[str]:
         """Open what the pattern names now; followers whose name moved on go to _rotated."""
@@ -182,8 +256,8 @@ class FileTailer:
             if keys.get(path) != follower.key:
                 del self._live[path]
                 self._rotated.append(follower)
+                self.rotations += 1
                 if path in keys:
-                    self.rotations += 1
                     changes.append(f"rotated: {path} is a new file; the old one is read to its end")
                 else:
                     changes.append(f"gone: {path} was moved or deleted; waiting for it")

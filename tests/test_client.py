@@ -7,7 +7,7 @@ from monitor.client import SSEEvent, SSEParser
 STREAM = (
     b"retry: 1500\n\n"
     b": ping\n\n"
-    b"event: log\nid: 7-1\ndata: {\"a\":1}\n\n"
+    b'event: log\nid: 7-1\ndata: {"a":1}\n\n'
     b"data: one\r\ndata:two\r\n\r\n"
     b"event: status\rid: 7-2\rdata: x\r\r"
     b"id: bad\0id\ndata: \xff\n\n"

@@ -6,10 +6,11 @@ import asyncio
 from typing import Any
 
 from conftest import wait_until
+
 from monitor.app import HUB, create_app
+from monitor.client import SSEParser
 from monitor.config import Config
 from monitor.events import METRICS
-from monitor.client import SSEParser
 from monitor.hub import EventHub, Selector
 from monitor.sampler import MetricsSampler
 from monitor.sources import supervise

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
-
 from conftest import StreamReader, wait_until
+
 from monitor.app import HUB, create_app
 from monitor.config import Config
 from monitor.events import LOG, METRICS, STATUS, parse_id
@@ -110,7 +110,9 @@ async def test_ids_strictly_increase_across_a_burst(open_stream: OpenStream, hub
     assert [e.json()["n"] for e in events] == list(range(500))
 
 
-async def test_types_and_sources_select_what_is_sent(open_stream: OpenStream, hub: EventHub) -> None:
+async def test_types_and_sources_select_what_is_sent(
+    open_stream: OpenStream, hub: EventHub
+) -> None:
     stream = await open_stream("?types=log,status&sources=db")
     await stream.until("hello")
     hub.publish(METRICS, {"n": 1})
