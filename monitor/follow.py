@@ -138,17 +138,19 @@ class FileFollower:
         A file truncated and then refilled past our offset before we looked does not shrink;
         the bytes just before our offset changing gives it away.
         """
-        size = self.size()
-        if size >= self.pos and (
-            not self._seen_tail
-            or os.pread(self.fd, len(self._seen_tail), self.pos - len(self._seen_tail))
-            == self._seen_tail
-        ):
+        if not self.looks_truncated():
             return None
         was = Position(self.pos, self._seen_tail, self._pending, self._is_discarding)
         self.pos = self.backlog_end = 0
         self._pending, self._is_discarding, self._seen_tail = b"", False, b""
         return was
+
+    def looks_truncated(self) -> bool:
+        """True if the file shrank below our offset, or the bytes before it changed."""
+        if self.size() < self.pos:
+            return True
+        tail = self._seen_tail
+        return bool(tail) and os.pread(self.fd, len(tail), self.pos - len(tail)) != tail
 
     def resume(self, was: Position) -> bool:
         """Continue from another file's position if this file holds the same bytes there."""

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import glob
 import logging
 import os
-import struct
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,14 +21,13 @@ from monitor.events import LOG
 from monitor.follow import FileFollower, Position
 from monitor.hub import EventHub
 from monitor.sources import report
+from monitor.watch import DirWatcher
 
 log = logging.getLogger(__name__)
 
 SAFETY_POLL_S = 1.0  # even with inotify, look again this often (new directories, missed events)
 ROTATED_GRACE_S = 5.0  # keep reading a rotated-away file until it has been quiet this long
 MAX_LINES_PER_EVENT = 2000
-INOTIFY_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
-IN_MODIFY = 0x2
 COPY_CANDIDATES = 3  # after copytruncate, the newest files named like the log may be its copy
 
 
@@ -55,7 +52,6 @@ class FileTailer:
         self.pattern = pattern
         self.options = options or TailOptions()
         self.is_glob = glob.has_magic(pattern)
-        self.mode = "polling"
         self.lines_read = 0
         self.bytes_read = 0
         self.rotations = 0
@@ -65,17 +61,15 @@ class FileTailer:
         self._errors: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._needs_match = False  # a name may have changed: glob and stat again
-        self._watched: set[str] = set()
-        self._inotify: Any = None
+        self._watcher = DirWatcher(self._on_change, enabled=self.options.use_inotify)
         self._hub: EventHub | None = None
-        self._is_scanning = False  # the scan task is mid-pass: ordering is its business
-        self._truncated: dict[str, Position] = {}  # noticed by _read_now, handled by the scan
+        self._is_recovering = False  # reading a copy: the live file's lines must wait
         self._last_status: tuple[Any, ...] = ()
 
     async def run(self, hub: EventHub) -> None:
         """Follow the files until cancelled."""
         self._hub = hub
-        self._start_inotify()
+        self._watcher.start()
         try:
             await self._scan(hub, is_first=True, is_full=True)
             while True:
@@ -83,97 +77,49 @@ class FileTailer:
                     async with asyncio.timeout(self._next_timeout()):
                         await self._wake.wait()
                     # Only writes happened: read, but skip globbing and stat-ing names.
-                    is_full = self._needs_match or self._inotify is None
+                    is_full = self._needs_match or not self._watcher.is_active
                 except TimeoutError:
                     is_full = True
                 self._wake.clear()
                 self._needs_match = False
                 await self._scan(hub, is_first=False, is_full=is_full)
         finally:
-            self._stop_inotify()
+            self._watcher.close()
             for follower in [*self._live.values(), *self._rotated]:
                 follower.close()
             self._live.clear()
             self._rotated.clear()
 
-    def _start_inotify(self) -> None:
-        if not self.options.use_inotify:
-            self.mode = "polling (inotify turned off)"
-            return
-        try:
-            from asyncinotify import Inotify
-
-            self._inotify = Inotify()
-        except (ImportError, OSError) as exc:
-            self.mode = f"polling (inotify unavailable: {exc})"
-            return
-        self.mode = "inotify"
-        os.set_blocking(self._inotify.fd, False)  # read it only until empty, never wait
-        asyncio.get_running_loop().add_reader(self._inotify.fd, self._on_inotify)
-
-    def _stop_inotify(self) -> None:
-        if self._inotify is not None:
-            asyncio.get_running_loop().remove_reader(self._inotify.fd)
-            self._inotify.close()
-            self._inotify = None
-
-    def _on_inotify(self) -> None:
-        """The loop's callback when inotify has events: note whether names changed and, for
-        plain writes, read at once like tail -F; a task switch later, copytruncate may
-        already have erased the lines."""
-        try:
-            data = os.read(self._inotify.fd, 64 * 1024)
-        except BlockingIOError:
-            data = b""
-        offset = 0
-        while offset + INOTIFY_EVENT.size <= len(data):
-            _, mask, _, name_len = INOTIFY_EVENT.unpack_from(data, offset)
-            offset += INOTIFY_EVENT.size + name_len
-            if mask & ~IN_MODIFY:
-                self._needs_match = True
-        if not self._needs_match and not self._is_scanning and not self._rotated:
+    def _on_change(self, names_changed: bool) -> None:
+        """From the loop's inotify callback: for plain writes read at once, like tail -F;
+        a task switch later, copytruncate may already have erased the lines."""
+        self._needs_match = self._needs_match or names_changed
+        # Reading a live file's descriptor is right even if its name now points elsewhere
+        # (its data comes before any successor's). Only a rotated file or a copy being read
+        # must go first; then the scan task keeps the order.
+        if not self._rotated and not self._is_recovering:
             for follower in self._live.values():
                 self._read_now(follower)
         self._wake.set()
 
     def _read_now(self, follower: FileFollower) -> None:
-        """One bounded read, synchronously; truncation is left to the scan (it reads copies)."""
-        if follower.path in self._truncated:
-            return
-        if was := follower.truncated():
-            self._truncated[follower.path] = was
-        elif chunk := follower.read():
+        """One bounded read, synchronously; a truncated file is left to the scan task, which
+        first looks for the lines it missed in the copy."""
+        if not follower.looks_truncated() and (chunk := follower.read()):
             assert self._hub is not None
             self._publish(self._hub, follower, chunk.lines, is_backlog=chunk.is_backlog)
 
     def _watch_dirs(self) -> None:
         """Watch the pattern's fixed directory and every followed file's directory."""
-        if self._inotify is None:
-            return
-        from asyncinotify import Mask
-
         fixed = self.pattern
         while glob.has_magic(fixed):
             fixed = os.path.dirname(fixed)
         dirs = {os.path.dirname(fixed) if not self.is_glob else fixed}
         dirs |= {os.path.dirname(f.path) for f in self._live.values()}
-        mask = Mask.MODIFY | Mask.CREATE | Mask.DELETE | Mask.MOVE | Mask.ATTRIB | Mask.ONLYDIR
-        for directory in dirs - self._watched:
-            try:
-                self._inotify.add_watch(directory or ".", mask)
-                self._watched.add(directory)
-            except FileNotFoundError:
-                pass  # the directory may appear later; the safety poll tries again
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    # Out of watches: polling still works, only slower to notice.
-                    self.mode = "polling (inotify watch limit reached)"
-                    self._stop_inotify()
-                    return
-                self._errors[directory] = f"cannot watch {directory}: {exc.strerror}"
+        self._errors.update(self._watcher.watch(dirs))
 
     def _next_timeout(self) -> float:
-        base = SAFETY_POLL_S if self._inotify is not None else self.options.poll_interval_s
+        base = SAFETY_POLL_S if self._watcher.is_active else self.options.poll_interval_s
         flushes = [
             f.flush_due_at(self.options.partial_flush_s)
             for f in [*self._rotated, *self._live.values()]
@@ -184,13 +130,6 @@ class FileTailer:
     async def _scan(self, hub: EventHub, *, is_first: bool, is_full: bool) -> None:
         """One pass: see what the pattern names now (if full); drain rotated files, then read
         live ones."""
-        self._is_scanning = True
-        try:
-            await self._scan_once(hub, is_first=is_first, is_full=is_full)
-        finally:
-            self._is_scanning = False
-
-    async def _scan_once(self, hub: EventHub, *, is_first: bool, is_full: bool) -> None:
         if is_full:
             for change in self._match(is_first):
                 self._publish_status(hub, change=change)
@@ -203,9 +142,13 @@ class FileTailer:
                 follower.close()
                 self._rotated.remove(follower)
         for follower in list(self._live.values()):
-            if was := self._truncated.pop(follower.path, None) or follower.truncated():
+            if was := follower.truncated():
                 self.truncations += 1
-                copy = await self._read_copy(hub, follower, was)
+                self._is_recovering = True
+                try:
+                    copy = await self._read_copy(hub, follower, was)
+                finally:
+                    self._is_recovering = False
                 change = f"truncated: {follower.path} was truncated; reading it from its start"
                 if copy:
                     change += f" (lines written before the copy read from {copy})"
@@ -326,11 +269,12 @@ class FileTailer:
         else:
             state, detail = "waiting", f"waiting for {self.pattern} to appear"
         errors = sorted(self._errors.values())
-        current = (state, detail, self.mode, tuple(errors))
+        mode = self._watcher.mode
+        current = (state, detail, mode, tuple(errors))
         if current == self._last_status and change is None:
             return
         self._last_status = current
-        extra: dict[str, Any] = {"mode": self.mode, "files": files, "errors": errors}
+        extra: dict[str, Any] = {"mode": mode, "files": files, "errors": errors}
         if change:
             extra["change"] = change
         report(hub, self, state, detail, **extra)

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import queue
+import re
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from aiohttp import ClientResponse
 
 from monitor.client import SSEEvent, SSEParser
 from monitor.config import Config
+
+LISTENING = re.compile(r"listening on (http://\S+)")
+MONITOR = [sys.executable, "-m", "monitor"]
 
 
 async def wait_until(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
@@ -50,6 +61,76 @@ class StreamReader:
         while not seen or seen[-1].type != event_type:
             seen.append(await self.next(timeout_s))
         return seen
+
+
+@dataclass
+class Server:
+    """A running `serve` subprocess; a thread drains its stderr into `lines` and `stderr`."""
+
+    proc: subprocess.Popen[str]
+    lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
+    stderr: list[str] = field(default_factory=list)
+    pump: threading.Thread = field(init=False)
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        self.pump = threading.Thread(target=self._drain, daemon=True)
+        self.pump.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        with self.proc.stderr:
+            for line in self.proc.stderr:
+                self.stderr.append(line)
+                self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for_url(self, timeout_s: float = 15.0) -> str:
+        """The URL of the first `listening on` line; fail at EOF or after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no 'listening on' after {timeout_s}s") from None
+            assert line is not None, f"stderr ended before 'listening on': {self.stderr}"
+            if match := LISTENING.search(line):
+                return match.group(1)
+
+    def all_stderr(self) -> str:
+        """Everything the process wrote to stderr; call once it has exited."""
+        assert self.proc.poll() is not None
+        self.pump.join(timeout=5)
+        return "".join(self.stderr)
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Starts `serve --port 0 <flags>` and waits until it answers; kills leftovers at the end."""
+    started: list[Server] = []
+
+    def start(*flags: str) -> Server:
+        proc = subprocess.Popen(
+            [*MONITOR, "serve", "--port", "0", *flags],
+            cwd=tmp_path,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        server = Server(proc)
+        started.append(server)
+        server.url = server.wait_for_url()
+        # An answered request means serve() reached stop.wait(): its signal handlers are in place
+        # (the log line alone does not; see test_sigterm_once_accepting_exits_0).
+        with urllib.request.urlopen(f"{server.url}/healthz", timeout=5) as resp:
+            assert resp.status == 200
+        return server
+
+    yield start
+    for server in started:
+        if server.proc.poll() is None:
+            server.proc.kill()
+        server.proc.wait(timeout=10)
+        server.all_stderr()
 
 
 @pytest.fixture

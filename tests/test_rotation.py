@@ -1,79 +1,92 @@
-"""Rotation by the real logrotate while a writer appends thousands of lines a second."""
+"""Rotation by the real logrotate while a writer appends thousands of lines a second, seen
+through the real server's SSE stream (and, for copytruncate, GNU tail -F beside it)."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
-from conftest import wait_until
+from conftest import Server, wait_until
 
-from monitor.client import SSEParser
-from monitor.events import LOG
-from monitor.hub import EventHub, Selector
-from monitor.tailer import FileTailer
+from monitor.client import iter_events
 
 pytestmark = pytest.mark.skipif(not shutil.which("logrotate"), reason="needs logrotate")
 WRITER = Path(__file__).with_name("log_writer.py")
 LINES, RATE, ROTATIONS = 20_000, 5_000, 5
 
 
-class Received:
-    """Lines the tailer published, read back from the hub."""
+class Stream:
+    """Log lines and status changes of source `app`, read off /events as they arrive."""
 
-    def __init__(self, hub: EventHub) -> None:
-        self.hub, self.lines, self._cursor, self._parser = hub, list[str](), 1, SSEParser()
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.states: list[str] = []
+        self.changes: list[str] = []
 
-    def count(self) -> int:
-        while True:
-            data, self._cursor = self.hub.read(self._cursor, Selector(frozenset({LOG})))
-            if not data:
-                return len(self.lines)
-            for event in self._parser.feed(data):
-                self.lines += event.json()["lines"]
+
+def server_following(seen: Stream) -> bool:
+    return bool(seen.states) and seen.states[-1] == "following"
 
 
 @pytest.fixture
-async def tailer(tmp_path: Path) -> AsyncIterator[tuple[FileTailer, Received]]:
-    hub = EventHub(max_events=100_000, max_bytes=64 * 1024 * 1024)
-    tailer = FileTailer("app", str(tmp_path / "app.log"))
-    (tmp_path / "app.log").touch()
-    task = asyncio.create_task(tailer.run(hub))
-    await wait_until(lambda: hub.statuses().get("app", {}).get("state") == "following")
-    yield tailer, Received(hub)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+async def stream(
+    tmp_path: Path, start_server: Callable[..., Server]
+) -> AsyncIterator[tuple[Path, Stream]]:
+    log = tmp_path / "app.log"
+    log.touch()
+    server = start_server("--log", f"app={log}", "--interval", "60")
+    seen = Stream()
+
+    async def read(session: aiohttp.ClientSession) -> None:
+        url = f"{server.url}/events?types=log,status&sources=app"
+        async with session.get(url) as resp:
+            async for event in iter_events(resp):
+                if event.type == "log":
+                    seen.lines += event.json()["lines"]
+                elif event.type == "status":
+                    seen.states.append(event.json()["state"])
+                    if "change" in event.json():
+                        seen.changes.append(event.json()["change"])
+
+    async with aiohttp.ClientSession() as session:
+        reader = asyncio.create_task(read(session))
+        await wait_until(lambda: server_following(seen) or reader.done())
+        yield log, seen
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
 
 
-async def rotate_while_writing(tmp_path: Path, mode: str, seen: Received, *, reopen: bool) -> None:
-    conf = tmp_path / "logrotate.conf"
-    conf.write_text(f"{tmp_path / 'app.log'} {{\n  {mode}\n  rotate 50\n  nocompress\n}}\n")
-    args = [str(WRITER), str(tmp_path / "app.log"), str(LINES), str(RATE)]
-    writer = await asyncio.create_subprocess_exec(
-        sys.executable, *args, *(["--reopen"] if reopen else [])
-    )
+async def rotate_while_writing(log: Path, mode: str, seen: Stream, *, reopen: bool) -> None:
+    conf = log.with_name("logrotate.conf")
+    conf.write_text(f"{log} {{\n  {mode}\n  rotate 50\n  nocompress\n}}\n")
+    args = [str(WRITER), str(log), str(LINES), str(RATE), *(["--reopen"] if reopen else [])]
+    writer = await asyncio.create_subprocess_exec(sys.executable, *args)
     for n in range(1, ROTATIONS + 1):
         # rotate each time another slice of the lines has been written and seen
-        await wait_until(lambda n=n: seen.count() >= n * LINES // (ROTATIONS + 1), 20)
+        await wait_until(lambda n=n: len(seen.lines) >= n * LINES // (ROTATIONS + 1), 20)
+        state = log.with_name("state")
         rotate = await asyncio.create_subprocess_exec(
-            "logrotate", "-f", "-s", str(tmp_path / "state"), str(conf)
+            "logrotate", "-f", "-s", str(state), str(conf)
         )
         assert await rotate.wait() == 0
     assert await writer.wait() == 0
 
 
 async def test_create_mode_delivers_every_line_once_in_order(
-    tmp_path: Path, tailer: tuple[FileTailer, Received]
+    stream: tuple[Path, Stream],
 ) -> None:
-    tail, seen = tailer
-    await rotate_while_writing(tmp_path, "create", seen, reopen=True)
-    await wait_until(lambda: seen.count() >= LINES, 20)
+    log, seen = stream
+    await rotate_while_writing(log, "create", seen, reopen=True)
+    await wait_until(lambda: len(seen.lines) >= LINES, 20)
     assert seen.lines == [f"seq {i}" for i in range(LINES)]
-    assert tail.rotations == ROTATIONS
-    assert len(list(tmp_path.glob("app.log.*"))) == ROTATIONS
+    assert len(list(log.parent.glob("app.log.*"))) == ROTATIONS
+    # each rotation reported (as "rotated", or "gone" if the scan fell between mv and create)
+    assert len(seen.changes) >= ROTATIONS
 
 
 def loss_and_duplicates(lines: list[str]) -> tuple[int, int]:
@@ -81,16 +94,10 @@ def loss_and_duplicates(lines: list[str]) -> tuple[int, int]:
     return LINES - len(set(got)), len(got) - len(set(got))
 
 
-async def test_copytruncate_is_no_worse_than_tail_F(
-    tmp_path: Path, tailer: tuple[FileTailer, Received]
-) -> None:
-    tail, seen = tailer
+async def test_copytruncate_is_no_worse_than_tail_F(stream: tuple[Path, Stream]) -> None:
+    log, seen = stream
     gnu = await asyncio.create_subprocess_exec(
-        "tail",
-        "-F",
-        "-n",
-        "0",
-        str(tmp_path / "app.log"),
+        *("tail", "-F", "-n", "0", str(log)),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -102,10 +109,10 @@ async def test_copytruncate_is_no_worse_than_tail_F(
             gnu_lines.append(line.decode().rstrip("\n"))
 
     reading = asyncio.create_task(read_gnu())
-    await rotate_while_writing(tmp_path, "copytruncate", seen, reopen=False)
-    final = LINES - 1
-    await wait_until(lambda: seen.count() > 0 and seen.lines[-1] == f"seq {final}", 20)
-    await wait_until(lambda: bool(gnu_lines) and gnu_lines[-1] == f"seq {final}", 20)
+    await rotate_while_writing(log, "copytruncate", seen, reopen=False)
+    last = f"seq {LINES - 1}"
+    await wait_until(lambda: bool(seen.lines) and seen.lines[-1] == last, 20)
+    await wait_until(lambda: bool(gnu_lines) and gnu_lines[-1] == last, 20)
     gnu.terminate()
     await gnu.wait()
     reading.cancel()
@@ -114,5 +121,5 @@ async def test_copytruncate_is_no_worse_than_tail_F(
         f"copytruncate x{ROTATIONS}, {LINES} lines at {RATE}/s: "
         f"sse-monitor lost {ours[0]} dup {ours[1]}; tail -F lost {theirs[0]} dup {theirs[1]}"
     )
-    assert tail.truncations == ROTATIONS
+    assert sum("truncated" in change for change in seen.changes) == ROTATIONS
     assert ours[0] <= theirs[0] and ours[1] <= theirs[1]
