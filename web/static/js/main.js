@@ -34,8 +34,17 @@ function appendLog(source, lines) {
 const es = new EventSource(config.events_url);
 es.addEventListener("open", () => setState("live"));
 es.addEventListener("error", () => setState(es.readyState === EventSource.CLOSED ? "closed" : "reconnecting"));
-es.addEventListener("hello", () => { setState("live"); seen(); });
-es.addEventListener("reset", () => { setState("reset"); $("log").textContent = ""; seen(); });
+function greet(info) {
+  $("no-logs").hidden = info.sources.length > 0;
+  seen();
+}
+
+es.addEventListener("hello", (e) => { setState("live"); greet(JSON.parse(e.data)); });
+es.addEventListener("reset", (e) => {
+  setState("reset");
+  $("log").textContent = "";
+  greet(JSON.parse(e.data));
+});
 es.addEventListener("metrics", (e) => {
   const m = JSON.parse(e.data);
   $("cpu").textContent = `${m.cpu.percent.toFixed(1)} %`;
