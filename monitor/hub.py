@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from monitor.events import (
+    ALERT,
     GAP,
     HELLO,
     RESET,
@@ -24,6 +25,10 @@ from monitor.events import (
     format_id,
     parse_id,
 )
+
+Observer = Callable[[str, dict[str, Any], "str | None"], None]
+# Event types whose latest event per key is always part of a new client's state.
+STICKY_KEYS = {STATUS: "source", ALERT: "rule"}
 
 # One read hands a client at most this much (plus one frame), so a client that stops
 # reading holds at most one such chunk in its socket's buffer.
@@ -83,7 +88,10 @@ class EventHub:
         self._bytes = 0
         self._news = asyncio.Event()
         self._is_closed = False
-        self._statuses: dict[str, tuple[Frame, dict[str, Any]]] = {}
+        # The latest event of each source (status) and each alert rule (alert), kept outside
+        # the ring: a new client must learn them even if they last changed long ago.
+        self._sticky: dict[tuple[str, str], tuple[Frame, dict[str, Any]]] = {}
+        self._observers: list[Observer] = []
         self._recent_cache: tuple[int, Selector, list[Frame]] | None = None
         self.subscribers = 0
         self.published = 0
@@ -106,7 +114,19 @@ class EventHub:
 
     def statuses(self) -> Mapping[str, dict[str, Any]]:
         """The latest status payload of each source, by source name."""
-        return {name: payload for name, (_, payload) in self._statuses.items()}
+        return {key: p for (kind, key), (_, p) in self._sticky.items() if kind == STATUS}
+
+    def alerts(self) -> Mapping[str, dict[str, Any]]:
+        """The latest alert payload of each rule, by rule name."""
+        return {key: p for (kind, key), (_, p) in self._sticky.items() if kind == ALERT}
+
+    def add_observer(self, observer: Observer) -> None:
+        """Call `observer(type, payload, source)` on every publish, before it returns.
+
+        For in-process consumers (history, alert rules) that need the payload, not the
+        bytes; an observer must be quick and must not raise.
+        """
+        self._observers.append(observer)
 
     def publish(self, event_type: str, payload: dict[str, Any], source: str | None = None) -> str:
         """Encode the event once, append it to the ring, wake readers; returns its id."""
@@ -120,13 +140,14 @@ class EventHub:
         self._bytes += len(frame.data)
         while self._bytes > self._max_bytes and self._tail < seq:
             self._evict_oldest()
-        if event_type == STATUS:
-            # Kept outside the ring: a new client must learn a source's state even if it
-            # last changed long ago.
-            self._statuses[str(payload["source"])] = (frame, payload)
+        sticky_key = STICKY_KEYS.get(event_type)
+        if sticky_key:
+            self._sticky[(event_type, str(payload[sticky_key]))] = (frame, payload)
         self.published += 1
         self._news.set()
         self._news.clear()
+        for observer in self._observers:
+            observer(event_type, payload, source)
         return event_id
 
     def _evict_oldest(self) -> None:
@@ -175,7 +196,8 @@ class EventHub:
 
     def recent(self, selector: Selector) -> list[Frame]:
         """Recent history for a new client: the last `history_events` frames of each
-        (type, source), plus every source's latest status; in publish order."""
+        (type, source), plus every source's latest status and every rule's latest alert;
+        in publish order."""
         cached = self._recent_cache
         if cached and cached[0] == self._head and cached[1] == selector:
             return cached[2]
@@ -183,13 +205,13 @@ class EventHub:
         picked: list[Frame] = []
         for seq in range(self._head - 1, self._tail - 1, -1):
             frame = self._slots[seq % len(self._slots)]
-            if frame is None or frame.type == STATUS or not selector.matches(frame):
+            if frame is None or frame.type in STICKY_KEYS or not selector.matches(frame):
                 continue
             key = (frame.type, frame.source)
             if counts.get(key, 0) < self.history_events:
                 counts[key] = counts.get(key, 0) + 1
                 picked.append(frame)
-        picked.extend(f for f, _ in self._statuses.values() if selector.matches(f))
+        picked.extend(f for f, _ in self._sticky.values() if selector.matches(f))
         picked.sort(key=lambda f: f.seq)
         self._recent_cache = (self._head, selector, picked)
         return picked

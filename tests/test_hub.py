@@ -176,3 +176,24 @@ async def test_close_ends_every_subscription() -> None:
     counts = await asyncio.wait_for(asyncio.gather(*readers), 2)
     assert counts == [1] * 50  # each got its hello, then its stream ended
     assert hub.subscribers == 0
+
+
+def test_observers_see_every_payload_at_publish() -> None:
+    hub = EventHub()
+    seen: list[tuple[str, dict[str, object], str | None]] = []
+    hub.add_observer(lambda t, p, s: seen.append((t, p, s)))
+    hub.publish(METRICS, {"n": 1})
+    hub.publish(LOG, {"n": 2}, source="app")
+    assert seen == [(METRICS, {"n": 1}, None), (LOG, {"n": 2}, "app")]
+
+
+def test_latest_alert_of_each_rule_is_part_of_a_new_clients_state() -> None:
+    hub = EventHub(max_events=16)
+    hub.publish("alert", {"rule": "cpu", "state": "firing"})
+    hub.publish("alert", {"rule": "disk", "state": "firing"})
+    hub.publish("alert", {"rule": "disk", "state": "resolved"})
+    for i in range(100):
+        hub.publish(METRICS, {"n": i})
+    assert {r: a["state"] for r, a in hub.alerts().items()} == {"cpu": "firing", "disk": "resolved"}
+    alerts = [e.json() for e in parse(hub.snapshot(ALL, {}, None)) if e.type == "alert"]
+    assert alerts == [{"rule": "cpu", "state": "firing"}, {"rule": "disk", "state": "resolved"}]
