@@ -14,10 +14,12 @@ from typing import Any
 import jinja2
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
+from prometheus_client import CollectorRegistry
 
 from monitor import __version__
 from monitor.config import Config
 from monitor.events import STREAM_TYPES
+from monitor.exporter import build_registry, render
 from monitor.hub import EventHub, Selector
 from monitor.sampler import MetricsSampler
 from monitor.sources import Source, supervise
@@ -28,6 +30,7 @@ CONFIG = web.AppKey("config", Config)
 SOURCES = web.AppKey("sources", list[Source])
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 STARTED = web.AppKey("started", float)
+PROMETHEUS = web.AppKey("prometheus", CollectorRegistry)
 
 # A client whose socket accepts nothing for this long is cut off (and TCP_USER_TIMEOUT is set
 # to it), so a vanished peer does not hold a handler forever.
@@ -74,6 +77,10 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
     )
     app[SOURCES] = make_sources(config) if sources is None else sources
     app[STARTED] = time.time()
+    # Read at scrape time: SOURCES holds the sampler too, and only tailers have log counters.
+    app[PROMETHEUS] = build_registry(
+        app[HUB], lambda: [s for s in app[SOURCES] if isinstance(s, FileTailer)]
+    )
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(web_dir / "templates"),
         autoescape=True,
@@ -86,6 +93,7 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
     app.router.add_get("/events", events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/sources", api_sources)
+    app.router.add_get("/metrics", prometheus_metrics)
     # follow_symlinks stays off: the handler cannot reach outside web/static.
     app.router.add_static("/static", web_dir / "static", name="static", append_version=True)
     return app
@@ -256,3 +264,10 @@ async def api_sources(request: web.Request) -> web.Response:
     for item in listed:
         item["status"] = statuses.get(item["name"], {"state": "starting", "detail": ""})
     return web.json_response(listed)
+
+
+async def prometheus_metrics(request: web.Request) -> web.Response:
+    """GET /metrics: Prometheus text format; psutil reads take a millisecond, so off the loop."""
+    body, content_type = await asyncio.to_thread(render, request.app[PROMETHEUS])
+    # web.Response(content_type=...) refuses a value with a charset: set the header itself.
+    return web.Response(body=body, headers={"Content-Type": content_type})
