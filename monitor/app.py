@@ -17,6 +17,7 @@ from aiohttp_sse import EventSourceResponse
 from prometheus_client import CollectorRegistry
 
 from monitor import __version__
+from monitor.alerts import AlertEngine, parse_rules
 from monitor.config import Config
 from monitor.events import STREAM_TYPES
 from monitor.exporter import build_registry, render
@@ -31,6 +32,7 @@ SOURCES = web.AppKey("sources", list[Source])
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 STARTED = web.AppKey("started", float)
 PROMETHEUS = web.AppKey("prometheus", CollectorRegistry)
+ALERTS = web.AppKey("alerts", AlertEngine)
 
 # A client whose socket accepts nothing for this long is cut off (and TCP_USER_TIMEOUT is set
 # to it), so a vanished peer does not hold a handler forever.
@@ -75,6 +77,9 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
         max_bytes=config.buffer_bytes,
         history_events=config.history_events,
     )
+    # Rules observe every publish, so they are in place before any source starts.
+    app[ALERTS] = AlertEngine(app[HUB], parse_rules(config.alerts, [s.name for s in config.logs]))
+    app[HUB].add_observer(app[ALERTS].observe)
     app[SOURCES] = make_sources(config) if sources is None else sources
     app[STARTED] = time.time()
     # Read at scrape time: SOURCES holds the sampler too, and only tailers have log counters.

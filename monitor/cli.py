@@ -49,11 +49,16 @@ def setup_logging() -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     """`sse-monitor serve`: exit status 0 on a clean stop."""
+    from monitor.alerts import parse_rules
     from monitor.server import StartupError, serve  # aiohttp only when serving
 
     flags = {"host": args.host, "port": args.port, "interval": args.interval, "logs": args.log}
     try:
         config = load_config(args.config, flags)
+        try:
+            parse_rules(config.alerts, [s.name for s in config.logs])  # fail now, not later
+        except ConfigError as exc:
+            raise ConfigError(f"config file {args.config}: {exc}") from None
     except ConfigError as exc:
         print(f"sse-monitor: {exc}", file=sys.stderr)
         return 2

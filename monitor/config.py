@@ -47,6 +47,12 @@ class Config:
     partial_flush_s: float = 0.5
     poll_interval_s: float = 0.25
     use_inotify: bool = True
+    process_interval_s: float = 5.0
+    history_full_s: float = 900.0
+    history_bucket_s: float = 60.0
+    history_downsampled_s: float = 86400.0
+    # [[alerts]] tables as written; monitor.alerts.parse_rules checks them (it knows rules).
+    alerts: tuple[dict[str, Any], ...] = ()
 
 
 def _number(lo: float, hi: float, *, integer: bool) -> Callable[[str, Any], Any]:
@@ -95,7 +101,20 @@ TAIL_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "poll_interval_s": ("poll_interval_s", _number(0.01, 60, integer=False)),
     "inotify": ("use_inotify", _bool),
 }
-SECTIONS = {"stream": STREAM_KEYS, "tail": TAIL_KEYS}
+METRICS_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
+    "process_interval_s": ("process_interval_s", _number(0.1, 3600, integer=False)),
+}
+HISTORY_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
+    "full_s": ("history_full_s", _number(10, 86400, integer=False)),
+    "bucket_s": ("history_bucket_s", _number(1, 3600, integer=False)),
+    "downsampled_s": ("history_downsampled_s", _number(60, 30 * 86400, integer=False)),
+}
+SECTIONS = {
+    "stream": STREAM_KEYS,
+    "tail": TAIL_KEYS,
+    "metrics": METRICS_KEYS,
+    "history": HISTORY_KEYS,
+}
 # Followed when neither the config nor a flag names a log: whichever exist and are readable.
 DEFAULT_LOGS = {
     "syslog": "/var/log/syslog",
@@ -205,8 +224,12 @@ def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None)
 
 
 def _from_file(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str] | None]:
-    top = {k: v for k, v in data.items() if k not in (*SECTIONS, "logs")}
+    top = {k: v for k, v in data.items() if k not in (*SECTIONS, "logs", "alerts")}
     values = _from_table(top, TOP_KEYS, "")
+    alerts = data.get("alerts", [])
+    if not isinstance(alerts, list) or not all(isinstance(a, dict) for a in alerts):
+        raise ConfigError("alerts: must be an array of tables ([[alerts]] ...)")
+    values["alerts"] = tuple(alerts)
     for section, keys in SECTIONS.items():
         table = data.get(section, {})
         if not isinstance(table, dict):

@@ -57,8 +57,23 @@ def test_bad_flag_exits_with_one_line(tmp_path: Path, flags: list[str], needle: 
         ('port = "x"\n', ["port:", "'x'"]),
         ("port = [\n", ["invalid TOML"]),
         (None, ["not found"]),
+        (
+            '[[alerts]]\nname = "cpu-high"\nmetric = "cpu.percent >> 90"\n',
+            ["alerts[0] 'cpu-high': metric:", "cpu.percent >> 90"],
+        ),
+        (
+            '[[alerts]]\nname = "errs"\nsource = "nope"\npattern = "ERROR"\n',
+            ["alerts[0] 'errs': source:", "'nope'"],
+        ),
     ],
-    ids=["unknown-key", "port-not-integer", "invalid-toml", "missing-file"],
+    ids=[
+        "unknown-key",
+        "port-not-integer",
+        "invalid-toml",
+        "missing-file",
+        "bad-rule",
+        "bad-source",
+    ],
 )
 def test_bad_config_file_exits_with_one_line(
     tmp_path: Path, toml: str | None, needles: list[str]
