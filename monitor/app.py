@@ -64,7 +64,8 @@ def make_sources(config: Config) -> list[Source]:
         use_inotify=config.use_inotify,
     )
     tailers: list[Source] = [FileTailer(s.name, s.path, options) for s in config.logs]
-    return [MetricsSampler(config.interval_s), *tailers]
+    sampler = MetricsSampler(config.interval_s, process_interval_s=config.process_interval_s)
+    return [sampler, *tailers]
 
 
 def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Application:
