@@ -4,40 +4,44 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse
-from prometheus_client import CollectorRegistry
 
 from monitor import __version__
 from monitor.alerts import AlertEngine, parse_rules
+from monitor.api import api_history, api_sources, healthz, prometheus_metrics
 from monitor.config import Config
-from monitor.events import STREAM_TYPES
-from monitor.exporter import build_registry, render
-from monitor.hub import EventHub, Selector
+from monitor.events import METRICS
+from monitor.exporter import build_registry
+from monitor.history import MetricsHistory
+from monitor.hub import EventHub
+from monitor.keys import (
+    ALERTS,
+    CONFIG,
+    HISTORY,
+    HUB,
+    PROMETHEUS,
+    SOURCES,
+    STARTED,
+    TEMPLATES,
+    json_error,
+)
 from monitor.sampler import MetricsSampler
 from monitor.sources import Source, supervise
+from monitor.stream import events
 from monitor.tailer import FileTailer, TailOptions
 
-HUB = web.AppKey("hub", EventHub)
-CONFIG = web.AppKey("config", Config)
-SOURCES = web.AppKey("sources", list[Source])
-TEMPLATES = web.AppKey("templates", jinja2.Environment)
-STARTED = web.AppKey("started", float)
-PROMETHEUS = web.AppKey("prometheus", CollectorRegistry)
-ALERTS = web.AppKey("alerts", AlertEngine)
+log = logging.getLogger(__name__)
 
-# A client whose socket accepts nothing for this long is cut off (and TCP_USER_TIMEOUT is set
-# to it), so a vanished peer does not hold a handler forever.
-SEND_TIMEOUT_S = 60.0
-EVENTS_PARAMS = ("types", "sources", "last_event_id")
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; "
@@ -81,6 +85,13 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
     # Rules observe every publish, so they are in place before any source starts.
     app[ALERTS] = AlertEngine(app[HUB], parse_rules(config.alerts, [s.name for s in config.logs]))
     app[HUB].add_observer(app[ALERTS].observe)
+    app[HISTORY] = MetricsHistory(
+        full_s=config.history_full_s,
+        interval_s=config.interval_s,
+        bucket_s=config.history_bucket_s,
+        downsampled_s=config.history_downsampled_s,
+    )
+    app[HUB].add_observer(partial(record_history, app[HISTORY]))
     app[SOURCES] = make_sources(config) if sources is None else sources
     app[STARTED] = time.time()
     # Read at scrape time: SOURCES holds the sampler too, and only tailers have log counters.
@@ -99,10 +110,22 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
     app.router.add_get("/events", events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/sources", api_sources)
+    app.router.add_get("/api/history", api_history)
     app.router.add_get("/metrics", prometheus_metrics)
     # follow_symlinks stays off: the handler cannot reach outside web/static.
     app.router.add_static("/static", web_dir / "static", name="static", append_version=True)
     return app
+
+
+def record_history(
+    history: MetricsHistory, event_type: str, payload: dict[str, Any], _: Any
+) -> None:
+    """Hub observer: every metrics event goes into the charts' history."""
+    if event_type == METRICS:
+        try:
+            history.add(payload)
+        except ValueError:
+            log.warning("metrics event without a usable ts; not kept in history")
 
 
 async def run_sources(app: web.Application) -> AsyncIterator[None]:
@@ -130,15 +153,6 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     response.headers.setdefault("X-Frame-Options", "DENY")
 
 
-def json_error(status: int, message: str, **extra: Any) -> web.HTTPException:
-    """An HTTP error whose body is `{"error": message, ...}`."""
-    body = json.dumps({"error": message, **extra})
-    exc_class = web.HTTPBadRequest if status == 400 else web.HTTPException
-    exc = exc_class(text=body, content_type="application/json")
-    exc.set_status(status)
-    return exc
-
-
 @web.middleware
 async def json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -150,79 +164,6 @@ async def json_errors(
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         raise json_error(exc.status, exc.reason) from None
-
-
-def _names(request: web.Request, key: str, known: list[str]) -> frozenset[str] | None:
-    raw = request.query.getall(key, [])
-    if not raw:
-        return None
-    if len(raw) > 1:
-        raise json_error(400, f"{key}: given more than once; separate values with commas")
-    names = [n.strip() for n in raw[0].split(",") if n.strip()]
-    if not names:
-        raise json_error(400, f"{key}: empty; give one or more of {', '.join(known)}", known=known)
-    for name in names:
-        if name not in known:
-            what = "event type" if key == "types" else "source"
-            raise json_error(400, f"unknown {what} {name!r}", known=known)
-    return frozenset(names)
-
-
-def parse_events_query(request: web.Request) -> tuple[Selector, str | None]:
-    """The client's selection and resume point; a 400 with a JSON body if it makes no sense."""
-    for key in request.query:
-        if key not in EVENTS_PARAMS:
-            raise json_error(400, f"unknown query parameter {key!r}", allowed=list(EVENTS_PARAMS))
-    types = _names(request, "types", sorted(STREAM_TYPES))
-    sources = _names(request, "sources", [s.name for s in request.app[CONFIG].logs])
-    last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
-    return Selector(types or STREAM_TYPES, sources), last_id
-
-
-def hello_payload(app: web.Application) -> dict[str, Any]:
-    """What a client needs to know about this server before its first event."""
-    config = app[CONFIG]
-    return {
-        "host": socket.gethostname(),
-        "version": __version__,
-        "run_id": app[HUB].run_id,
-        "interval_s": config.interval_s,
-        "sources": [{"name": s.name, "kind": "log"} for s in config.logs],
-    }
-
-
-async def events(request: web.Request) -> web.StreamResponse:
-    """GET /events: the typed SSE stream, resumable by Last-Event-ID."""
-    selector, last_id = parse_events_query(request)  # 400s happen before the stream starts
-    config = request.app[CONFIG]
-    resp = EventSourceResponse(ping_interval=config.heartbeat_s, send_timeout=SEND_TIMEOUT_S)
-    # Proxies must neither cache nor transform (compress, buffer) the stream.
-    resp.headers["Cache-Control"] = "no-cache, no-transform"
-    await resp.prepare(request)
-    async with resp:  # stops aiohttp-sse's heartbeat task on the way out
-        hub = request.app[HUB]
-        if await _write(request, resp, f"retry: {config.retry_ms}\n\n".encode()):
-            hello = hello_payload(request.app)
-            async with hub.subscribe(selector, last_event_id=last_id, hello=hello) as chunks:
-                async for chunk in chunks:  # ends when the hub closes at shutdown
-                    if not await _write(request, resp, chunk):
-                        break
-    return resp
-
-
-async def _write(request: web.Request, resp: web.StreamResponse, data: bytes) -> bool:
-    """Write one chunk; False if the client is gone or stopped reading."""
-    try:
-        async with asyncio.timeout(SEND_TIMEOUT_S):
-            await resp.write(data)
-        return True
-    except ConnectionResetError:
-        return False
-    except TimeoutError:
-        # A peer that reads nothing never drains the buffer; a graceful close would block too.
-        if request.transport is not None:
-            request.transport.abort()
-        return False
 
 
 async def index(request: web.Request) -> web.Response:
@@ -241,39 +182,3 @@ async def index(request: web.Request) -> web.Response:
         )
     )
     return web.Response(text=html, content_type="text/html")
-
-
-async def healthz(request: web.Request) -> web.Response:
-    """GET /healthz: liveness, with a few figures."""
-    hub = request.app[HUB]
-    return web.json_response(
-        {
-            "status": "ok",
-            "version": __version__,
-            "run_id": hub.run_id,
-            "uptime_s": round(time.time() - request.app[STARTED], 3),
-            "clients": hub.subscribers,
-            "events_published": hub.published,
-        }
-    )
-
-
-async def api_sources(request: web.Request) -> web.Response:
-    """GET /api/sources: every configured source with its latest status."""
-    statuses = request.app[HUB].statuses()
-    paths = {s.name: s.path for s in request.app[CONFIG].logs}
-    listed: list[dict[str, Any]] = [{"name": s.name, "kind": s.kind} for s in request.app[SOURCES]]
-    listed += [{"name": n, "kind": "log"} for n in paths if n not in {x["name"] for x in listed}]
-    for item in listed:
-        if item["name"] in paths:
-            item["path"] = paths[item["name"]]
-    for item in listed:
-        item["status"] = statuses.get(item["name"], {"state": "starting", "detail": ""})
-    return web.json_response(listed)
-
-
-async def prometheus_metrics(request: web.Request) -> web.Response:
-    """GET /metrics: Prometheus text format; psutil reads take a millisecond, so off the loop."""
-    body, content_type = await asyncio.to_thread(render, request.app[PROMETHEUS])
-    # web.Response(content_type=...) refuses a value with a charset: set the header itself.
-    return web.Response(body=body, headers={"Content-Type": content_type})

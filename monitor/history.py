@@ -1,0 +1,300 @@
+"""MetricsHistory: recent metrics payloads as chart columns, every sample then per-bucket stats."""
+
+from __future__ import annotations
+
+import math
+import re
+from array import array
+from bisect import bisect_right
+from collections.abc import Collection, Hashable, Mapping
+from typing import Any, Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+STATS = ("min", "avg", "max")
+NAN = math.nan  # a gap inside the float arrays; None outside them
+
+_WINDOW_RE = re.compile(r"(\d+)([smh]?)")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_window(text: str, max_s: float = 86400) -> float:
+    """Seconds in a window such as "300", "90s", "5m", "1h" or "24h"; ValueError says why not."""
+    match = _WINDOW_RE.fullmatch(text.strip().lower())
+    if match is None:
+        raise ValueError(f"window: expected a duration like 5m, 15m, 1h or 24h, got {_shown(text)}")
+    number, unit = match.groups()
+    # int() refuses very long digit strings; anything that long is over any sane max anyway
+    seconds = float(int(number) * _UNIT_S[unit]) if len(number) <= 15 else math.inf
+    if seconds <= 0:
+        raise ValueError(f"window: must be longer than 0s, got {_shown(text)}")
+    if seconds > max_s:
+        raise ValueError(f"window: at most {_duration(max_s)}, got {_shown(text)}")
+    return seconds
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def flatten(payload: Mapping[str, Any]) -> dict[str, float | None]:
+    """Numeric leaves of a metrics payload by dotted name (`cpu.per_core.0`); `ts` is left out."""
+    out: dict[str, float | None] = {}
+    _flatten_mapping("", {k: v for k, v in payload.items() if k not in ("ts", "disks")}, out)
+    disks = payload.get("disks")
+    # Disks are a table, but a mount point is a stable identity worth a line of its own.
+    for disk in disks if isinstance(disks, list | tuple) else ():
+        if isinstance(disk, Mapping) and isinstance(disk.get("mount"), str):
+            fields = {k: disk[k] for k in ("percent", "used") if k in disk}
+            _flatten_mapping(f"disks.{disk['mount']}.", fields, out)
+    return out
+
+
+def _flatten_mapping(prefix: str, mapping: Mapping[Any, Any], out: dict[str, float | None]) -> None:
+    # Runs for every leaf of every sample, so the common exact types are tested first.
+    for key, value in mapping.items():
+        kind = type(value)
+        if kind is float:
+            out[f"{prefix}{key}"] = value if math.isfinite(value) else None
+        elif kind is int:
+            out[f"{prefix}{key}"] = _as_float(value)
+        elif kind is dict or isinstance(value, Mapping):
+            _flatten_mapping(f"{prefix}{key}.", value, out)
+        elif kind is list or kind is tuple:
+            # Numbers in a list keep their meaning by index (per core). Rows of a table (top
+            # processes) change identity every sample, so a line per index would chart nonsense.
+            for i, item in enumerate(value):
+                if type(item) is not dict and (item is None or _is_number(item)):
+                    out[f"{prefix}{key}.{i}"] = _as_float(item)
+        elif value is None or _is_number(value):
+            out[f"{prefix}{key}"] = _as_float(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _as_float(value: int | float | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range
+        return None
+    # NaN and inf are not JSON; a chart shows them as a gap anyway
+    return number if math.isfinite(number) else None
+
+
+def _stats(values: array[float]) -> tuple[float, float, float] | None:
+    present = [v for v in values if not math.isnan(v)]
+    if not present:
+        return None
+    return min(present), math.fsum(present) / len(present), max(present)
+
+
+class _Ring(Generic[K]):
+    """Float columns over a fixed number of rows; appending past capacity overwrites the oldest."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.ts = array("d", [NAN]) * capacity
+        self.columns: dict[K, array[float]] = {}
+        self.head = 0  # where the next row goes
+        self.size = 0
+
+    def add_column(self, key: K) -> None:
+        # NaN-filled, so a late series reads as gaps for the rows before it appeared
+        self.columns[key] = array("d", [NAN]) * self.capacity
+
+    def append(self, ts: float, row: Mapping[K, float | None]) -> None:
+        head = self.head
+        self.ts[head] = ts
+        for key, column in self.columns.items():
+            value = row.get(key)
+            column[head] = NAN if value is None else value
+        self.head = (head + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def oldest_ts(self) -> float:
+        return self.ts[(self.head - self.size) % self.capacity] if self.size else math.inf
+
+    def times(self) -> list[float]:
+        return self._ordered(self.ts).tolist()
+
+    def column(self, key: K, start: int) -> list[float | None]:
+        return [None if math.isnan(v) else v for v in self._ordered(self.columns[key])[start:]]
+
+    def tail(self, key: K, rows: int) -> array[float]:
+        return self._ordered(self.columns[key])[max(self.size - rows, 0) :]
+
+    def stored_values(self) -> int:
+        return len(self.ts) + sum(len(c) for c in self.columns.values())
+
+    def _ordered(self, values: array[float]) -> array[float]:
+        if self.size < self.capacity:
+            return values[: self.size]
+        return values[self.head :] + values[: self.head]
+
+
+class MetricsHistory:
+    """Metrics for charts: every sample for `full_s`, then min/avg/max per `bucket_s`.
+
+    Memory is bounded whatever is added. At most `max_series` series are kept; names beyond
+    that are ignored and counted in `dropped_series`. A series is forgotten once none of its
+    values are left in either ring. Each kept series owns fixed float64 arrays:
+      full ring    ceil(full_s / interval_s) rows: a time column + 1 column per series
+      bucket ring  ceil(downsampled_s / bucket_s) rows: a time column + 3 per series
+    With the defaults that is at most 8 B x (513 x 900 + 1537 x 1440) = about 21 MB at 512
+    series, about 2.5 MB for a host's typical ~60. `stored_values()` counts the floats.
+    The full ring holds a number of rows: samples faster than `interval_s` span less than
+    `full_s`. A bucket's stats are taken from its rows in the full ring when it closes, so a
+    bucket flooded with more samples than the full ring holds covers only its newest rows.
+    """
+
+    def __init__(
+        self,
+        *,
+        full_s: float = 900,
+        interval_s: float = 1.0,
+        bucket_s: float = 60,
+        downsampled_s: float = 86400,
+        max_series: int = 512,
+    ) -> None:
+        durations = {"full_s": full_s, "interval_s": interval_s, "bucket_s": bucket_s}
+        for name, value in (durations | {"downsampled_s": downsampled_s}).items():
+            if not 0 < value < math.inf:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if bucket_s > full_s:
+            raise ValueError(f"bucket_s ({bucket_s:g}) must not exceed full_s ({full_s:g})")
+        if max_series < 1:
+            raise ValueError(f"max_series must be at least 1, got {max_series!r}")
+        self.full_s = full_s
+        self.interval_s = interval_s
+        self.bucket_s = bucket_s
+        self.downsampled_s = downsampled_s
+        self.max_series = max_series
+        self.dropped_series = 0
+        # Names refused so far, so each is counted once; capped like the series themselves.
+        self._refused: set[str] = set()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._full: _Ring[str] = _Ring(math.ceil(self.full_s / self.interval_s))
+        self._buckets: _Ring[tuple[str, str]] = _Ring(math.ceil(self.downsampled_s / self.bucket_s))
+        self._last_seen: dict[str, float] = {}  # also the registry of kept series
+        self._bucket_start: float | None = None
+        self._open_rows = 0  # rows of the open bucket, the newest in the full ring
+        self._newest: float | None = None
+
+    def add(self, payload: Mapping[str, Any]) -> None:
+        """Record one metrics payload; its `ts` (epoch seconds) is the time axis."""
+        raw_ts = payload.get("ts")
+        ts = _as_float(raw_ts) if _is_number(raw_ts) else None
+        if ts is None:
+            raise ValueError(f"metrics payload needs a finite number 'ts', got {raw_ts!r}")
+        if self._newest is not None and ts < self._newest:
+            self._reset()  # the wall clock stepped back; a chart's time axis must only grow
+        values = self._admit(flatten(payload), ts)
+        bucket_start = math.floor(ts / self.bucket_s) * self.bucket_s
+        if self._bucket_start is not None and bucket_start != self._bucket_start:
+            self._close_bucket()
+        self._bucket_start = bucket_start
+        self._full.append(ts, values)
+        self._open_rows += 1
+        self._newest = ts
+
+    def _admit(self, values: dict[str, float | None], ts: float) -> dict[str, float | None]:
+        if values.keys() <= self._last_seen.keys():  # the usual sample: no new names
+            self._last_seen.update(dict.fromkeys(values, ts))
+            return values
+        kept: dict[str, float | None] = {}
+        for name, value in values.items():
+            if name not in self._last_seen:
+                if len(self._last_seen) >= self.max_series:
+                    self._refuse(name)
+                    continue
+                self._refused.discard(name)
+                self._full.add_column(name)
+                for stat in STATS:
+                    self._buckets.add_column((name, stat))
+            self._last_seen[name] = ts
+            kept[name] = value
+        return kept
+
+    def _refuse(self, name: str) -> None:
+        # Remembering every refused name would be unbounded; past the cap the count stops.
+        if name not in self._refused and len(self._refused) < self.max_series:
+            self._refused.add(name)
+            self.dropped_series += 1
+
+    def _open_stats(self, name: str) -> tuple[float, float, float] | None:
+        return _stats(self._full.tail(name, self._open_rows))
+
+    def _close_bucket(self) -> None:
+        assert self._bucket_start is not None
+        row: dict[tuple[str, str], float | None] = {}
+        for name in self._last_seen:
+            stats = self._open_stats(name)
+            if stats is not None:
+                row[(name, "min")], row[(name, "avg")], row[(name, "max")] = stats
+        self._buckets.append(self._bucket_start, row)
+        self._open_rows = 0
+        self._forget_stale()
+
+    def _forget_stale(self) -> None:
+        # A series unseen since before both rings' oldest rows is all gaps: free its slot.
+        horizon = min(self._full.oldest_ts(), self._buckets.oldest_ts())
+        for name in [n for n, seen in self._last_seen.items() if seen < horizon]:
+            del self._last_seen[name], self._full.columns[name]
+            for stat in STATS:
+                del self._buckets.columns[(name, stat)]
+
+    def series_names(self) -> list[str]:
+        """Names of the series kept now, sorted."""
+        return sorted(self._last_seen)
+
+    def stored_values(self) -> int:
+        """Floats held in both rings: bounded, see the class docstring."""
+        return self._full.stored_values() + self._buckets.stored_values()
+
+    def query(self, window_s: float, keys: Collection[str] | None = None) -> dict[str, Any]:
+        """Columns for the last `window_s` seconds: every sample if within `full_s`, else buckets.
+
+        Samples: {"resolution_s", "ts": [...], "series": {name: [value | None, ...]}}.
+        Buckets: {"resolution_s", "ts": [bucket starts], "series": {name: {"min", "avg", "max"}}},
+        the last bucket still open. Unknown keys are left out; None means no value.
+        """
+        if not window_s > 0:
+            raise ValueError(f"window_s must be positive, got {window_s!r}")
+        wanted = self.series_names() if keys is None else keys
+        names = [k for k in dict.fromkeys(wanted) if k in self._last_seen]
+        if window_s <= self.full_s:
+            return self._query_full(window_s, names)
+        return self._query_buckets(window_s, names)
+
+    def _query_full(self, window_s: float, names: list[str]) -> dict[str, Any]:
+        ts = self._full.times()
+        start = bisect_right(ts, ts[-1] - window_s) if ts else 0
+        series = {name: self._full.column(name, start) for name in names}
+        return {"resolution_s": self.interval_s, "ts": ts[start:], "series": series}
+
+    def _query_buckets(self, window_s: float, names: list[str]) -> dict[str, Any]:
+        if self._newest is None or self._bucket_start is None:
+            return {"resolution_s": self.bucket_s, "ts": [], "series": {}}
+        ts = self._buckets.times()
+        # every bucket that ends after the window starts, then the open one
+        start = bisect_right(ts, self._newest - window_s - self.bucket_s)
+        ts.append(self._bucket_start)
+        series: dict[str, dict[str, list[float | None]]] = {}
+        for name in names:
+            series[name] = {stat: self._buckets.column((name, stat), start) for stat in STATS}
+            open_stats = self._open_stats(name) or (None, None, None)
+            for stat, value in zip(STATS, open_stats, strict=True):
+                series[name][stat].append(value)
+        return {"resolution_s": self.bucket_s, "ts": ts[start:], "series": series}

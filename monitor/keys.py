@@ -1,0 +1,34 @@
+"""What the web modules share: the typed application keys, and JSON errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jinja2
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from monitor.alerts import AlertEngine
+from monitor.config import Config
+from monitor.history import MetricsHistory
+from monitor.hub import EventHub
+from monitor.sources import Source
+
+HUB = web.AppKey("hub", EventHub)
+CONFIG = web.AppKey("config", Config)
+SOURCES = web.AppKey("sources", list[Source])
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+STARTED = web.AppKey("started", float)
+PROMETHEUS = web.AppKey("prometheus", CollectorRegistry)
+ALERTS = web.AppKey("alerts", AlertEngine)
+HISTORY = web.AppKey("history", MetricsHistory)
+
+
+def json_error(status: int, message: str, **extra: Any) -> web.HTTPException:
+    """An HTTP error whose body is `{"error": message, ...}`."""
+    body = json.dumps({"error": message, **extra})
+    exc_class = web.HTTPBadRequest if status == 400 else web.HTTPException
+    exc = exc_class(text=body, content_type="application/json")
+    exc.set_status(status)
+    return exc

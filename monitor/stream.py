@@ -1,0 +1,93 @@
+"""GET /events: the typed SSE stream, resumable by Last-Event-ID."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from monitor import __version__
+from monitor.events import STREAM_TYPES
+from monitor.hub import Selector
+from monitor.keys import CONFIG, HUB, json_error
+
+# A client whose socket accepts nothing for this long is cut off (and TCP_USER_TIMEOUT is set
+# to it), so a vanished peer does not hold a handler forever.
+SEND_TIMEOUT_S = 60.0
+EVENTS_PARAMS = ("types", "sources", "last_event_id")
+
+
+def _names(request: web.Request, key: str, known: list[str]) -> frozenset[str] | None:
+    raw = request.query.getall(key, [])
+    if not raw:
+        return None
+    if len(raw) > 1:
+        raise json_error(400, f"{key}: given more than once; separate values with commas")
+    names = [n.strip() for n in raw[0].split(",") if n.strip()]
+    if not names:
+        raise json_error(400, f"{key}: empty; give one or more of {', '.join(known)}", known=known)
+    for name in names:
+        if name not in known:
+            what = "event type" if key == "types" else "source"
+            raise json_error(400, f"unknown {what} {name!r}", known=known)
+    return frozenset(names)
+
+
+def parse_events_query(request: web.Request) -> tuple[Selector, str | None]:
+    """The client's selection and resume point; a 400 with a JSON body if it makes no sense."""
+    for key in request.query:
+        if key not in EVENTS_PARAMS:
+            raise json_error(400, f"unknown query parameter {key!r}", allowed=list(EVENTS_PARAMS))
+    types = _names(request, "types", sorted(STREAM_TYPES))
+    sources = _names(request, "sources", [s.name for s in request.app[CONFIG].logs])
+    last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    return Selector(types or STREAM_TYPES, sources), last_id
+
+
+def hello_payload(app: web.Application) -> dict[str, Any]:
+    """What a client needs to know about this server before its first event."""
+    config = app[CONFIG]
+    return {
+        "host": socket.gethostname(),
+        "version": __version__,
+        "run_id": app[HUB].run_id,
+        "interval_s": config.interval_s,
+        "sources": [{"name": s.name, "kind": "log"} for s in config.logs],
+    }
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """GET /events: the typed SSE stream, resumable by Last-Event-ID."""
+    selector, last_id = parse_events_query(request)  # 400s happen before the stream starts
+    config = request.app[CONFIG]
+    resp = EventSourceResponse(ping_interval=config.heartbeat_s, send_timeout=SEND_TIMEOUT_S)
+    # Proxies must neither cache nor transform (compress, buffer) the stream.
+    resp.headers["Cache-Control"] = "no-cache, no-transform"
+    await resp.prepare(request)
+    async with resp:  # stops aiohttp-sse's heartbeat task on the way out
+        hub = request.app[HUB]
+        if await _write(request, resp, f"retry: {config.retry_ms}\n\n".encode()):
+            hello = hello_payload(request.app)
+            async with hub.subscribe(selector, last_event_id=last_id, hello=hello) as chunks:
+                async for chunk in chunks:  # ends when the hub closes at shutdown
+                    if not await _write(request, resp, chunk):
+                        break
+    return resp
+
+
+async def _write(request: web.Request, resp: web.StreamResponse, data: bytes) -> bool:
+    """Write one chunk; False if the client is gone or stopped reading."""
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            await resp.write(data)
+        return True
+    except ConnectionResetError:
+        return False
+    except TimeoutError:
+        # A peer that reads nothing never drains the buffer; a graceful close would block too.
+        if request.transport is not None:
+            request.transport.abort()
+        return False
