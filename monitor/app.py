@@ -17,7 +17,7 @@ import jinja2
 from aiohttp import web
 
 from monitor import __version__
-from monitor.alerts import AlertEngine, parse_rules
+from monitor.alerts import AlertEngine
 from monitor.api import api_history, api_sources, healthz, prometheus_metrics
 from monitor.config import Config
 from monitor.events import METRICS
@@ -35,6 +35,7 @@ from monitor.keys import (
     TEMPLATES,
     json_error,
 )
+from monitor.rules import parse_rules
 from monitor.sampler import MetricsSampler
 from monitor.sources import Source, supervise
 from monitor.stream import events

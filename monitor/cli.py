@@ -49,7 +49,7 @@ def setup_logging() -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     """`sse-monitor serve`: exit status 0 on a clean stop."""
-    from monitor.alerts import parse_rules
+    from monitor.rules import parse_rules
     from monitor.server import StartupError, serve  # aiohttp only when serving
 
     flags = {"host": args.host, "port": args.port, "interval": args.interval, "logs": args.log}

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from conftest import wait_until
 
-from monitor.alerts import AlertEngine, LogRule, MetricRule, lookup, parse_rules
+from monitor.alerts import AlertEngine
 from monitor.app import HUB, create_app
 from monitor.client import SSEEvent, SSEParser
 from monitor.config import Config, ConfigError
 from monitor.events import ALERT, LOG, METRICS
 from monitor.hub import EventHub, Selector
+from monitor.rules import LogRule, MetricRule, lookup, parse_rules
 
 SOURCES = ("app", "db")
 
