@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-# Debian packages the tests drive for real (logrotate rotates files under the tailer).
-DEBIAN_PACKAGES := logrotate
+# Debian packages the tests drive for real: logrotate rotates files under the tailer,
+# chromium runs the dashboard (Playwright drives it; its own browser download is not used).
+DEBIAN_PACKAGES := logrotate chromium
 
 .PHONY: install run test lint fmt clean system-deps
 

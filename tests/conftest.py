@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import queue
 import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import ClientResponse
+from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_playwright
 
 from monitor.client import SSEEvent, SSEParser
 from monitor.config import Config
@@ -146,3 +149,68 @@ def config() -> Config:
         buffer_bytes=1024 * 1024,
         history_events=5,
     )
+
+
+# Real Chromium (Debian's /usr/bin/chromium) driven by Playwright, for tests/browser.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Without the background-networking flags Chromium keeps dialling Google on a closed network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@dataclass
+class Watched:
+    """A page and what it did that a user would not want: console errors, foreign requests."""
+
+    page: Page
+    origin: str
+    errors: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
+
+    def on_request(self, request: Request) -> None:
+        parts = urlsplit(request.url)
+        if parts.scheme in ("http", "https") and f"{parts.scheme}://{parts.netloc}" != self.origin:
+            self.foreign.append(request.url)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: `make test` installs it (apt, as root)")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def open_page(browser: Browser) -> AsyncIterator[Callable[..., object]]:
+    """Opens the dashboard of `url` in a new page, watching console and requests."""
+    opened: list[Watched] = []
+
+    async def open_(url: str, *, width: int = 1366, height: int = 768) -> Watched:
+        context = await browser.new_context(viewport={"width": width, "height": height})
+        page = await context.new_page()
+        parts = urlsplit(url)
+        watched = Watched(page, f"{parts.scheme}://{parts.netloc}")
+        page.on("console", watched.on_console)
+        page.on("pageerror", lambda exc: watched.errors.append(str(exc)))
+        page.on("request", watched.on_request)
+        await page.goto(url)
+        opened.append(watched)
+        return watched
+
+    yield open_
+    for watched in opened:
+        await watched.page.context.close()

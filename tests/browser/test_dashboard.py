@@ -1,0 +1,217 @@
+"""The dashboard in real Chromium against a real server writing real log files."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Server
+from playwright.async_api import Page, expect
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parents[2]
+CHARTS = ("cpu", "cores", "load", "memory", "diskio", "netio")
+# A hash of the canvas pixels, or null while it is blank (one colour everywhere).
+CANVAS_PIXELS = """(selector) => {
+  const canvas = document.querySelector(selector);
+  if (!canvas || !canvas.width || !canvas.height) return null;
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let hash = 0, differs = false;
+  for (let i = 0; i < data.length; i += 4) {
+    if (!differs && (data[i] !== data[0] || data[i + 1] !== data[1] || data[i + 2] !== data[2]
+        || data[i + 3] !== data[3])) differs = true;
+    hash = (hash * 31 + data[i] + data[i + 1] * 7 + data[i + 2] * 13 + data[i + 3]) | 0;
+  }
+  return differs ? hash : null;
+}"""
+
+
+def append(path: Path, *lines: str) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+@pytest.fixture
+def app_log(tmp_path: Path) -> Path:
+    log = tmp_path / "app.log"
+    append(log, "2026-11-25 12:00:00 INFO service started", "2026-11-25 12:00:01 WARN disk 85%")
+    return log
+
+
+@pytest.fixture
+def server(start_server: Callable[..., Server], app_log: Path, tmp_path: Path) -> Server:
+    sys_log = tmp_path / "sys.log"
+    append(sys_log, "kernel: eth0 link up")
+    return start_server("--log", f"app={app_log}", "--log", f"sys={sys_log}", "--interval", "0.2")
+
+
+def pane(page: Page, source: str = "app") -> Any:
+    return page.locator(f'.log-pane[data-source="{source}"]')
+
+
+async def live(page: Page) -> None:
+    await expect(page.locator("#conn-state")).to_have_text("live", timeout=10_000)
+
+
+async def test_loads_clean_and_charts_draw_moving_data(open_page: Any, server: Server) -> None:
+    watched = await open_page(f"{server.url}/")
+    page = watched.page
+    await live(page)
+    for chart in CHARTS:
+        selector = f'[data-chart="{chart}"] canvas'
+        await page.wait_for_function(f"({CANVAS_PIXELS})('{selector}') !== null", timeout=10_000)
+    first = await page.evaluate(f"({CANVAS_PIXELS})('[data-chart=\"cpu\"] canvas')")
+    # live points arrive every 0.2 s: the picture moves
+    await page.wait_for_function(
+        f"({CANVAS_PIXELS})('[data-chart=\"cpu\"] canvas') !== {first}", timeout=10_000
+    )
+    await expect(page.locator("#procs tbody tr").first).to_be_visible()
+    await expect(page.locator("#disk-usage [data-mount]").first).to_be_visible()
+    assert await page.locator("#host").inner_text() == socket.gethostname()
+    assert watched.errors == []
+    assert watched.foreign == []
+
+
+async def test_appended_line_appears_in_its_pane(
+    open_page: Any, server: Server, app_log: Path
+) -> None:
+    page = (await open_page(f"{server.url}/")).page
+    await live(page)
+    await expect(pane(page).locator(".line").last).to_have_text(
+        "2026-11-25 12:00:01 WARN disk 85%", timeout=10_000
+    )
+    append(app_log, "2026-11-25 12:00:02 ERROR something broke")
+    await expect(pane(page).locator(".line").last).to_have_text(
+        "2026-11-25 12:00:02 ERROR something broke"
+    )
+    await expect(pane(page).locator(".log-status")).to_contain_text("following")
+
+
+async def test_html_in_a_log_line_is_shown_as_text_and_runs_nothing(
+    open_page: Any, server: Server, app_log: Path
+) -> None:
+    page = (await open_page(f"{server.url}/")).page
+    await live(page)
+    evil = '<img src=x onerror="window.__pwned = 1"><script>window.__pwned = 2</script>'
+    append(app_log, evil)
+    await expect(pane(page).locator(".line").last).to_have_text(evil, timeout=10_000)
+    assert await pane(page).locator("img, script").count() == 0
+    assert await page.evaluate("window.__pwned") is None
+
+
+async def test_filter_shows_matching_lines_and_a_bad_regex_is_no_crash(
+    open_page: Any, server: Server, app_log: Path
+) -> None:
+    watched = await open_page(f"{server.url}/")
+    page = watched.page
+    await live(page)
+    append(app_log, "alpha one", "beta two", "alpha three")
+    await expect(pane(page).locator(".line").last).to_have_text("alpha three", timeout=10_000)
+    await pane(page).locator("input.log-filter").fill("alpha")
+    await expect(pane(page).locator(".line:visible")).to_have_text(["alpha one", "alpha three"])
+    await pane(page).locator("input.log-filter").fill("/^beta/")
+    await expect(pane(page).locator(".line:visible")).to_have_text(["beta two"])
+    await pane(page).locator("input.log-filter").fill("/[unclosed/")
+    await pane(page).locator("input.log-filter").fill("")
+    await expect(pane(page).locator(".line:visible")).to_have_count(5)
+    assert watched.errors == []
+
+
+async def test_pause_counts_new_lines_and_resume_shows_them(
+    open_page: Any, server: Server, app_log: Path
+) -> None:
+    page = (await open_page(f"{server.url}/")).page
+    await live(page)
+    follow = pane(page).locator("button.log-follow")
+    await expect(follow).to_contain_text("Live", timeout=10_000)
+    await page.locator("body").press("Space")  # space pauses
+    await expect(follow).to_contain_text("Paused")
+    append(app_log, "while paused 1", "while paused 2", "while paused 3")
+    await expect(follow).to_contain_text("3")
+    await follow.click()
+    await expect(follow).to_contain_text("Live")
+    await expect(pane(page).locator(".line").last).to_have_text("while paused 3")
+    await expect(pane(page).locator(".line").last).to_be_in_viewport()
+
+
+async def test_slash_focuses_the_filter_and_tabs_switch_panes(
+    open_page: Any, server: Server
+) -> None:
+    page = (await open_page(f"{server.url}/")).page
+    await live(page)
+    await page.locator('.log-tab[data-source="sys"]').click()
+    await expect(pane(page, "sys")).to_be_visible()
+    await expect(pane(page, "sys").locator(".line").last).to_have_text("kernel: eth0 link up")
+    await page.locator("body").press("/")
+    await expect(pane(page, "sys").locator("input.log-filter")).to_be_focused()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_page_recovers_by_itself_when_the_server_restarts(
+    open_page: Any, start_server: Callable[..., Server], app_log: Path
+) -> None:
+    port = str(free_port())
+    flags = ("--port", port, "--log", f"app={app_log}", "--interval", "0.2")
+    first = start_server(*flags)
+    page = (await open_page(f"{first.url}/")).page
+    await live(page)
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.proc.wait(timeout=5) == 0
+    await expect(page.locator("#conn-state")).to_have_text("reconnecting", timeout=10_000)
+    start_server(*flags)
+    await live(page)
+    append(app_log, "after the restart")
+    await expect(pane(page).locator(".line").last).to_have_text("after the restart", timeout=10_000)
+    texts = await pane(page).locator(".line").all_inner_texts()
+    assert texts.count("2026-11-25 12:00:00 INFO service started") == 1  # refilled, not doubled
+
+
+async def test_several_tabs_stay_live(browser: Any, server: Server, app_log: Path) -> None:
+    context = await browser.new_context()
+    # Four tabs of one browser profile: each holds one stream, within HTTP/1.1's six
+    # connections per origin (the page opens no second connection of its own).
+    pages = [await context.new_page() for _ in range(4)]
+    for page in pages:
+        await page.goto(f"{server.url}/")
+    for page in pages:
+        await live(page)
+    append(app_log, "seen by every tab")
+    for page in pages:
+        await expect(pane(page).locator(".line").last).to_have_text(
+            "seen by every tab", timeout=10_000
+        )
+    await context.close()
+
+
+async def test_phone_width_has_no_sideways_scroll(open_page: Any, server: Server) -> None:
+    page = (await open_page(f"{server.url}/", width=390, height=844)).page
+    await live(page)
+    await page.wait_for_function(f"({CANVAS_PIXELS})('[data-chart=\"cpu\"] canvas') !== null")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+async def test_screenshot_for_the_readme(open_page: Any, server: Server, app_log: Path) -> None:
+    page = (await open_page(f"{server.url}/")).page
+    await live(page)
+    append(
+        app_log,
+        "2026-11-25 12:00:03 INFO GET /api/orders 200 12ms",
+        "2026-11-25 12:00:04 ERROR payment gateway timeout after 30s",
+        "2026-11-25 12:00:05 DEBUG cache hit ratio 0.93",
+        "2026-11-25 12:00:06 INFO GET /api/orders 200 9ms",
+    )
+    await expect(pane(page).locator(".line").last).to_contain_text("9ms", timeout=10_000)
+    await page.wait_for_function(f"({CANVAS_PIXELS})('[data-chart=\"netio\"] canvas') !== null")
+    (ROOT / "docs").mkdir(exist_ok=True)
+    await page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))
+    await page.emulate_media(color_scheme="dark")
+    await page.screenshot(path=str(ROOT / "docs" / "screenshot-dark.png"))
