@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,20 @@ CANVAS_PIXELS = """(selector) => {
   }
   return differs ? hash : null;
 }"""
+
+
+async def canvas_pixels(page: Page, chart: str, *, other_than: int | None = None) -> int:
+    """Wait (up to 10 s) until the chart's canvas is drawn (and differs from `other_than`).
+
+    Polled with page.evaluate: the page's CSP forbids the string eval wait_for_function uses.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        pixels = await page.evaluate(CANVAS_PIXELS, f'[data-chart="{chart}"] canvas')
+        if pixels is not None and pixels != other_than:
+            return int(pixels)
+        assert time.monotonic() < deadline, f"{chart} chart not drawn (or not moving) after 10s"
+        await asyncio.sleep(0.05)
 
 
 def append(path: Path, *lines: str) -> None:
@@ -62,13 +78,9 @@ async def test_loads_clean_and_charts_draw_moving_data(open_page: Any, server: S
     page = watched.page
     await live(page)
     for chart in CHARTS:
-        selector = f'[data-chart="{chart}"] canvas'
-        await page.wait_for_function(f"({CANVAS_PIXELS})('{selector}') !== null", timeout=10_000)
-    first = await page.evaluate(f"({CANVAS_PIXELS})('[data-chart=\"cpu\"] canvas')")
+        await canvas_pixels(page, chart)
     # live points arrive every 0.2 s: the picture moves
-    await page.wait_for_function(
-        f"({CANVAS_PIXELS})('[data-chart=\"cpu\"] canvas') !== {first}", timeout=10_000
-    )
+    await canvas_pixels(page, "cpu", other_than=await canvas_pixels(page, "cpu"))
     await expect(page.locator("#procs tbody tr").first).to_be_visible()
     await expect(page.locator("#disk-usage [data-mount]").first).to_be_visible()
     assert await page.locator("#host").inner_text() == socket.gethostname()
@@ -195,22 +207,31 @@ async def test_several_tabs_stay_live(browser: Any, server: Server, app_log: Pat
 async def test_phone_width_has_no_sideways_scroll(open_page: Any, server: Server) -> None:
     page = (await open_page(f"{server.url}/", width=390, height=844)).page
     await live(page)
-    await page.wait_for_function(f"({CANVAS_PIXELS})('[data-chart=\"cpu\"] canvas') !== null")
+    await canvas_pixels(page, "cpu")
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
 
 
 async def test_screenshot_for_the_readme(open_page: Any, server: Server, app_log: Path) -> None:
     page = (await open_page(f"{server.url}/")).page
     await live(page)
-    append(
-        app_log,
-        "2026-11-25 12:00:03 INFO GET /api/orders 200 12ms",
-        "2026-11-25 12:00:04 ERROR payment gateway timeout after 30s",
-        "2026-11-25 12:00:05 DEBUG cache hit ratio 0.93",
-        "2026-11-25 12:00:06 INFO GET /api/orders 200 9ms",
-    )
-    await expect(pane(page).locator(".line").last).to_contain_text("9ms", timeout=10_000)
-    await page.wait_for_function(f"({CANVAS_PIXELS})('[data-chart=\"netio\"] canvas') !== null")
+    # A screenshot of a server that started a second ago shows empty charts: let 20 s of
+    # samples accumulate, with a request log scrolling by as it would.
+    requests = [
+        "INFO GET /api/orders 200 12ms",
+        "INFO POST /api/cart 201 48ms",
+        "DEBUG cache hit ratio 0.93",
+        "WARN slow query on orders: 1.2s",
+        "INFO GET /api/orders/1042 200 9ms",
+        "ERROR payment gateway timeout after 30s",
+    ]
+    started = time.monotonic()
+    n = 0
+    while time.monotonic() - started < 20:
+        append(app_log, f"2026-11-25 12:00:{n % 60:02d} {requests[n % len(requests)]}")
+        n += 1
+        await asyncio.sleep(0.4)  # pacing the demo writer, not waiting for a result
+    await expect(pane(page).locator(".line")).to_have_count(n + 2, timeout=10_000)
+    await canvas_pixels(page, "netio")
     (ROOT / "docs").mkdir(exist_ok=True)
     await page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))
     await page.emulate_media(color_scheme="dark")

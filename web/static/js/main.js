@@ -1,55 +1,114 @@
-// Owns the page's one EventSource; placeholder view until the dashboard issue lands.
+// Owns the page's one EventSource: connection state, the header, and dispatch by event type.
+import { clock, duration } from "./format.js";
+import * as charts from "./charts.js";
+import * as panels from "./panels.js";
+import * as logs from "./logs.js";
+import * as alerts from "./alerts.js";
+
 const config = JSON.parse(document.body.dataset.config);
-const MAX_LOG_LINES = 5000;
 const $ = (id) => document.getElementById(id);
+const TYPES = ["hello", "reset", "gap", "status", "metrics", "log", "alert"];
+const RESET_SHOWN_MS = 2500; // "reset" stays up this long, so it is seen, then back to "live"
+
+const handlers = new Map();
+/** Register fn(payload, id) for an event type; "clear" is ours: a reset is starting. */
+function on(type, fn) {
+  if (!handlers.has(type)) handlers.set(type, []);
+  handlers.get(type).push(fn);
+}
+function emit(type, payload, id) {
+  for (const fn of handlers.get(type) || []) fn(payload, id);
+}
+
+// ---- header ---------------------------------------------------------------------------
+const header = { lastTs: 0, uptime: null, dirty: false, frame: 0 };
+let resetAt = 0;
 
 function setState(state) {
-  const el = $("state");
-  el.dataset.state = state;
-  el.textContent = state;
+  const node = $("conn-state");
+  if (node.dataset.state === state) return;
+  node.dataset.state = state;
+  node.textContent = state;
+  node.title = state === "reconnecting" ? "connection lost; the browser retries by itself" : "";
 }
 
-function seen() {
-  $("last-event").textContent = `last event ${new Date().toLocaleTimeString()}`;
+function touch() {
+  header.lastTs = Date.now() / 1000;
+  if (resetAt && Date.now() - resetAt > RESET_SHOWN_MS) { resetAt = 0; setState("live"); }
+  if (!header.frame) header.frame = requestAnimationFrame(drawHeader);
 }
 
-function showSource(status) {
-  let li = document.querySelector(`#sources li[data-source="${CSS.escape(status.source)}"]`);
-  if (!li) {
-    li = document.createElement("li");
-    li.dataset.source = status.source;
-    $("sources").append(li);
-  }
-  li.textContent = `${status.source}: ${status.state} ${status.detail || ""}`;
+function drawHeader() {
+  header.frame = 0;
+  $("last-event").textContent = clock(header.lastTs);
+  $("last-event").dateTime = new Date(header.lastTs * 1000).toISOString();
+  if (header.uptime != null) $("uptime").textContent = duration(header.uptime);
 }
 
-function appendLog(source, lines) {
-  const pre = $("log");
-  for (const line of lines) {
-    pre.append(document.createTextNode(`${source} ${typeof line === "string" ? line : line.text}\n`));
-  }
-  while (pre.childNodes.length > MAX_LOG_LINES) pre.firstChild.remove();
-}
-
-const es = new EventSource(config.events_url);
-es.addEventListener("open", () => setState("live"));
-es.addEventListener("error", () => setState(es.readyState === EventSource.CLOSED ? "closed" : "reconnecting"));
-function greet(info) {
-  $("no-logs").hidden = info.sources.length > 0;
-  seen();
-}
-
-es.addEventListener("hello", (e) => { setState("live"); greet(JSON.parse(e.data)); });
-es.addEventListener("reset", (e) => {
-  setState("reset");
-  $("log").textContent = "";
-  greet(JSON.parse(e.data));
+on("hello", (info) => {
+  $("host").textContent = info.host;
+  document.title = `${info.host} · sse-monitor`;
+  $("version").textContent = `v${info.version}`;
 });
-es.addEventListener("metrics", (e) => {
-  const m = JSON.parse(e.data);
-  $("cpu").textContent = `${m.cpu.percent.toFixed(1)} %`;
-  $("mem").textContent = `${m.memory.percent.toFixed(1)} %`;
-  seen();
-});
-es.addEventListener("status", (e) => { showSource(JSON.parse(e.data)); seen(); });
-es.addEventListener("log", (e) => { const m = JSON.parse(e.data); appendLog(m.source, m.lines); seen(); });
+on("metrics", (m) => { header.uptime = m.uptime_s; });
+on("clear", () => { header.uptime = null; $("uptime").textContent = "–"; });
+
+// ---- the stream -----------------------------------------------------------------------
+// Ids are "<run-id>-<seq>", strictly increasing: a log event at or below the last one seen
+// is a replay after a reconnect and must not be shown twice.
+let lastLogId = null;
+const parseId = (id) => id.split("-").map(Number);
+function isNewer(id) {
+  if (!id || !lastLogId) return true;
+  const [run, seq] = parseId(id), [lastRun, lastSeq] = lastLogId;
+  return run > lastRun || (run === lastRun && seq > lastSeq);
+}
+
+let source = null;
+let lastEventId = "";
+
+function connect() {
+  const url = new URL(config.events_url, location.href);
+  // A new EventSource cannot send Last-Event-ID: pass it in the query instead.
+  if (lastEventId) url.searchParams.set("last_event_id", lastEventId);
+  source = new EventSource(url);
+  source.addEventListener("open", () => { if (!resetAt) setState("live"); });
+  source.addEventListener("error", () => {
+    setState("reconnecting");
+    if (source.readyState === EventSource.CLOSED) { // HTTP error: the browser gave up
+      source = null;
+      setTimeout(connect, config.retry_ms || 3000);
+    }
+  });
+  for (const type of TYPES) source.addEventListener(type, (e) => receive(type, e));
+}
+
+function receive(type, e) {
+  let payload;
+  try {
+    payload = JSON.parse(e.data);
+  } catch {
+    return; // not ours to show; the stream goes on
+  }
+  if (e.lastEventId) lastEventId = e.lastEventId;
+  if (type === "log") {
+    if (!isNewer(e.lastEventId)) return;
+    lastLogId = parseId(e.lastEventId);
+  }
+  if (type === "reset") {
+    resetAt = Date.now();
+    setState("reset");
+    lastLogId = e.lastEventId ? parseId(e.lastEventId) : null;
+    emit("clear");
+    emit("hello", payload, e.lastEventId);
+    charts.loadHistory();
+  } else {
+    if (type === "hello" && !resetAt) setState("live");
+    emit(type, payload, e.lastEventId);
+  }
+  touch();
+}
+
+for (const module of [charts, panels, logs, alerts]) module.install(on);
+charts.loadHistory();
+connect();

@@ -1,0 +1,258 @@
+// Time-series charts (uPlot): history from /api/history, then live points from metrics events.
+import uPlot from "../vendor/uPlot-1.6.32.esm.js";
+import { bytes, percent, rate, short } from "./format.js";
+
+const WINDOWS = { "5m": 300, "15m": 900, "1h": 3600, "24h": 86400 };
+const PLOT_HEIGHT = 150;
+const PCT = { range: [0, 100], axis: (v) => `${v}%`, value: (v) => percent(v) };
+const BYTES = { axis: (v) => bytes(v, 0), value: rate, bytes: true };
+const LOAD = { axis: short, value: (v) => (v == null ? "–" : v.toFixed(2)) };
+
+// Each chart: the history keys it plots, their labels, and how values read.
+const DEFS = [
+  { id: "cpu", keys: ["cpu.user", "cpu.system", "cpu.iowait"], labels: ["user", "system", "iowait"], stacked: true, ...PCT },
+  { id: "cores", keys: [], labels: [], ...PCT },
+  { id: "load", keys: ["load.1m", "load.5m", "load.15m"], labels: ["1 min", "5 min", "15 min"], ...LOAD },
+  { id: "memory", keys: ["memory.percent", "swap.percent"], labels: ["memory", "swap"], ...PCT },
+  { id: "diskio", keys: ["disk_io.read_bytes_per_s", "disk_io.write_bytes_per_s"], labels: ["read", "write"], ...BYTES },
+  { id: "netio", keys: ["net.rx_bytes_per_s", "net.tx_bytes_per_s"], labels: ["rx", "tx"], ...BYTES },
+];
+// Byte axes tick at 1, 2, 5 × powers of 1024, so labels read "200 KiB", not "195.3 KiB".
+const BYTE_INCRS = [0, 1, 2, 3, 4, 5].flatMap((k) => [1, 2, 5, 10, 20, 50, 100, 200, 500].map((m) => m * 1024 ** k));
+
+const store = { window: "15m", bucket_s: 0, xs: [], cols: new Map(), bucketCount: 0 };
+const charts = new Map(); // id → uPlot
+let loading = 0;          // token of the history request in flight; live points wait for it
+let queued = [];
+let frame = 0;
+let cores = 0;
+
+const get = (m, key) => key.split(".").reduce((o, k) => (o == null ? undefined : o[k]), m);
+const col = (key) => store.cols.get(key) || store.cols.set(key, store.xs.map(() => null)).get(key);
+const keysOf = (def) => (def.id === "cores" ? coreKeys() : def.keys);
+const coreKeys = () => Array.from({ length: cores }, (_, i) => `cpu.per_core.${i}`);
+
+function palette() {
+  const css = getComputedStyle(document.documentElement);
+  const v = (name) => css.getPropertyValue(name).trim();
+  return { axis: v("--muted"), grid: v("--grid"), series: [1, 2, 3, 4, 5, 6, 7, 8].map((i) => v(`--c${i}`)) };
+}
+
+function options(def, width) {
+  const pal = palette();
+  const keys = keysOf(def);
+  const color = (i) => pal.series[i % pal.series.length];
+  const series = [{}];
+  keys.forEach((key, i) => {
+    const label = def.id === "cores" ? `cpu${i}` : def.labels[i];
+    const s = { label, stroke: color(i), width: def.id === "cores" ? 1 : 1.5, points: { size: 4 } };
+    // Off the plot, the legend shows the newest value; on it, the value under the cursor.
+    s.value = (u, _v, _si, di) => {
+      const c = store.cols.get(key);
+      return def.value(c?.[di ?? c.length - 1]);
+    };
+    // stacked: only "user" is stroked; system and iowait are the bands above it
+    if (def.stacked) { s.fill = `${color(i)}${i === 0 ? "99" : "00"}`; s.width = i === 0 ? 1 : 0; }
+    else if (keys.length <= 2) s.fill = `${color(i)}1a`;
+    series.push(s);
+  });
+  const axis = { stroke: pal.axis, grid: { stroke: pal.grid, width: 1 }, ticks: { show: false }, font: "11px system-ui, sans-serif" };
+  const windowS = WINDOWS[store.window];
+  return {
+    width, height: PLOT_HEIGHT, series, pxAlign: 0,
+    legend: { show: def.id !== "cores" || keys.length <= 8, live: true },
+    cursor: { drag: { x: false, y: false }, points: { size: 5 } },
+    bands: def.stacked ? [{ series: [2, 1], fill: `${color(1)}99` }, { series: [3, 2], fill: `${color(2)}99` }] : [],
+    scales: {
+      x: { time: true, range: (u, min, max) => xRange(min, max, windowS) },
+      y: { range: def.range ? () => def.range : (u, min, max) => [0, max > 0 ? max * 1.15 : def.bytes ? 1024 : 1] },
+    },
+    axes: [
+      { ...axis, space: 70, size: 24, values: timeLabels },
+      { ...axis, size: def.bytes ? 62 : 44, values: (u, vals) => vals.map(def.axis), ...(def.bytes ? { incrs: BYTE_INCRS } : {}) },
+    ],
+  };
+}
+
+// The chosen window, ending now; while the data is shorter than the window (a server that
+// just started), span the data (at least 30 s) rather than draw a sliver at the edge.
+function xRange(min, max, windowS) {
+  const end = max || Date.now() / 1000;
+  const start = Math.max(min ?? end - windowS, end - windowS);
+  return [Math.min(start, end - 30), end];
+}
+
+// One line per tick: "14:05", or "14:05:30" when ticks are under a minute apart.
+function timeLabels(u, vals) {
+  const step = vals.length > 1 ? vals[1] - vals[0] : 60;
+  const opts = { hour: "2-digit", minute: "2-digit", hour12: false, ...(step < 60 ? { second: "2-digit" } : {}) };
+  return vals.map((v) => new Date(v * 1000).toLocaleTimeString([], opts));
+}
+
+function build(def) {
+  const box = document.querySelector(`[data-chart="${def.id}"]`);
+  charts.get(def.id)?.destroy();
+  const u = new uPlot(options(def, Math.max(box.clientWidth, 100)), dataFor(def), box);
+  charts.set(def.id, u);
+}
+
+function buildAll() {
+  for (const def of DEFS) build(def);
+}
+
+function dataFor(def) {
+  const keys = keysOf(def);
+  const ys = keys.map((k) => (store.cols.get(k) || store.xs.map(() => null)).slice());
+  if (def.stacked) {
+    for (let j = 1; j < ys.length; j++) {
+      ys[j] = ys[j].map((v, i) => (v == null && ys[j - 1][i] == null ? null : (v || 0) + (ys[j - 1][i] || 0)));
+    }
+  }
+  return [store.xs.slice(), ...ys];
+}
+
+function schedule() {
+  if (!frame && !document.hidden) frame = requestAnimationFrame(render);
+}
+
+function render() {
+  frame = 0;
+  for (const def of DEFS) charts.get(def.id)?.setData(dataFor(def));
+  summarize();
+}
+
+let latest = null;
+function summarize() {
+  const m = latest;
+  const text = m ? {
+    cpu: percent(m.cpu?.percent),
+    cores: `${cores} cores`,
+    load: m.cpu?.count ? `${((m.load?.["1m"] ?? 0) / m.cpu.count).toFixed(2)} per core` : "",
+    memory: m.memory ? `${bytes(m.memory.used)} of ${bytes(m.memory.total)}` : "",
+    diskio: m.disk_io ? `${short((m.disk_io.read_ops_per_s ?? 0) + (m.disk_io.write_ops_per_s ?? 0))} IOPS` : "",
+    netio: m.net ? `${short((m.net.rx_packets_per_s ?? 0) + (m.net.tx_packets_per_s ?? 0))} pkt/s` : "",
+  } : { cpu: "–", cores: "", load: "", memory: "", diskio: "", netio: "" };
+  for (const [id, value] of Object.entries(text)) {
+    const node = document.querySelector(`[data-summary="${id}"]`);
+    if (node && node.textContent !== value) node.textContent = value;
+  }
+}
+
+function setCores(n) {
+  if (n === cores || !(n > 0)) return;
+  cores = n;
+  build(DEFS[1]);
+}
+
+/** Add one metrics sample: a new point, or (beyond 15 min) into the open bucket's average. */
+function addSample(m) {
+  latest = m;
+  if (loading) { if (queued.push(m) > 2000) queued.shift(); return; }
+  setCores(m.cpu?.count ?? m.cpu?.per_core?.length ?? 0);
+  const n = store.xs.length;
+  const keys = new Set([...DEFS.flatMap((d) => d.keys), ...coreKeys()]);
+  const value = (k) => { const v = get(m, k); return typeof v === "number" ? v : null; };
+  if (store.bucket_s) {
+    const start = Math.floor(m.ts / store.bucket_s) * store.bucket_s;
+    if (n && start === store.xs[n - 1]) {
+      const count = ++store.bucketCount;
+      for (const k of keys) {
+        const c = col(k), v = value(k);
+        if (v != null) c[n - 1] = c[n - 1] == null ? v : c[n - 1] + (v - c[n - 1]) / count;
+      }
+      return schedule();
+    }
+    if (n && start < store.xs[n - 1]) return;
+    store.bucketCount = 1;
+    store.xs.push(start);
+  } else {
+    if (n && m.ts <= store.xs[n - 1]) return; // already in the history
+    store.xs.push(m.ts);
+  }
+  for (const k of keys) col(k).push(value(k));
+  for (const c of store.cols.values()) if (c.length < store.xs.length) c.push(null);
+  trim();
+  schedule();
+}
+
+function trim() {
+  const cutoff = store.xs[store.xs.length - 1] - WINDOWS[store.window] - store.bucket_s;
+  let drop = 0;
+  while (drop < store.xs.length && store.xs[drop] < cutoff) drop++;
+  if (!drop) return;
+  store.xs.splice(0, drop);
+  for (const c of store.cols.values()) c.splice(0, drop);
+}
+
+function clear() {
+  latest = null;
+  store.xs = [];
+  store.cols = new Map();
+  store.bucketCount = 0;
+  schedule();
+}
+
+/** Fill the charts from the server's history for the chosen window (on load, reset, change). */
+export async function loadHistory() {
+  const token = ++loading;
+  const note = document.getElementById("charts-note");
+  try {
+    const resp = await fetch(`/api/history?window=${encodeURIComponent(store.window)}`);
+    if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+    const data = await resp.json();
+    if (token !== loading) return;
+    fill(data);
+    note.hidden = true;
+  } catch (err) {
+    if (token !== loading) return;
+    clear();
+    note.textContent = `History unavailable (${err.message}); showing live data only.`;
+    note.hidden = false;
+  }
+  loading = 0;
+  const pending = queued;
+  queued = [];
+  pending.forEach(addSample);
+  schedule();
+}
+
+function fill(data) {
+  const bucketed = data.resolution_s >= 60 && data.series && Object.values(data.series).some((s) => s && !Array.isArray(s));
+  store.bucket_s = bucketed ? data.resolution_s : 0;
+  store.xs = data.ts.slice();
+  store.cols = new Map();
+  store.bucketCount = 1;
+  for (const [key, s] of Object.entries(data.series || {})) {
+    if (key.startsWith("cpu.") || key.startsWith("load.") || key.startsWith("memory.") || key.startsWith("swap.")
+        || key.startsWith("disk_io.") || key.startsWith("net.")) {
+      store.cols.set(key, (Array.isArray(s) ? s : s.avg).slice());
+    }
+  }
+  const n = Object.keys(data.series || {}).filter((k) => /^cpu\.per_core\.\d+$/.test(k)).length;
+  if (n) setCores(n);
+}
+
+/** Register with main.js's dispatch. */
+export function install(on) {
+  on("metrics", addSample);
+  on("clear", clear);
+  const select = document.getElementById("window");
+  select.value = store.window;
+  select.addEventListener("change", () => {
+    store.window = select.value;
+    buildAll();
+    clear();
+    loadHistory();
+  });
+  document.addEventListener("visibilitychange", schedule);
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", buildAll);
+  const resize = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const u = charts.get(entry.target.dataset.chart);
+      const width = Math.floor(entry.contentRect.width);
+      if (u && width > 0 && width !== u.width) u.setSize({ width, height: PLOT_HEIGHT });
+    }
+  });
+  buildAll();
+  document.querySelectorAll("[data-chart]").forEach((box) => resize.observe(box));
+}

@@ -1,0 +1,254 @@
+// One log source's tab and pane: lines batched per frame, filter, levels, follow/pause, status.
+import { clock, el } from "./format.js";
+
+export const MAX_LINES = 5000;
+const LEVEL_SCAN_CHARS = 400;
+// Level highlighting: the earliest match in a line wins ("INFO retry after error" is info).
+export const LEVELS = [
+  ["error", /\b(?:ERROR|ERR|FATAL|CRIT(?:ICAL)?|EMERG|PANIC|SEVERE)\b/i],
+  ["warn", /\bWARN(?:ING)?\b/i],
+  ["info", /\b(?:INFO|NOTICE)\b/i],
+  ["debug", /\b(?:DEBUG|TRACE)\b/i],
+];
+const STATE_LABELS = { following: "following", waiting: "waiting for file", error: "error" };
+
+function levelOf(line) {
+  const head = line.length > LEVEL_SCAN_CHARS ? line.slice(0, LEVEL_SCAN_CHARS) : line;
+  let best = null, at = Infinity;
+  for (const [name, re] of LEVELS) {
+    const m = re.exec(head);
+    if (m && m.index < at) { best = name; at = m.index; }
+  }
+  return best;
+}
+
+/** "/re/flags" is a regex, anything else a substring (case-insensitive unless it has capitals). */
+export function parseFilter(text) {
+  if (!text) return { test: null };
+  const m = /^\/(.+)\/([dgimsuy]*)$/.exec(text);
+  if (m) {
+    try {
+      const re = new RegExp(m[1], m[2].replace(/[gy]/g, ""));
+      return { test: (s) => re.test(s) };
+    } catch (err) {
+      return { test: null, error: `bad regex: ${err.message.replace(/^Invalid regular expression: /, "")}` };
+    }
+  }
+  if (text !== text.toLowerCase()) return { test: (s) => s.includes(text) };
+  const lower = text.toLowerCase();
+  return { test: (s) => s.toLowerCase().includes(lower) };
+}
+
+export class LogPane {
+  constructor(name, onSelect) {
+    this.name = name;
+    this.pending = [];
+    this.following = true;
+    this.newWhilePaused = 0;
+    this.unread = 0;
+    this.active = false;
+    this.filter = null;
+    this.frame = 0;
+    this.expectedTop = 0;
+    this.buildTab(onSelect);
+    this.buildPane();
+  }
+
+  buildTab(onSelect) {
+    this.tab = el("button", "log-tab");
+    this.tab.type = "button";
+    this.tab.dataset.source = this.name;
+    this.tab.setAttribute("role", "tab");
+    this.dot = el("span", "dot");
+    this.badge = el("span", "badge");
+    this.badge.hidden = true;
+    this.tab.append(this.dot, el("span", "tab-name", this.name), this.badge);
+    this.tab.addEventListener("click", () => onSelect(this.name));
+  }
+
+  buildPane() {
+    this.pane = el("section", "log-pane");
+    this.pane.dataset.source = this.name;
+    this.pane.hidden = true;
+    const bar = el("div", "log-toolbar");
+    this.input = el("input", "log-filter");
+    Object.assign(this.input, { type: "search", placeholder: "Filter: text or /regex/   ( / )", spellcheck: false, autocomplete: "off" });
+    this.input.setAttribute("aria-label", `filter ${this.name} lines`);
+    this.error = el("span", "log-filter-error");
+    this.error.hidden = true;
+    this.followBtn = el("button", "log-follow");
+    this.followBtn.title = "Follow new lines (space)";
+    this.wrapBtn = el("button", "log-wrap", "Wrap");
+    this.wrapBtn.setAttribute("aria-pressed", "false");
+    this.wrapBtn.title = "Wrap long lines";
+    const clearBtn = el("button", "log-clear", "Clear");
+    clearBtn.title = "Clear this pane (new lines still arrive)";
+    for (const b of [this.followBtn, this.wrapBtn, clearBtn]) b.type = "button";
+    const filterBox = el("div", "filter-box");
+    filterBox.append(this.input, this.error);
+    bar.append(filterBox, this.followBtn, this.wrapBtn, clearBtn);
+    this.lines = el("div", "log-lines");
+    this.lines.setAttribute("role", "log");
+    this.lines.tabIndex = 0;
+    this.lines.dataset.empty = "No lines yet.";
+    const foot = el("div", "log-foot");
+    this.statusEl = el("div", "log-status", "starting");
+    this.statusEl.dataset.state = "starting";
+    this.countEl = el("div", "log-count muted", "0 lines");
+    foot.append(this.statusEl, this.countEl);
+    this.pane.append(bar, this.lines, foot);
+
+    this.input.addEventListener("input", () => this.setFilter(this.input.value));
+    this.input.addEventListener("keydown", (e) => { if (e.key === "Escape") { this.input.value = ""; this.setFilter(""); this.input.blur(); } });
+    this.followBtn.addEventListener("click", () => (this.following ? this.pause() : this.resume()));
+    this.wrapBtn.addEventListener("click", () => {
+      const on = this.pane.classList.toggle("wrap");
+      this.wrapBtn.setAttribute("aria-pressed", String(on));
+    });
+    clearBtn.addEventListener("click", () => this.clear());
+    this.lines.addEventListener("scroll", () => this.onScroll(), { passive: true });
+    this.drawFollow();
+  }
+
+  /** Queue lines; they reach the DOM at the next animation frame. */
+  push(lines) {
+    for (const line of lines) this.pending.push(typeof line === "string" ? line : String(line?.text ?? line));
+    if (this.pending.length > MAX_LINES) this.pending.splice(0, this.pending.length - MAX_LINES);
+    if (!this.active) this.unread += lines.length;
+    this.schedule();
+  }
+
+  gap(missed) {
+    this.pending.push({ gap: missed });
+    this.schedule();
+  }
+
+  schedule() {
+    if (!this.frame && !document.hidden) this.frame = requestAnimationFrame(() => this.flush());
+  }
+
+  flush() {
+    this.frame = 0;
+    const batch = this.pending;
+    this.pending = [];
+    const frag = document.createDocumentFragment();
+    let added = 0;
+    for (const item of batch) {
+      const node = el("div", "line");
+      if (typeof item === "string") {
+        node.textContent = item;
+        const level = levelOf(item);
+        if (level) node.classList.add(`lvl-${level}`);
+        if (this.filter && !this.filter(item)) node.classList.add("filtered");
+        added++;
+      } else {
+        node.classList.add("gap");
+        node.textContent = `… ${item.gap} events missed`;
+      }
+      frag.append(node);
+    }
+    const box = this.lines;
+    box.append(frag);
+    const extra = box.childElementCount - MAX_LINES;
+    if (extra > 0) this.trim(extra);
+    if (this.following) this.toBottom();
+    else this.newWhilePaused += added;
+    this.drawFollow();
+    this.countEl.textContent = `${box.childElementCount.toLocaleString()} lines${box.childElementCount >= MAX_LINES ? " (max)" : ""}`;
+    this.badge.hidden = !this.unread;
+    this.badge.textContent = this.unread > 999 ? "999+" : String(this.unread);
+  }
+
+  trim(count) {
+    const box = this.lines;
+    const before = this.following ? 0 : box.scrollHeight;
+    const range = document.createRange();
+    range.setStartBefore(box.firstChild);
+    range.setEndAfter(box.children[count - 1]);
+    range.deleteContents();
+    if (!this.following) { // keep what the reader is looking at in place
+      box.scrollTop -= before - box.scrollHeight;
+      this.expectedTop = box.scrollTop;
+    }
+  }
+
+  toBottom() {
+    this.lines.scrollTop = this.lines.scrollHeight;
+    this.expectedTop = this.lines.scrollTop;
+  }
+
+  onScroll() {
+    const box = this.lines;
+    if (Math.abs(box.scrollTop - this.expectedTop) < 2) return; // ours, not the reader's
+    this.expectedTop = box.scrollTop;
+    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 4;
+    if (this.following && !atBottom) this.pause();
+    else if (!this.following && atBottom) this.resume();
+  }
+
+  pause() {
+    this.following = false;
+    this.drawFollow();
+  }
+
+  resume() {
+    this.following = true;
+    this.newWhilePaused = 0;
+    this.flush();
+  }
+
+  drawFollow() {
+    const b = this.followBtn;
+    b.dataset.following = String(this.following);
+    b.textContent = this.following ? "Live" : `Paused${this.newWhilePaused ? ` · ${this.newWhilePaused.toLocaleString()} new` : ""}`;
+    b.title = this.following ? "Following new lines; space or scrolling up pauses" : "Jump back to the newest line (space)";
+  }
+
+  setFilter(text) {
+    const { test, error } = parseFilter(text.trim());
+    this.filter = test;
+    this.error.hidden = !error;
+    this.error.textContent = error || "";
+    this.input.classList.toggle("invalid", Boolean(error));
+    for (const node of this.lines.children) {
+      if (!node.classList.contains("gap")) node.classList.toggle("filtered", Boolean(test) && !test(node.textContent));
+    }
+    if (this.following) this.toBottom();
+  }
+
+  status(st) {
+    const label = STATE_LABELS[st.state] || st.state;
+    const detail = st.detail || "";
+    // "waiting for /x.log to appear" already says the state
+    const parts = detail.toLowerCase().startsWith(st.state) ? [detail] : [label, ...(detail ? [detail] : [])];
+    if (st.state === "error" && st.retry_in_s) parts.push(`retry in ${Math.round(st.retry_in_s)}s`);
+    if (st.mode) parts.push(st.mode);
+    if (st.change) parts.push(`${st.change} at ${clock(st.ts || Date.now() / 1000)}`);
+    if (st.errors?.length) parts.push(st.errors.join("; "));
+    this.statusEl.textContent = parts.join(" · ");
+    this.statusEl.dataset.state = st.state;
+    this.statusEl.title = this.statusEl.textContent;
+    this.lines.dataset.empty = st.state === "following" ? "No lines yet: new lines appear here as they are written."
+      : `No lines: ${parts.join(" · ")}`;
+    this.dot.dataset.state = st.state;
+    this.tab.title = `${this.name}: ${label}`;
+  }
+
+  setActive(active) {
+    this.active = active;
+    this.pane.hidden = !active;
+    this.tab.setAttribute("aria-selected", String(active));
+    if (active) {
+      this.unread = 0;
+      this.flush();
+    }
+  }
+
+  clear() {
+    this.pending = [];
+    this.lines.replaceChildren();
+    this.newWhilePaused = 0;
+    this.unread = 0;
+    this.flush();
+  }
+}

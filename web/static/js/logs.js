@@ -1,0 +1,73 @@
+// Log panes, one per source (tabs): routing of log/status/gap events, and the keyboard.
+import { LogPane } from "./logpane.js";
+
+const panes = new Map(); // name → LogPane
+let active = null;
+const tabsBox = () => document.getElementById("log-tabs");
+const panesBox = () => document.getElementById("log-panes");
+
+function pane(name) {
+  let p = panes.get(name);
+  if (!p) {
+    p = new LogPane(name, select);
+    panes.set(name, p);
+    tabsBox().append(p.tab);
+    panesBox().append(p.pane);
+    if (!active) select(name);
+    showEmpty();
+  }
+  return p;
+}
+
+function select(name) {
+  active = name;
+  for (const [n, p] of panes) p.setActive(n === name);
+}
+
+function showEmpty() {
+  const none = panes.size === 0;
+  document.getElementById("no-logs").hidden = !none;
+  document.getElementById("logs").classList.toggle("empty-logs", none);
+}
+
+function hello(info) {
+  const names = (info.sources || []).filter((s) => s.kind !== "metrics").map((s) => s.name);
+  for (const [name, p] of panes) {
+    if (!names.includes(name)) { p.tab.remove(); p.pane.remove(); panes.delete(name); }
+  }
+  if (active && !panes.has(active)) active = null;
+  for (const name of names) pane(name);
+  if (!active && names.length) select(names[0]);
+  showEmpty();
+}
+
+function isTyping(target) {
+  return target instanceof HTMLElement && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+}
+
+function onKey(e) {
+  if (e.ctrlKey || e.metaKey || e.altKey || isTyping(e.target)) return;
+  const p = panes.get(active);
+  if (!p) return;
+  if (e.key === "/" && e.type === "keydown") {
+    e.preventDefault();
+    p.input.focus();
+    p.input.select();
+  } else if (e.key === " ") {
+    // also on keyup: a focused button would otherwise take the space as a click
+    e.preventDefault();
+    if (e.type === "keydown" && !e.repeat) (p.following ? p.pause() : p.resume());
+  }
+}
+
+/** Register with main.js's dispatch. */
+export function install(on) {
+  on("hello", hello);
+  on("clear", () => { for (const p of panes.values()) p.clear(); });
+  on("log", (ev) => { if (ev.source && Array.isArray(ev.lines)) pane(ev.source).push(ev.lines); });
+  on("status", (st) => { if (st.kind !== "metrics" && st.source) pane(st.source).status(st); });
+  on("gap", (g) => { for (const p of panes.values()) p.gap(g.missed ?? "?"); });
+  document.addEventListener("keydown", onKey);
+  document.addEventListener("keyup", onKey);
+  document.addEventListener("visibilitychange", () => { for (const p of panes.values()) p.schedule(); });
+}
