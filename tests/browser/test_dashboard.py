@@ -236,3 +236,32 @@ async def test_screenshot_for_the_readme(open_page: Any, server: Server, app_log
     await page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))
     await page.emulate_media(color_scheme="dark")
     await page.screenshot(path=str(ROOT / "docs" / "screenshot-dark.png"))
+
+
+FRAME_COUNTER = """() => {
+  window.__frames = [];
+  const tick = (t) => { window.__frames.push(t); requestAnimationFrame(tick); };
+  requestAnimationFrame(tick);
+}"""
+
+
+async def test_a_log_storm_keeps_the_page_smooth_and_bounded(
+    open_page: Any, server: Server, app_log: Path
+) -> None:
+    page = (await open_page(f"{server.url}/")).page
+    await live(page)
+    await page.evaluate(FRAME_COUNTER)
+    started = time.monotonic()
+    sent = 0
+    while time.monotonic() - started < 6:  # ~1,000 lines/s in 50-line writes
+        append(app_log, *(f"storm line {sent + i} INFO payload" for i in range(50)))
+        sent += 50
+        await asyncio.sleep(0.05)  # pacing the writer
+    last = f"storm line {sent - 1} INFO payload"
+    await expect(pane(page).locator(".line").last).to_have_text(last, timeout=10_000)
+    assert await pane(page).locator(".line").count() == 5000  # oldest dropped
+    frames = await page.evaluate("window.__frames")
+    gaps = [b - a for a, b in zip(frames, frames[1:], strict=False)]
+    fps = len(frames) / ((frames[-1] - frames[0]) / 1000)
+    print(f"{sent} lines in 6 s: {fps:.0f} frames/s, longest frame {max(gaps):.0f} ms")
+    assert fps > 20 and max(gaps) < 500
