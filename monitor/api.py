@@ -10,9 +10,12 @@ from typing import Any
 from aiohttp import web
 
 from monitor import __version__
+from monitor.client import SSEParser
 from monitor.exporter import render
 from monitor.history import parse_window
+from monitor.hub import Selector
 from monitor.keys import CONFIG, HISTORY, HUB, PROMETHEUS, SOURCES, STARTED, json_error
+from monitor.stream import hello_payload
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -66,3 +69,21 @@ async def api_history(request: web.Request) -> web.Response:
     # A day of every series is ~1 MB of JSON: encode it off the loop.
     body = await asyncio.to_thread(json.dumps, data, separators=(",", ":"))
     return web.Response(text=body, content_type="application/json")
+
+
+async def api_state(request: web.Request) -> web.Response:
+    """GET /api/state: what a new stream starts with (hello, then recent history), as JSON.
+
+    A dashboard tab that shares another tab's stream starts from this, then applies the
+    forwarded events newer than its last id.
+    """
+    snapshot = request.app[HUB].snapshot(Selector(), hello_payload(request.app), None)
+    # Hundreds of metrics events are ~1 MB: parse and encode off the loop.
+    body = await asyncio.to_thread(_state_json, snapshot)
+    return web.Response(text=body, content_type="application/json")
+
+
+def _state_json(snapshot: bytes) -> str:
+    events = [{"type": e.type, "id": e.id, "data": e.json()} for e in SSEParser().feed(snapshot)]
+    # ASCII escapes: a lone surrogate from a log line stays valid JSON rather than raising.
+    return json.dumps({"events": events}, separators=(",", ":"))

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from monitor import __version__
 from monitor.alerts import AlertEngine
-from monitor.api import api_history, api_sources, healthz, prometheus_metrics
+from monitor.api import api_history, api_sources, api_state, healthz, prometheus_metrics
 from monitor.config import Config
 from monitor.events import METRICS
 from monitor.exporter import build_registry
@@ -112,6 +112,7 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/sources", api_sources)
     app.router.add_get("/api/history", api_history)
+    app.router.add_get("/api/state", api_state)
     app.router.add_get("/metrics", prometheus_metrics)
     # follow_symlinks stays off: the handler cannot reach outside web/static.
     app.router.add_static("/static", web_dir / "static", name="static", append_version=True)

@@ -255,6 +255,32 @@ async def test_health_and_sources_are_json(client: Client, hub: EventHub) -> Non
     ]
 
 
+async def test_state_is_hello_then_recent_history_as_json(
+    client: Client, hub: EventHub, open_stream: OpenStream
+) -> None:
+    hub.publish(STATUS, {"source": "app", "state": "following"}, source="app")
+    for i in range(3):
+        hub.publish(METRICS, {"ts": i, "cpu": {"percent": 1.0}})
+        hub.publish(LOG, {"source": "app", "lines": [f"line {i} <ü>"]}, source="app")
+    resp = await client.get("/api/state")
+    assert resp.status == 200 and resp.content_type == "application/json"
+    events = (await resp.json())["events"]
+    assert events[0]["type"] == "hello"
+    assert events[0]["data"]["run_id"] == hub.run_id
+    assert [s["name"] for s in events[0]["data"]["sources"]] == ["app", "db"]
+    seqs = [parse_id(e["id"])[1] for e in events]  # type: ignore[index]
+    assert all(a < b for a, b in zip(seqs, seqs[1:], strict=False))
+    assert [e["data"]["lines"] for e in events if e["type"] == LOG] == [
+        [f"line {i} <ü>"] for i in range(3)
+    ]
+    assert [e["data"]["ts"] for e in events if e["type"] == METRICS] == [0, 1, 2]
+    # The same events a new stream starts with, so a tab can mix the two by id.
+    stream = await open_stream()
+    assert [(e.type, e.id, e.json()) for e in await stream.take(len(events))] == [
+        (e["type"], e["id"], e["data"]) for e in events
+    ]
+
+
 async def test_unknown_path_is_json_404(client: Client) -> None:
     resp = await client.get("/nope")
     assert resp.status == 404 and (await resp.json()) == {"error": "Not Found"}

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Server
-from playwright.async_api import Page, expect
+from conftest import Server, Watched
+from playwright.async_api import BrowserContext, Page, expect
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,21 +189,111 @@ async def test_page_recovers_by_itself_when_the_server_restarts(
     assert texts.count("2026-11-25 12:00:00 INFO service started") == 1  # refilled, not doubled
 
 
-async def test_several_tabs_stay_live(browser: Any, server: Server, app_log: Path) -> None:
-    context = await browser.new_context()
-    # Four tabs of one browser profile: each holds one stream, within HTTP/1.1's six
-    # connections per origin (the page opens no second connection of its own).
-    pages = [await context.new_page() for _ in range(4)]
-    for page in pages:
-        await page.goto(f"{server.url}/")
-    for page in pages:
+async def stream_clients(server: Server) -> int:
+    """How many event streams the server holds open now."""
+
+    def get() -> int:
+        with urllib.request.urlopen(f"{server.url}/healthz", timeout=5) as resp:
+            return int(json.load(resp)["clients"])
+
+    return await asyncio.to_thread(get)
+
+
+async def open_tabs(context: BrowserContext, url: str, n: int) -> list[Watched]:
+    """`n` dashboard tabs of one browser profile, each live; prints how long each took."""
+    tabs = []
+    for _ in range(n):
+        page = await context.new_page()
+        watched = Watched(page, url)
+        page.on("console", watched.on_console)
+        page.on("pageerror", lambda exc, w=watched: w.errors.append(str(exc)))
+        started = time.monotonic()
+        await page.goto(f"{url}/")
         await live(page)
+        print(f"tab {len(tabs) + 1} live {time.monotonic() - started:.2f}s after goto")
+        tabs.append(watched)
+    return tabs
+
+
+async def test_several_tabs_stay_live(browser: Any, server: Server, app_log: Path) -> None:
+    # Eight tabs of one browser profile, beyond HTTP/1.1's six connections per origin: one
+    # tab holds the stream and forwards it to the others.
+    context = await browser.new_context()
+    tabs = await open_tabs(context, server.url, 8)
+    await wait_until_async(lambda: stream_clients(server), 1)
     append(app_log, "seen by every tab")
-    for page in pages:
-        await expect(pane(page).locator(".line").last).to_have_text(
+    for tab in tabs:
+        await expect(pane(tab.page).locator(".line").last).to_have_text(
             "seen by every tab", timeout=10_000
         )
+        await expect(tab.page.locator("#conn-state")).to_have_text("live")
+        assert tab.errors == []
     await context.close()
+
+
+async def test_closing_the_leader_tab_leaves_the_others_live(
+    browser: Any, server: Server, app_log: Path
+) -> None:
+    context = await browser.new_context()
+    leader, *others = await open_tabs(context, server.url, 4)
+    appended = time.monotonic()
+    append(app_log, "before the hand-over")
+    seen = await asyncio.gather(*(line_shown(tab.page, "before the hand-over") for tab in others))
+    print(f"one leader: the line shown in every tab {max(seen) - appended:.3f}s after append")
+    for tab in others:  # hears what the leader forwards, before any rendering
+        await tab.page.evaluate(PROBE)
+    closed_ms = time.time() * 1000
+    await leader.page.close()
+    closed = time.monotonic()
+    append(app_log, "during the hand-over")  # may reach no tab until a new leader resumes
+    seen = await asyncio.gather(*(line_shown(tab.page, "during the hand-over") for tab in others))
+    forwarded_ms = min([t for tab in others for t in await tab.page.evaluate("window.__fwd")])
+    print(
+        f"hand-over: the line forwarded by the new leader {forwarded_ms - closed_ms:.0f} ms"
+        f" and shown in every tab {max(seen) - closed:.3f}s after the leader tab closed"
+    )
+    await wait_until_async(lambda: stream_clients(server), 1)
+    append(app_log, "after the hand-over")
+    for tab in others:
+        lines = pane(tab.page).locator(".line")
+        await expect(lines.last).to_have_text("after the hand-over", timeout=10_000)
+        await expect(tab.page.locator("#conn-state")).to_have_text("live")
+        texts = await lines.all_inner_texts()
+        for line in ("before the hand-over", "during the hand-over", "after the hand-over"):
+            assert texts.count(line) == 1, f"{line!r} shown {texts.count(line)} times"
+        assert tab.errors == []
+    await context.close()
+
+
+PROBE = """() => {
+  window.__fwd = [];
+  new BroadcastChannel("sse-monitor:stream").addEventListener("message", (e) => {
+    if (e.data.type === "log" && e.data.data.includes("during")) window.__fwd.push(Date.now());
+  });
+}"""
+LAST_LINE = """() => {
+  const lines = document.querySelectorAll('.log-pane[data-source="app"] .line');
+  return lines.length ? lines[lines.length - 1].textContent : null;
+}"""
+
+
+async def line_shown(page: Page, text: str, timeout_s: float = 10.0) -> float:
+    """Poll (finer than expect() does) until the app pane's last line is `text`; when."""
+    deadline = time.monotonic() + timeout_s
+    while await page.evaluate(LAST_LINE) != text:
+        assert time.monotonic() < deadline, f"{text!r} not shown after {timeout_s}s"
+        await asyncio.sleep(0.01)
+    return time.monotonic()
+
+
+async def wait_until_async(
+    value: Callable[[], Awaitable[int]], expected: int, timeout_s: float = 10.0
+) -> None:
+    """Poll an async `value` until it equals `expected`; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while (got := await value()) != expected:
+        assert time.monotonic() < deadline, f"{got} after {timeout_s}s, expected {expected}"
+        await asyncio.sleep(0.05)
 
 
 async def test_phone_width_has_no_sideways_scroll(open_page: Any, server: Server) -> None:

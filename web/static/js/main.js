@@ -1,13 +1,14 @@
-// Owns the page's one EventSource: connection state, the header, and dispatch by event type.
+// The page's event stream (shared with the profile's other tabs by stream.js): connection
+// state, the header, and dispatch by event type.
 import { clock, duration } from "./format.js";
 import * as charts from "./charts.js";
 import * as panels from "./panels.js";
 import * as logs from "./logs.js";
 import * as alerts from "./alerts.js";
+import * as stream from "./stream.js";
 
 const config = JSON.parse(document.body.dataset.config);
 const $ = (id) => document.getElementById(id);
-const TYPES = ["hello", "reset", "gap", "status", "metrics", "log", "alert"];
 const RESET_SHOWN_MS = 2500; // "reset" stays up this long, so it is seen, then back to "live"
 
 const handlers = new Map();
@@ -54,61 +55,27 @@ on("metrics", (m) => { header.uptime = m.uptime_s; });
 on("clear", () => { header.uptime = null; $("uptime").textContent = "–"; });
 
 // ---- the stream -----------------------------------------------------------------------
-// Ids are "<run-id>-<seq>", strictly increasing: a log event at or below the last one seen
-// is a replay after a reconnect and must not be shown twice.
-let lastLogId = null;
-const parseId = (id) => id.split("-").map(Number);
-function isNewer(id) {
-  if (!id || !lastLogId) return true;
-  const [run, seq] = parseId(id), [lastRun, lastSeq] = lastLogId;
-  return run > lastRun || (run === lastRun && seq > lastSeq);
+// stream.js delivers each event once, in order, whether this tab holds the EventSource or
+// another tab forwards it.
+function showState(state) {
+  if (state === "live" && resetAt) return; // "reset" stays up for a moment
+  setState(state);
 }
 
-let source = null;
-let lastEventId = "";
-
-function connect() {
-  const url = new URL(config.events_url, location.href);
-  // A new EventSource cannot send Last-Event-ID: pass it in the query instead.
-  if (lastEventId) url.searchParams.set("last_event_id", lastEventId);
-  source = new EventSource(url);
-  source.addEventListener("open", () => { if (!resetAt) setState("live"); });
-  source.addEventListener("error", () => {
-    setState("reconnecting");
-    if (source.readyState === EventSource.CLOSED) { // HTTP error: the browser gave up
-      source = null;
-      setTimeout(connect, config.retry_ms || 3000);
-    }
-  });
-  for (const type of TYPES) source.addEventListener(type, (e) => receive(type, e));
-}
-
-function receive(type, e) {
-  let payload;
-  try {
-    payload = JSON.parse(e.data);
-  } catch {
-    return; // not ours to show; the stream goes on
-  }
-  if (e.lastEventId) lastEventId = e.lastEventId;
-  if (type === "log") {
-    if (!isNewer(e.lastEventId)) return;
-    lastLogId = parseId(e.lastEventId);
-  }
+function receive(type, payload, id) {
   if (type === "reset") {
     resetAt = Date.now();
     setState("reset");
-    lastLogId = e.lastEventId ? parseId(e.lastEventId) : null;
     emit("clear");
-    emit("hello", payload, e.lastEventId);
+    emit("hello", payload, id);
     charts.loadHistory();
   } else {
     if (type === "hello" && !resetAt) setState("live");
-    emit(type, payload, e.lastEventId);
+    emit(type, payload, id);
   }
   touch();
 }
 
 for (const module of [charts, panels, logs, alerts]) module.install(on);
 charts.loadHistory();
-connect();
+stream.start({ url: config.events_url, retryMs: config.retry_ms || 3000, deliver: receive, showState });

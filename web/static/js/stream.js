@@ -1,0 +1,166 @@
+// The event stream, shared by every dashboard tab of a browser profile. Browsers allow six
+// HTTP/1.1 connections per origin, so an EventSource per tab would leave the 7th tab (and its
+// fetches) stalled. One tab, the leader, holds the lock below and the only EventSource, and
+// forwards every event over a BroadcastChannel. Another tab starts from /api/state, then
+// applies the forwarded events newer than what it holds. When the leader tab closes, its lock
+// is released and a waiting tab takes over, resuming from the last id it saw.
+// Without Web Locks (plain http to a host other than localhost is not a secure context) or
+// BroadcastChannel, each tab has its own EventSource, as before.
+
+const TYPES = ["hello", "reset", "gap", "status", "metrics", "log", "alert"];
+const LOCK = "sse-monitor:stream-leader";
+const CHANNEL = "sse-monitor:stream";
+const STATE_URL = "/api/state";
+
+/** "<run>-<seq>" → [run, seq]; null if it is not one of ours. */
+function parseId(id) {
+  const match = /^(\d+)-(\d+)$/.exec(id || "");
+  return match ? [Number(match[1]), Number(match[2])] : null;
+}
+
+class SharedStream {
+  /**
+   * deliver(type, payload, id): called once per event, in order, however it arrived.
+   * showState(state): "live" or "reconnecting", the state of the stream the page is fed by.
+   */
+  constructor({ url, retryMs, deliver, showState }) {
+    this.url = url;
+    this.retryMs = retryMs;
+    this.deliver = deliver;
+    this.showState = showState;
+    this.channel = null;
+    this.isLeader = false;
+    this.state = "connecting";
+    this.last = null; // [run, seq] of the newest event delivered
+    this.lastId = "";
+    this.buffer = []; // forwarded events held until /api/state is applied; then null
+    this.leaderState = null; // the leader's last reported state, while buffering
+  }
+
+  start() {
+    if (!navigator.locks || typeof BroadcastChannel !== "function") {
+      this.lead();
+      return;
+    }
+    this.channel = new BroadcastChannel(CHANNEL);
+    this.channel.addEventListener("message", (e) => this.onMessage(e.data));
+    // Ask first, so the answer says at once whether another tab already streams.
+    navigator.locks.request(LOCK, { ifAvailable: true }, (lock) => {
+      if (lock) return this.lead();
+      this.follow();
+      navigator.locks.request(LOCK, () => this.lead()).catch(() => this.lead());
+      return undefined;
+    }).catch(() => this.lead()); // locks refused (e.g. an opaque origin): stream alone
+  }
+
+  /** Deliver an event unless this tab has it: ids grow within a run; a new run is newer. */
+  accept(type, id, data) {
+    const parsed = parseId(id);
+    // A reset starts over (its id may be lower than ours); everything else must be newer.
+    if (parsed && this.last && type !== "reset") {
+      const [run, seq] = parsed, [lastRun, lastSeq] = this.last;
+      if (run < lastRun || (run === lastRun && seq <= lastSeq)) return false;
+    }
+    let payload = data;
+    if (typeof data === "string") {
+      try {
+        payload = JSON.parse(data);
+      } catch {
+        return false; // not ours to show; the stream goes on
+      }
+    }
+    if (parsed) { this.last = parsed; this.lastId = id; }
+    this.deliver(type, payload, id);
+    return true;
+  }
+
+  // ---- leader -------------------------------------------------------------------------
+  /** Become the one tab that streams; the promise holds the lock until the tab goes away. */
+  lead() {
+    if (this.isLeader) return new Promise(() => {});
+    this.isLeader = true;
+    // Taking over before /api/state came back: start afresh (hello + history), not from a
+    // half-known position; the fetch's answer is ignored.
+    this.buffer = null;
+    this.connect();
+    return new Promise(() => {});
+  }
+
+  connect() {
+    const url = new URL(this.url, location.href);
+    // A new EventSource cannot send Last-Event-ID: pass it in the query instead.
+    if (this.lastId) url.searchParams.set("last_event_id", this.lastId);
+    const source = new EventSource(url);
+    source.addEventListener("open", () => this.announce("live"));
+    source.addEventListener("error", () => {
+      this.announce("reconnecting");
+      if (source.readyState === EventSource.CLOSED) { // HTTP error: the browser gave up
+        setTimeout(() => this.connect(), this.retryMs);
+      }
+    });
+    for (const type of TYPES) {
+      source.addEventListener(type, (e) => {
+        if (this.accept(type, e.lastEventId, e.data) && this.channel) {
+          this.channel.postMessage({ type, id: e.lastEventId, data: e.data });
+        }
+      });
+    }
+  }
+
+  announce(state) {
+    this.state = state;
+    this.showState(state);
+    if (this.channel) this.channel.postMessage({ state });
+  }
+
+  // ---- follower -----------------------------------------------------------------------
+  follow() {
+    this.channel.postMessage({ ask: true }); // the leader answers with its state
+    this.loadState();
+  }
+
+  onMessage(msg) {
+    if (this.isLeader) {
+      if (msg.ask) this.channel.postMessage({ state: this.state });
+      return; // events from an old leader: our own stream replays them from our last id
+    }
+    if (msg.ask) return;
+    if (msg.state) {
+      if (this.buffer) this.leaderState = msg.state;
+      else this.showState(msg.state);
+    } else if (this.buffer) {
+      this.buffer.push(msg);
+    } else {
+      this.accept(msg.type, msg.id, msg.data);
+    }
+  }
+
+  /** The current state from the server, then what the leader forwarded meanwhile. */
+  async loadState() {
+    while (!this.isLeader) {
+      let events;
+      try {
+        const resp = await fetch(STATE_URL);
+        if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+        ({ events } = await resp.json());
+      } catch {
+        if (this.isLeader) return;
+        this.showState("reconnecting");
+        await new Promise((resolve) => setTimeout(resolve, this.retryMs));
+        continue;
+      }
+      if (this.isLeader) return;
+      for (const e of events) this.accept(e.type, e.id, e.data);
+      const held = this.buffer;
+      this.buffer = null;
+      for (const msg of held) this.accept(msg.type, msg.id, msg.data); // older ones drop out
+      if (this.leaderState) this.showState(this.leaderState);
+      return;
+    }
+  }
+}
+
+/** Start the page's stream; events reach `deliver` whichever tab holds the connection. */
+export function start(options) {
+  new SharedStream(options).start();
+}
