@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -51,6 +52,12 @@ class Config:
     history_full_s: float = 900.0
     history_bucket_s: float = 60.0
     history_downsampled_s: float = 86400.0
+    users_file: str | None = None  # htpasswd-style `user:hash` lines; None: no authentication
+    allow_anonymous: bool = False  # serve a non-loopback address without users, on purpose
+    certfile: str | None = None  # with keyfile: serve HTTPS
+    keyfile: str | None = None
+    max_clients: int = 1000  # open streams, in all
+    max_clients_per_address: int = 50  # open streams from one client address
     # [[alerts]] tables as written; monitor.alerts.parse_rules checks them (it knows rules).
     alerts: tuple[dict[str, Any], ...] = ()
 
@@ -74,10 +81,20 @@ def _text(key: str, value: Any) -> str:
 
 
 # TOML key -> (Config field, check). Units are in the key names.
+def _bool_top(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: must be true or false, got {value!r}")
+    return value
+
+
 TOP_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "host": ("host", _text),
     "port": ("port", _number(0, 65535, integer=True)),
     "interval_s": ("interval_s", _number(0.05, 3600, integer=False)),
+    "users_file": ("users_file", _text),
+    "allow_anonymous": ("allow_anonymous", _bool_top),
+    "certfile": ("certfile", _text),
+    "keyfile": ("keyfile", _text),
 }
 STREAM_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "buffer_events": ("buffer_events", _number(16, 10_000_000, integer=True)),
@@ -85,6 +102,8 @@ STREAM_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "heartbeat_s": ("heartbeat_s", _number(0.05, 3600, integer=False)),
     "retry_ms": ("retry_ms", _number(0, 3_600_000, integer=True)),
     "history_events": ("history_events", _number(0, 100_000, integer=True)),
+    "max_clients": ("max_clients", _number(1, 1_000_000, integer=True)),
+    "max_clients_per_address": ("max_clients_per_address", _number(1, 1_000_000, integer=True)),
 }
 
 
@@ -108,6 +127,18 @@ HISTORY_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "full_s": ("history_full_s", _number(10, 86400, integer=False)),
     "bucket_s": ("history_bucket_s", _number(1, 3600, integer=False)),
     "downsampled_s": ("history_downsampled_s", _number(60, 30 * 86400, integer=False)),
+}
+# Flag (argparse dest) -> (Config field, check); flags override the file.
+FLAG_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
+    "host": TOP_KEYS["host"],
+    "port": TOP_KEYS["port"],
+    "interval": TOP_KEYS["interval_s"],
+    "users_file": TOP_KEYS["users_file"],
+    "allow_anonymous": TOP_KEYS["allow_anonymous"],
+    "certfile": TOP_KEYS["certfile"],
+    "keyfile": TOP_KEYS["keyfile"],
+    "max_clients": STREAM_KEYS["max_clients"],
+    "max_clients_per_address": STREAM_KEYS["max_clients_per_address"],
 }
 SECTIONS = {
     "stream": STREAM_KEYS,
@@ -211,16 +242,40 @@ def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None)
         except ConfigError as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
     flags = flags or {}
-    for flag, key in (("host", "host"), ("port", "port"), ("interval", "interval_s")):
-        if flags.get(flag) is not None:
-            field, check = TOP_KEYS[key]
-            values[field] = check(f"--{flag}", flags[flag])
+    for flag, (field, check) in FLAG_KEYS.items():
+        value = flags.get(flag)
+        if value is not None and value is not False:  # unset, or a store_true flag not given
+            values[field] = check(f"--{flag.replace('_', '-')}", value)
     flag_logs = _logs_from_flags(flags.get("logs") or [])
     if logs is None and not flag_logs:
         logs = default_logs()  # an explicit empty [logs] table means: no logs
     # A --log NAME replaces the file's NAME: flags override the file.
     logs = {**(logs or {}), **flag_logs}
-    return replace(Config(), **values, logs=_check_logs(logs))
+    config = replace(Config(), **values, logs=_check_logs(logs))
+    _check_exposure(config)
+    return config
+
+
+def _check_exposure(config: Config) -> None:
+    if bool(config.certfile) != bool(config.keyfile):
+        raise ConfigError("--certfile and --keyfile go together: give both to serve HTTPS")
+    if is_loopback(config.host) or config.users_file or config.allow_anonymous:
+        return
+    raise ConfigError(
+        f"--host {config.host}: refusing to expose the dashboard without authentication; "
+        "give --users-file FILE (lines from `sse-monitor hash-password USER`), "
+        "or --allow-anonymous if that is really meant"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 def _from_file(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str] | None]:

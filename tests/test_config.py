@@ -26,6 +26,7 @@ def test_file_values_then_flags_override_them(tmp_path: Path) -> None:
         tmp_path,
         """
         host = "0.0.0.0"
+        allow_anonymous = true
         port = 9000
         interval_s = 2
         [stream]
@@ -39,6 +40,7 @@ def test_file_values_then_flags_override_them(tmp_path: Path) -> None:
     config = load_config(path, {"port": 9100, "logs": ["app=/srv/app.log"]})
     assert config == Config(
         host="0.0.0.0",
+        allow_anonymous=True,
         port=9100,
         interval_s=2.0,
         heartbeat_s=5.0,
@@ -95,3 +97,21 @@ def test_bad_flag_names_the_flag(flags: dict[str, object], message: str) -> None
     with pytest.raises(ConfigError) as caught:
         load_config(None, flags)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.7", "::", "monitor.example.com"])
+def test_exposed_host_needs_users_or_an_explicit_anonymous(host: str) -> None:
+    with pytest.raises(ConfigError, match="--users-file FILE .* or --allow-anonymous"):
+        load_config(None, {"host": host})
+    assert load_config(None, {"host": host, "allow_anonymous": True}).allow_anonymous
+    assert load_config(None, {"host": host, "users_file": "/etc/x"}).users_file == "/etc/x"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_loopback_host_needs_no_users(host: str) -> None:
+    assert load_config(None, {"host": host}).host == host
+
+
+def test_certfile_without_keyfile_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--certfile and --keyfile go together"):
+        load_config(None, {"certfile": "/tmp/cert.pem"})
