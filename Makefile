@@ -7,7 +7,8 @@ ARGS ?=
 
 # Debian packages the tests drive for real: logrotate rotates files under the tailer,
 # chromium runs the dashboard (Playwright drives it; its own browser download is not used).
-DEBIAN_PACKAGES := logrotate chromium
+# command:package; htpasswd -B writes the users-file lines the auth tests read back.
+DEBIAN_PACKAGES := logrotate:logrotate chromium:chromium htpasswd:apache2-utils
 
 .PHONY: install run test lint fmt clean system-deps
 
@@ -28,7 +29,8 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 system-deps:
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || echo $$p; done); \
+	@PATH="$$PATH:/usr/sbin:/sbin"; \
+	missing=$$(for cp in $(DEBIAN_PACKAGES); do command -v $${cp%%:*} >/dev/null || echo $${cp#*:}; done); \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q $$missing; \
 		else echo "missing Debian packages: $$missing (run as root, or: sudo apt-get install $$missing)"; exit 1; fi; \

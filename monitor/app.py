@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from monitor import __version__
 from monitor.alerts import AlertEngine
 from monitor.api import api_history, api_sources, api_state, healthz, prometheus_metrics
+from monitor.auth import Authenticator, UsersFile
 from monitor.config import Config
 from monitor.events import METRICS
 from monitor.exporter import build_registry
@@ -26,15 +28,19 @@ from monitor.history import MetricsHistory
 from monitor.hub import EventHub
 from monitor.keys import (
     ALERTS,
+    AUTH,
     CONFIG,
     HISTORY,
     HUB,
+    LIMITER,
     PROMETHEUS,
     SOURCES,
     STARTED,
     TEMPLATES,
     json_error,
 )
+from monitor.limits import StreamLimiter
+from monitor.plaintail import tail_source
 from monitor.rules import parse_rules
 from monitor.sampler import MetricsSampler
 from monitor.sources import Source, supervise
@@ -76,8 +82,13 @@ def make_sources(config: Config) -> list[Source]:
 def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Application:
     """The aiohttp application; `sources` replaces the configured ones (tests use this)."""
     web_dir = find_web_dir()
-    app = web.Application(middlewares=[json_errors])
+    # A bad users file raises ConfigError here, before anything starts.
+    users = UsersFile(config.users_file) if config.users_file else None
+    app = web.Application(middlewares=[json_errors] + ([require_auth] if users else []))
     app[CONFIG] = config
+    if users is not None:
+        app[AUTH] = Authenticator(users)
+    app[LIMITER] = StreamLimiter(config.max_clients, config.max_clients_per_address)
     app[HUB] = EventHub(
         max_events=config.buffer_events,
         max_bytes=config.buffer_bytes,
@@ -109,7 +120,8 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)
     app.router.add_get("/events", events)
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/tail/{name}", tail_source)
+    app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/api/sources", api_sources)
     app.router.add_get("/api/history", api_history)
     app.router.add_get("/api/state", api_state)
@@ -166,6 +178,28 @@ async def json_errors(
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         raise json_error(exc.status, exc.reason) from None
+
+
+AUTH_CHALLENGE = 'Basic realm="sse-monitor", charset="UTF-8"'
+OPEN_ROUTES = frozenset({"healthz"})  # answered without credentials
+
+
+@web.middleware
+async def require_auth(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """HTTP Basic on everything but OPEN_ROUTES; 429 for an address with too many failures."""
+    if request.match_info.route.name in OPEN_ROUTES:
+        return await handler(request)
+    verdict = await request.app[AUTH].authenticate(
+        request.headers.get(hdrs.AUTHORIZATION), request.remote or ""
+    )
+    if verdict.retry_after_s > 0:
+        retry = str(math.ceil(verdict.retry_after_s))
+        raise json_error(429, verdict.message, headers={"Retry-After": retry})
+    if not verdict.ok:
+        raise json_error(401, verdict.message, headers={"WWW-Authenticate": AUTH_CHALLENGE})
+    return await handler(request)
 
 
 async def index(request: web.Request) -> web.Response:

@@ -6,10 +6,10 @@ import argparse
 import asyncio
 import logging
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from monitor import __version__
-from monitor.config import ConfigError, load_config
+from monitor.config import FLAG_KEYS, ConfigError, load_config
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,7 +37,37 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--interval", type=float, metavar="SECONDS", help="metrics interval (default 1.0)"
     )
+    serve.add_argument("--users-file", metavar="FILE", help="require HTTP Basic auth (htpasswd)")
+    serve.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="serve a non-loopback --host without --users-file",
+    )
+    serve.add_argument("--certfile", metavar="FILE", help="TLS certificate chain (PEM)")
+    serve.add_argument("--keyfile", metavar="FILE", help="TLS private key (PEM)")
+    serve.add_argument("--max-clients", type=int, metavar="N", help="open streams in all")
+    serve.add_argument(
+        "--max-clients-per-address", type=int, metavar="N", help="open streams per client"
+    )
+    add_tail_parser(commands)
+    hashing = commands.add_parser("hash-password", help="print a users-file line for USER")
+    hashing.add_argument("user")
     return parser
+
+
+def add_tail_parser(commands: Any) -> None:
+    """`sse-monitor tail URL ...`: follow a server's logs from anywhere."""
+    tail = commands.add_parser("tail", help="print a server's log lines as they arrive")
+    tail.add_argument("url", help="the server, e.g. http://host:8765")
+    tail.add_argument("--source", action="append", metavar="NAME", help="only this source")
+    tail.add_argument("--grep", metavar="REGEX", help="only lines matching REGEX")
+    tail.add_argument("--lines", type=int, default=10, metavar="N", help="backlog lines first")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.add_argument("--user", help="HTTP Basic user")
+    tail.add_argument("--password-file", metavar="F", help="file holding the password")
+    tls = tail.add_mutually_exclusive_group()
+    tls.add_argument("--cafile", metavar="F", help="CA bundle to verify the server with")
+    tls.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
 
 
 def setup_logging() -> None:
@@ -52,13 +82,17 @@ def run_serve(args: argparse.Namespace) -> int:
     from monitor.rules import parse_rules
     from monitor.server import StartupError, serve  # aiohttp only when serving
 
-    flags = {"host": args.host, "port": args.port, "interval": args.interval, "logs": args.log}
+    flags = {key: getattr(args, key) for key in FLAG_KEYS} | {"logs": args.log}
     try:
         config = load_config(args.config, flags)
         try:
             parse_rules(config.alerts, [s.name for s in config.logs])  # fail now, not later
         except ConfigError as exc:
             raise ConfigError(f"config file {args.config}: {exc}") from None
+        if config.users_file:
+            from monitor.auth import read_users
+
+            read_users(config.users_file)  # a bad line is exit 2 here, not a traceback later
     except ConfigError as exc:
         print(f"sse-monitor: {exc}", file=sys.stderr)
         return 2
@@ -76,4 +110,12 @@ def run_serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point of `sse-monitor` and `python -m monitor`."""
     args = build_parser().parse_args(argv)
+    if args.command == "tail":
+        from monitor.client import run_tail
+
+        sys.exit(run_tail(args))
+    if args.command == "hash-password":
+        from monitor.auth import run_hash_password
+
+        sys.exit(run_hash_password(args))
     sys.exit(run_serve(args))

@@ -10,9 +10,11 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from monitor.alerts import AlertEngine
+from monitor.auth import Authenticator
 from monitor.config import Config
 from monitor.history import MetricsHistory
 from monitor.hub import EventHub
+from monitor.limits import StreamLimiter
 from monitor.sources import Source
 
 HUB = web.AppKey("hub", EventHub)
@@ -23,12 +25,19 @@ STARTED = web.AppKey("started", float)
 PROMETHEUS = web.AppKey("prometheus", CollectorRegistry)
 ALERTS = web.AppKey("alerts", AlertEngine)
 HISTORY = web.AppKey("history", MetricsHistory)
+AUTH = web.AppKey("auth", Authenticator)  # set only when a users file is configured
+LIMITER = web.AppKey("limiter", StreamLimiter)
+# How long a client refused for too many streams should wait before trying again.
+BUSY_RETRY_S = 5
 
 
-def json_error(status: int, message: str, **extra: Any) -> web.HTTPException:
-    """An HTTP error whose body is `{"error": message, ...}`."""
+def json_error(
+    status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> web.HTTPException:
+    """An HTTP error whose body is `{"error": message, ...}`, with extra response headers."""
     body = json.dumps({"error": message, **extra})
     exc_class = web.HTTPBadRequest if status == 400 else web.HTTPException
     exc = exc_class(text=body, content_type="application/json")
     exc.set_status(status)
+    exc.headers.update(headers or {})
     return exc

@@ -12,7 +12,7 @@ from aiohttp_sse import EventSourceResponse
 from monitor import __version__
 from monitor.events import STREAM_TYPES
 from monitor.hub import Selector
-from monitor.keys import CONFIG, HUB, json_error
+from monitor.keys import BUSY_RETRY_S, CONFIG, HUB, LIMITER, json_error
 
 # A client whose socket accepts nothing for this long is cut off (and TCP_USER_TIMEOUT is set
 # to it), so a vanished peer does not hold a handler forever.
@@ -62,6 +62,19 @@ def hello_payload(app: web.Application) -> dict[str, Any]:
 async def events(request: web.Request) -> web.StreamResponse:
     """GET /events: the typed SSE stream, resumable by Last-Event-ID."""
     selector, last_id = parse_events_query(request)  # 400s happen before the stream starts
+    limiter, address = request.app[LIMITER], request.remote or ""
+    refused = limiter.acquire(address)
+    if refused is not None:
+        raise json_error(503, refused, headers={"Retry-After": str(BUSY_RETRY_S)})
+    try:
+        return await _stream(request, selector, last_id)
+    finally:
+        limiter.release(address)
+
+
+async def _stream(
+    request: web.Request, selector: Selector, last_id: str | None
+) -> web.StreamResponse:
     config = request.app[CONFIG]
     resp = EventSourceResponse(ping_interval=config.heartbeat_s, send_timeout=SEND_TIMEOUT_S)
     # Proxies must neither cache nor transform (compress, buffer) the stream.

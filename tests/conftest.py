@@ -6,6 +6,7 @@ import asyncio
 import queue
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_p
 from monitor.client import SSEEvent, SSEParser
 from monitor.config import Config
 
-LISTENING = re.compile(r"listening on (http://\S+)")
+LISTENING = re.compile(r"listening on (https?://\S+)")
 MONITOR = [sys.executable, "-m", "monitor"]
 
 
@@ -112,7 +113,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Starts `serve --port 0 <flags>` and waits until it answers; kills leftovers at the end."""
     started: list[Server] = []
 
-    def start(*flags: str) -> Server:
+    def start(*flags: str, ssl_context: ssl.SSLContext | None = None) -> Server:
         proc = subprocess.Popen(
             [*MONITOR, "serve", "--port", "0", *flags],
             cwd=tmp_path,
@@ -124,7 +125,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         server.url = server.wait_for_url()
         # An answered request means serve() reached stop.wait(): its signal handlers are in place
         # (the log line alone does not; see test_sigterm_once_accepting_exits_0).
-        with urllib.request.urlopen(f"{server.url}/healthz", timeout=5) as resp:
+        healthz = f"{server.url}/healthz"
+        with urllib.request.urlopen(healthz, timeout=5, context=ssl_context) as resp:
             assert resp.status == 200
         return server
 

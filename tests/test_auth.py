@@ -1,0 +1,277 @@
+"""HTTP Basic against a users file: real bcrypt hashes, a real in-process server, the real CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import bcrypt
+import pytest
+from aiohttp.test_utils import TestClient
+from conftest import MONITOR
+
+from monitor.app import create_app
+from monitor.auth import Authenticator, FailureLimiter, UsersFile, read_users
+from monitor.config import Config, ConfigError
+from monitor.keys import AUTH
+
+Client = TestClient[Any, Any]
+CHALLENGE = 'Basic realm="sse-monitor", charset="UTF-8"'
+PROTECTED = ["/", "/events", "/api/sources", "/api/state", "/metrics", "/static/css/main.css"]
+
+
+def hash_pw(password: str, cost: int = 4) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode()
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+ALICE = basic("alice", "wonder land")
+BOB = basic("bob", "bü€r:colon")  # non-ASCII, and a colon inside the password
+
+
+@pytest.fixture
+def users_file(tmp_path: Path) -> Path:
+    path = tmp_path / "users"
+    # bob's line has the $2y$ prefix htpasswd -B writes.
+    bob = hash_pw("bü€r:colon").replace("$2b$", "$2y$", 1)
+    path.write_text(f"# who may look\n\nalice:{hash_pw('wonder land')}\n  bob:{bob}  \n")
+    return path
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, config: Config, users_file: Path) -> Client:
+    app = create_app(replace(config, users_file=str(users_file)), sources=[])
+    return await aiohttp_client(app)
+
+
+def verifications(client: Client) -> int:
+    return client.app[AUTH].verifications
+
+
+async def test_every_route_but_healthz_requires_credentials(client: Client) -> None:
+    for path in [*PROTECTED, "/no-such-page"]:
+        resp = await client.get(path)
+        assert resp.status == 401, path
+        assert resp.headers["WWW-Authenticate"] == CHALLENGE
+        assert resp.content_type == "application/json"
+        assert (await resp.json()) == {"error": "authentication required"}
+    resp = await client.get("/healthz")
+    assert resp.status == 200
+    assert (await resp.json())["status"] == "ok"
+
+
+async def test_right_credentials_open_pages_streams_and_assets(client: Client) -> None:
+    for headers in (ALICE, BOB):
+        for path in PROTECTED:
+            resp = await client.get(path, headers=headers)
+            assert resp.status == 200, path
+            resp.close()  # /events would stream forever
+
+
+async def test_wrong_password_unknown_user_and_malformed_headers_get_401(client: Client) -> None:
+    bad = [
+        basic("alice", "wonder"),
+        basic("alice", "wonder land "),
+        basic("mallory", "wonder land"),
+        basic("", ""),
+        {"Authorization": "Bearer abc"},
+        {"Authorization": "Basic !!!not-base64"},
+        {"Authorization": "Basic " + base64.b64encode(b"alice").decode()},
+        {"Authorization": "Basic " + base64.b64encode(b"alice:\xff\xfe").decode()},
+    ]
+    for headers in bad:
+        resp = await client.get("/api/sources", headers=headers)
+        assert resp.status == 401, headers
+        assert resp.headers["WWW-Authenticate"] == CHALLENGE
+        assert "error" in await resp.json()
+
+
+async def test_unknown_user_costs_a_bcrypt_check_too(client: Client) -> None:
+    resp = await client.get("/api/sources", headers=basic("mallory", "x"))
+    assert resp.status == 401
+    assert verifications(client) == 1
+
+
+async def test_second_request_with_same_credentials_skips_bcrypt(client: Client) -> None:
+    for _ in range(4):
+        assert (await client.get("/api/sources", headers=ALICE)).status == 200
+    assert verifications(client) == 1
+    # A wrong password is not a cache hit: it is checked, and refused.
+    assert (await client.get("/api/sources", headers=basic("alice", "wonder"))).status == 401
+    assert verifications(client) == 2
+
+
+async def test_concurrent_first_requests_share_one_bcrypt_check(client: Client) -> None:
+    resps = await asyncio.gather(*(client.get("/api/sources", headers=ALICE) for _ in range(8)))
+    assert [r.status for r in resps] == [200] * 8
+    assert verifications(client) == 1
+
+
+async def test_repeated_failures_get_429_without_checking_the_password(client: Client) -> None:
+    for _ in range(10):
+        assert (await client.get("/", headers=basic("alice", "guess"))).status == 401
+    assert verifications(client) == 10
+    resp = await client.get("/", headers=ALICE)  # even the right password: no more guesses
+    assert resp.status == 429
+    assert 1 <= int(resp.headers["Retry-After"]) <= 60
+    assert resp.content_type == "application/json"
+    assert "too many failed sign-ins" in (await resp.json())["error"]
+    assert verifications(client) == 10
+    assert (await client.get("/healthz")).status == 200
+    # Another address is not held back.
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(connector=connector) as other:
+        async with other.get(client.make_url("/api/sources"), headers=ALICE) as resp:
+            assert resp.status == 200
+
+
+async def test_users_file_edits_take_effect_without_restart(
+    client: Client, users_file: Path
+) -> None:
+    assert (await client.get("/api/sources", headers=ALICE)).status == 200
+    users_file.write_text(f"carol:{hash_pw('c')}\n")
+    assert (await client.get("/api/sources", headers=basic("carol", "c"))).status == 200
+    assert (await client.get("/api/sources", headers=ALICE)).status == 401  # cache dropped too
+
+
+async def test_broken_users_file_edit_locks_everyone_out_until_fixed(
+    client: Client, users_file: Path
+) -> None:
+    good = users_file.read_text()
+    assert (await client.get("/api/sources", headers=ALICE)).status == 200
+    users_file.write_text(good + "half-edited line\n")
+    assert (await client.get("/api/sources", headers=ALICE)).status == 401
+    users_file.write_text(good)
+    assert (await client.get("/api/sources", headers=ALICE)).status == 200
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("alice\n", "line 1: expected USER:HASH"),
+        ("# c\n\nalice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n", "line 3: user 'alice' has an unsup"),
+        ("alice:$apr1$abc$defghijklmnopqrstuv\n", "line 1: user 'alice' has an unsupported"),
+        ("alice:plain-text\n", "unsupported hash"),
+        (f"alice:{hash_pw('a')}\nalice:{hash_pw('b')}\n", "line 2: user 'alice' is listed twice"),
+        (":$2b$04$" + "a" * 53 + "\n", "line 1: expected USER:HASH"),
+        ("# nobody yet\n", "no users"),
+    ],
+)
+def test_users_file_errors_name_file_and_line(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "users"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(expected)) as info:
+        read_users(str(path))
+    assert str(path) in str(info.value)
+
+
+def test_bad_users_file_at_start_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.write_text(f"alice:{hash_pw('a')}\nbob:$apr1$x$y\n")
+    done = subprocess.run(
+        [*MONITOR, "serve", "--port", "0", "--users-file", str(users)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"users file {users}, line 2: user 'bob'" in done.stderr
+
+
+async def test_hash_password_from_stdin_makes_a_line_that_signs_in(
+    tmp_path: Path, aiohttp_client: Any, config: Config
+) -> None:
+    done = subprocess.run(
+        [*MONITOR, "hash-password", "alice"],
+        input="s3cret pässword\n",
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"alice:\$2b\$12\$[./A-Za-z0-9]{53}\n", done.stdout)
+    users = tmp_path / "users"
+    users.write_text(done.stdout)
+    client = await aiohttp_client(create_app(replace(config, users_file=str(users)), sources=[]))
+    resp = await client.get("/api/sources", headers=basic("alice", "s3cret pässword"))
+    assert resp.status == 200
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "status", "expected"),
+    [
+        (["alice"], "", 1, "empty password"),
+        (["alice"], "x" * 73 + "\n", 1, "longer than 72 bytes"),
+        (["al:ice"], "pw\n", 2, "no ':' or spaces"),
+    ],
+)
+def test_hash_password_errors_are_one_line(
+    args: list[str], stdin: str, status: int, expected: str
+) -> None:
+    done = subprocess.run(
+        [*MONITOR, "hash-password", *args], input=stdin, capture_output=True, text=True, timeout=20
+    )
+    assert done.returncode == status
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and expected in done.stderr, done.stderr
+
+
+@pytest.mark.skipif(shutil.which("htpasswd") is None, reason="htpasswd (apache2-utils) missing")
+async def test_htpasswd_bcrypt_line_signs_in(
+    tmp_path: Path, aiohttp_client: Any, config: Config
+) -> None:
+    # -b puts the password in argv: fine for a throwaway test password only.
+    line = subprocess.run(
+        ["htpasswd", "-nbB", "-C", "4", "dave", "from htpasswd"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    users = tmp_path / "users"
+    users.write_text(line)
+    client = await aiohttp_client(create_app(replace(config, users_file=str(users)), sources=[]))
+    assert (await client.get("/", headers=basic("dave", "from htpasswd"))).status == 200
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_cached_verification_expires(users_file: Path) -> None:
+    clock = Clock()
+    auth = Authenticator(UsersFile(str(users_file)), clock=clock)
+    assert await auth.check("alice", "wonder land")
+    assert await auth.check("alice", "wonder land")
+    assert auth.verifications == 1
+    clock.now += 301
+    assert await auth.check("alice", "wonder land")
+    assert auth.verifications == 2
+
+
+def test_failures_age_out_of_the_window() -> None:
+    clock = Clock()
+    limiter = FailureLimiter(max_failures=3, window_s=60, clock=clock)
+    for _ in range(3):
+        assert limiter.retry_after_s("10.0.0.1") == 0
+        limiter.record("10.0.0.1")
+        clock.now += 10
+    assert limiter.retry_after_s("10.0.0.1") == pytest.approx(30)
+    assert limiter.retry_after_s("10.0.0.2") == 0
+    clock.now += 30
+    assert limiter.retry_after_s("10.0.0.1") == 0

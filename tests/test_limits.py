@@ -1,0 +1,79 @@
+"""Caps on open /events streams, in all and per address: 503 before any stream starts."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
+from conftest import wait_until
+
+from monitor.app import create_app
+from monitor.config import Config
+from monitor.keys import LIMITER
+
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+async def make_client(aiohttp_client: Any, config: Config) -> Any:
+    async def make(max_clients: int, per_address: int) -> Client:
+        limited = replace(config, max_clients=max_clients, max_clients_per_address=per_address)
+        return await aiohttp_client(create_app(limited, sources=[]))
+
+    return make
+
+
+async def assert_busy(resp: ClientResponse, expected: str) -> None:
+    assert resp.status == 503
+    assert resp.headers["Retry-After"] == "5"
+    assert resp.content_type == "application/json"  # not text/event-stream: nothing started
+    assert expected in (await resp.json())["error"]
+
+
+async def test_streams_beyond_max_clients_get_503_until_one_closes(make_client: Any) -> None:
+    client = await make_client(max_clients=2, per_address=50)
+    limiter = client.app[LIMITER]
+    first = await client.get("/events")
+    second = await client.get("/events")
+    assert (first.status, second.status) == (200, 200)
+    await assert_busy(await client.get("/events"), "too many open streams (2)")
+    # Other routes are not streams and stay open.
+    assert (await client.get("/api/sources")).status == 200
+    assert (await client.get("/healthz")).status == 200
+    first.close()
+    await wait_until(lambda: limiter.total == 1)
+    third = await client.get("/events")
+    assert third.status == 200
+    second.close()
+    third.close()
+    await wait_until(lambda: limiter.total == 0)
+
+
+async def test_per_address_cap_leaves_other_addresses_alone(make_client: Any) -> None:
+    client = await make_client(max_clients=10, per_address=1)
+    first = await client.get("/events")
+    assert first.status == 200
+    await assert_busy(await client.get("/events"), "from your address (1)")
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(connector=connector) as other:
+        async with other.get(client.make_url("/events")) as resp:
+            assert resp.status == 200
+            assert client.app[LIMITER].open_from("127.0.0.2") == 1
+    first.close()
+    await wait_until(lambda: client.app[LIMITER].total == 0)
+
+
+async def test_bad_requests_and_refusals_take_no_slot(make_client: Any) -> None:
+    client = await make_client(max_clients=1, per_address=1)
+    assert (await client.get("/events?types=nope")).status == 400
+    assert client.app[LIMITER].total == 0
+    stream = await client.get("/events")
+    for _ in range(3):
+        await assert_busy(await client.get("/events"), "too many open streams")
+    assert client.app[LIMITER].total == 1
+    stream.close()
+    await wait_until(lambda: client.app[LIMITER].total == 0)

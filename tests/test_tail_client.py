@@ -1,0 +1,258 @@
+"""`sse-monitor tail` as a subprocess against a real server, and GET /tail/{name}."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from conftest import MONITOR, Server, wait_until
+from yarl import URL
+
+
+class Tail:
+    """A `python -m monitor tail` process; its stdout and stderr lines, collected as they come."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.out: list[str] = []
+        self.err: list[str] = []
+        assert proc.stdout is not None and proc.stderr is not None
+        self._pumps = [
+            asyncio.create_task(self._pump(proc.stdout, self.out)),
+            asyncio.create_task(self._pump(proc.stderr, self.err)),
+        ]
+
+    @classmethod
+    async def start(cls, *args: str) -> Tail:
+        proc = await asyncio.create_subprocess_exec(
+            *MONITOR, "tail", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        return cls(proc)
+
+    @staticmethod
+    async def _pump(stream: asyncio.StreamReader, into: list[str]) -> None:
+        async for line in stream:
+            into.append(line.decode().rstrip("\n"))
+
+    async def lines(self, n: int, timeout_s: float = 5.0) -> list[str]:
+        """The first `n` stdout lines, once there are that many."""
+        await wait_until(lambda: len(self.out) >= n or self.proc.returncode is not None, timeout_s)
+        assert len(self.out) >= n, (self.out, self.err)
+        return self.out[:n]
+
+    async def finish(self, timeout_s: float = 5.0) -> int:
+        """Wait for the exit status, with stdout and stderr read to their end."""
+        async with asyncio.timeout(timeout_s):
+            status = await self.proc.wait()
+            await asyncio.gather(*self._pumps)
+        return status
+
+    async def stop(self) -> int:
+        """Ctrl-C, then the exit status."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGINT)
+        return await self.finish()
+
+
+@pytest.fixture
+def log_files(tmp_path: Path) -> tuple[Path, Path]:
+    """app.log with 20 lines and db.log with 5, written before any server starts."""
+    app, db = tmp_path / "app.log", tmp_path / "db.log"
+    app.write_text("".join(f"app {i}\n" for i in range(1, 21)))
+    db.write_text("".join(f"db {i}\n" for i in range(1, 6)))
+    return app, db
+
+
+@pytest.fixture
+def two_sources(start_server: Callable[..., Server], log_files: tuple[Path, Path]) -> Server:
+    """A server following app.log as `app` and db.log as `db`."""
+    app, db = log_files
+    return start_server("--log", f"app={app}", "--log", f"db={db}")
+
+
+def append(path: Path, *lines: str) -> None:
+    with path.open("a") as f:
+        f.write("".join(f"{line}\n" for line in lines))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_one_source_prints_raw_lines_then_live_ones(
+    two_sources: Server, log_files: tuple[Path, Path]
+) -> None:
+    tail = await Tail.start(two_sources.url, "--source", "app", "--lines", "3")
+    assert await tail.lines(3) == ["app 18", "app 19", "app 20"]
+    append(log_files[0], "app 21", "app 22")
+    assert await tail.lines(5) == ["app 18", "app 19", "app 20", "app 21", "app 22"]
+    assert await tail.stop() == 0
+    assert tail.out == ["app 18", "app 19", "app 20", "app 21", "app 22"]
+    assert tail.err == []
+
+
+async def test_two_sources_are_prefixed_json_and_grep(
+    two_sources: Server, log_files: tuple[Path, Path]
+) -> None:
+    both = await Tail.start(two_sources.url, "--lines", "2")
+    as_json = await Tail.start(two_sources.url, "--source", "db", "--json", "--lines", "1")
+    grep = await Tail.start(two_sources.url, "--grep", r"^(app|db) 1\d?$", "--lines", "0")
+    assert await both.lines(2) == ["db: db 4", "db: db 5"]
+    [row] = map(json.loads, await as_json.lines(1))
+    assert row.keys() == {"source", "file", "line", "id"}
+    assert (row["source"], row["file"], row["line"]) == ("db", str(log_files[1]), "db 5")
+    # --lines 0 prints nothing of the backlog: a status event first proves it is connected.
+    await wait_until(lambda: stream_clients(two_sources) >= 3)
+    append(log_files[0], "app 1", "app 21", "app 10")
+    assert await grep.lines(2) == ["app: app 1", "app: app 10"]
+    assert await both.lines(5) == [
+        "db: db 4",
+        "db: db 5",
+        "app: app 1",
+        "app: app 21",
+        "app: app 10",
+    ]
+    for tail in (both, as_json, grep):
+        assert await tail.stop() == 0
+        assert tail.err == []
+    assert grep.out == ["app: app 1", "app: app 10"]
+
+
+def stream_clients(server: Server) -> int:
+    """How many streams the server has open."""
+    with urllib.request.urlopen(f"{server.url}/healthz", timeout=5) as resp:
+        clients: int = json.load(resp)["clients"]
+        return clients
+
+
+async def test_server_restart_resumes_without_repeating_a_line(
+    start_server: Callable[..., Server], log_files: tuple[Path, Path]
+) -> None:
+    app, _ = log_files
+    port = str(free_port())
+    server = start_server("--log", f"app={app}", "--port", port)
+    tail = await Tail.start(server.url, "--lines", "2")
+    assert await tail.lines(2) == ["app 19", "app 20"]
+    append(app, "app 21")
+    await tail.lines(3)
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=5) == 0
+    await wait_until(lambda: any("connection lost" in line for line in tail.err))
+    append(app, "app 22 written while down", "app 23 written while down")
+    start_server("--log", f"app={app}", "--port", port)
+    await tail.lines(5, timeout_s=8)
+    append(app, "app 24")
+    expected = ["app 19", "app 20", "app 21", "app 22 written while down"]
+    expected += ["app 23 written while down", "app 24"]
+    assert await tail.lines(6) == expected
+    assert await tail.stop() == 0
+    assert tail.out == expected
+    assert any("reconnected" in line for line in tail.err), tail.err
+    assert any("server restarted" in line for line in tail.err), tail.err
+    assert "Traceback" not in "\n".join(tail.err)
+
+
+async def test_head_ends_the_pipeline_quietly(two_sources: Server) -> None:
+    command = [*MONITOR, "tail", two_sources.url, "--source", "app"]
+    shell = " ".join(command) + " | head -2"
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_shell(
+        f"set -o pipefail; {shell}",
+        executable="/bin/bash",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(5):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    assert out.decode().splitlines() == ["app 11", "app 12"]
+    assert err == b""
+    assert time.monotonic() - started < 5
+
+
+async def test_ctrl_c_exits_0_without_traceback(two_sources: Server) -> None:
+    tail = await Tail.start(two_sources.url, "--source", "app", "--lines", "1")
+    await tail.lines(1)
+    assert await tail.stop() == 0
+    assert tail.err == []
+
+
+async def test_unknown_source_is_one_line_and_exit_1(two_sources: Server) -> None:
+    tail = await Tail.start(two_sources.url, "--source", "app", "--source", "nope")
+    assert await tail.finish() == 1
+    assert tail.out == []
+    assert tail.err == [
+        f"sse-monitor tail: {two_sources.url}: unknown source 'nope' (known: app, db)"
+    ]
+
+
+async def test_nothing_listening_is_one_line_and_exit_1() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    tail = await Tail.start(url)
+    assert await tail.finish() == 1
+    assert tail.err == [f"sse-monitor tail: {url}: cannot connect: connection refused"]
+
+
+async def test_bad_regex_is_a_usage_error() -> None:
+    tail = await Tail.start("http://127.0.0.1:9", "--grep", "(")
+    assert await tail.finish() == 2
+    assert len(tail.err) == 1 and tail.err[0].startswith("sse-monitor tail: --grep '(':")
+
+
+async def test_plain_text_tail_sends_last_lines_then_live(
+    two_sources: Server, log_files: tuple[Path, Path]
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{two_sources.url}/tail/app?lines=3") as resp,
+    ):
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert resp.headers["Cache-Control"] == "no-cache, no-transform"
+        assert resp.headers["X-Accel-Buffering"] == "no"
+        assert "Content-Encoding" not in resp.headers
+        got = b""
+        async with asyncio.timeout(5):
+            while got.count(b"\n") < 3:
+                got += await resp.content.readany()
+            append(log_files[1], "db 6")
+            append(log_files[0], "app 21")
+            while got.count(b"\n") < 4:
+                got += await resp.content.readany()
+        assert got.decode().splitlines() == ["app 18", "app 19", "app 20", "app 21"]
+
+
+ERRORS = [
+    ("/tail/nope", 404, "unknown source 'nope'"),
+    ("/tail/..", 404, "unknown source '..'"),
+    ("/tail/%2e%2e", 404, "unknown source '..'"),
+    ("/tail/..%2f..%2fetc%2fpasswd", 404, "unknown source '../../etc/passwd'"),
+    ("/tail/%2e%2e%2fapp.log", 404, "unknown source '../app.log'"),
+    ("/tail/app?lines=-1", 400, "lines: expected a whole number from 0 to 10000, got '-1'"),
+    ("/tail/app?lines=10001", 400, None),
+    ("/tail/app?lines=%C2%B2", 400, None),
+    ("/tail/app?lines=1&lines=2", 400, None),
+    ("/tail/app?file=/etc/passwd", 400, "unknown query parameter 'file'"),
+]
+
+
+async def test_plain_text_tail_errors_are_json(two_sources: Server) -> None:
+    async with aiohttp.ClientSession() as session:
+        for path, status, error in ERRORS:
+            async with session.get(URL(two_sources.url + path, encoded=True)) as resp:
+                assert resp.status == status, path
+                assert resp.content_type == "application/json", path
+                body = await resp.json()
+                assert error is None or body["error"] == error, (path, body)
+                assert "root:" not in json.dumps(body)
