@@ -119,12 +119,12 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
     app.on_shutdown.append(close_hub)
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)
-    app.router.add_get("/events", events)
+    app.router.add_get("/events", events, name="events")
     app.router.add_get("/tail/{name}", tail_source)
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/api/sources", api_sources)
-    app.router.add_get("/api/history", api_history)
-    app.router.add_get("/api/state", api_state)
+    app.router.add_get("/api/history", api_history, name="history")
+    app.router.add_get("/api/state", api_state, name="state")
     app.router.add_get("/metrics", prometheus_metrics)
     # follow_symlinks stays off: the handler cannot reach outside web/static.
     app.router.add_static("/static", web_dir / "static", name="static", append_version=True)
@@ -140,6 +140,23 @@ def record_history(
             history.add(payload)
         except ValueError:
             log.warning("metrics event without a usable ts; not kept in history")
+
+
+def create_root(config: Config) -> web.Application:
+    """The application to serve: create_app(), mounted under config.base_path if one is set."""
+    app = create_app(config)
+    if not config.base_path:
+        return app
+    root = web.Application()
+    location = config.base_path + "/"
+
+    async def to_page(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPPermanentRedirect(location)
+
+    # Before the sub-app, which would otherwise claim "/monitor" and answer 404.
+    root.router.add_get(config.base_path, to_page)
+    root.add_subapp(config.base_path, app)
+    return root
 
 
 async def run_sources(app: web.Application) -> AsyncIterator[None]:
@@ -206,7 +223,8 @@ async def index(request: web.Request) -> web.Response:
     """GET /: the dashboard page."""
     app = request.app
     static = app.router["static"]
-    page_config = {"events_url": "/events", "version": __version__}
+    urls = {name: str(app.router[name].url_for()) for name in ("events", "history", "state")}
+    page_config = {f"{name}_url": url for name, url in urls.items()} | {"version": __version__}
     html = (
         app[TEMPLATES]
         .get_template("dashboard.html")

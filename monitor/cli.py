@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--interval", type=float, metavar="SECONDS", help="metrics interval (default 1.0)"
     )
+    serve.add_argument("--base-path", metavar="PATH", help="serve under PATH, e.g. /monitor")
     serve.add_argument("--users-file", metavar="FILE", help="require HTTP Basic auth (htpasswd)")
     serve.add_argument(
         "--allow-anonymous",

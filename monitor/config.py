@@ -52,6 +52,7 @@ class Config:
     history_full_s: float = 900.0
     history_bucket_s: float = 60.0
     history_downsampled_s: float = 86400.0
+    base_path: str = ""  # serve everything under this path, e.g. "/monitor" behind a proxy
     users_file: str | None = None  # htpasswd-style `user:hash` lines; None: no authentication
     allow_anonymous: bool = False  # serve a non-loopback address without users, on purpose
     certfile: str | None = None  # with keyfile: serve HTTPS
@@ -87,8 +88,16 @@ def _bool_top(key: str, value: Any) -> bool:
     return value
 
 
+def _base_path(key: str, value: Any) -> str:
+    text = _text(key, value).rstrip("/")
+    if text and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", text):
+        raise ConfigError(f"{key}: expected a path like /monitor, got {value!r}")
+    return text
+
+
 TOP_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "host": ("host", _text),
+    "base_path": ("base_path", _base_path),
     "port": ("port", _number(0, 65535, integer=True)),
     "interval_s": ("interval_s", _number(0.05, 3600, integer=False)),
     "users_file": ("users_file", _text),
@@ -133,6 +142,7 @@ FLAG_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "host": TOP_KEYS["host"],
     "port": TOP_KEYS["port"],
     "interval": TOP_KEYS["interval_s"],
+    "base_path": TOP_KEYS["base_path"],
     "users_file": TOP_KEYS["users_file"],
     "allow_anonymous": TOP_KEYS["allow_anonymous"],
     "certfile": TOP_KEYS["certfile"],

@@ -9,7 +9,7 @@ import ssl
 
 from aiohttp import web
 
-from monitor.app import create_app
+from monitor.app import create_root
 from monitor.config import Config, ConfigError
 
 log = logging.getLogger("monitor")
@@ -63,7 +63,7 @@ async def serve(config: Config) -> None:
         else None
     )
     try:
-        app = create_app(config)
+        app = create_root(config)
     except ConfigError as exc:  # cli checks the users file first; this covers a later edit
         raise StartupError(str(exc)) from None
     runner = web.AppRunner(

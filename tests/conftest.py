@@ -108,6 +108,12 @@ class Server:
         return "".join(self.stderr)
 
 
+def base_path(flags: tuple[str, ...]) -> str:
+    """The --base-path among serve flags (the last one wins, as in argparse), or ""."""
+    paths = [flags[i + 1] for i, flag in enumerate(flags[:-1]) if flag == "--base-path"]
+    return paths[-1].rstrip("/") if paths else ""
+
+
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Starts `serve --port 0 <flags>` and waits until it answers; kills leftovers at the end."""
@@ -125,7 +131,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         server.url = server.wait_for_url()
         # An answered request means serve() reached stop.wait(): its signal handlers are in place
         # (the log line alone does not; see test_sigterm_once_accepting_exits_0).
-        healthz = f"{server.url}/healthz"
+        healthz = f"{server.url}{base_path(flags)}/healthz"
         with urllib.request.urlopen(healthz, timeout=5, context=ssl_context) as resp:
             assert resp.status == 200
         return server

@@ -115,3 +115,20 @@ def test_loopback_host_needs_no_users(host: str) -> None:
 def test_certfile_without_keyfile_is_refused() -> None:
     with pytest.raises(ConfigError, match="--certfile and --keyfile go together"):
         load_config(None, {"certfile": "/tmp/cert.pem"})
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"), [("/monitor", "/monitor"), ("/a/b/", "/a/b"), ("/", ""), ("", None)]
+)
+def test_base_path_is_normalised(given: str, kept: str | None) -> None:
+    if kept is None:
+        with pytest.raises(ConfigError, match="--base-path: must be a non-empty string"):
+            load_config(None, {"base_path": given})
+    else:
+        assert load_config(None, {"base_path": given}).base_path == kept
+
+
+@pytest.mark.parametrize("bad", ["monitor", "/a b", "/a/../b?x", "//x"])
+def test_bad_base_path_is_refused(bad: str) -> None:
+    with pytest.raises(ConfigError, match="--base-path: expected a path like /monitor"):
+        load_config(None, {"base_path": bad})

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import Server, Watched
@@ -357,3 +358,21 @@ async def test_a_log_storm_keeps_the_page_smooth_and_bounded(
     fps = len(frames) / ((frames[-1] - frames[0]) / 1000)
     print(f"{sent} lines in 6 s: {fps:.0f} frames/s, longest frame {max(gaps):.0f} ms")
     assert fps > 20 and max(gaps) < 500
+
+
+async def test_under_a_base_path_every_url_stays_under_it(
+    open_page: Any, start_server: Callable[..., Server], app_log: Path
+) -> None:
+    server = start_server("--base-path", "/monitor", "--log", f"app={app_log}", "--interval", "0.2")
+    watched = await open_page(f"{server.url}/monitor")  # redirected to /monitor/
+    page = watched.page
+    paths: list[str] = []
+    page.on("request", lambda request: paths.append(urlsplit(request.url).path))
+    await page.reload()
+    await live(page)
+    await canvas_pixels(page, "cpu")
+    append(app_log, "behind the proxy")
+    await expect(pane(page).locator(".line").last).to_have_text("behind the proxy", timeout=10_000)
+    assert page.url.endswith("/monitor/")
+    assert paths and all(p.startswith("/monitor/") for p in paths), paths
+    assert watched.errors == [] and watched.foreign == []

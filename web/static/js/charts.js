@@ -1,6 +1,7 @@
 // Time-series charts (uPlot): history from /api/history, then live points from metrics events.
 import uPlot from "../vendor/uPlot-1.6.32.esm.js";
 import { bytes, percent, rate, short } from "./format.js";
+import { config } from "./config.js";
 
 const WINDOWS = { "5m": 300, "15m": 900, "1h": 3600, "24h": 86400 };
 const PLOT_HEIGHT = 150;
@@ -197,7 +198,7 @@ export async function loadHistory() {
   const token = ++loading;
   const note = document.getElementById("charts-note");
   try {
-    const resp = await fetch(`/api/history?window=${encodeURIComponent(store.window)}`);
+    const resp = await fetch(`${config.history_url}?window=${encodeURIComponent(store.window)}`);
     if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
     const data = await resp.json();
     if (token !== loading) return;

@@ -6,8 +6,8 @@ import * as panels from "./panels.js";
 import * as logs from "./logs.js";
 import * as alerts from "./alerts.js";
 import * as stream from "./stream.js";
+import { config } from "./config.js";
 
-const config = JSON.parse(document.body.dataset.config);
 const $ = (id) => document.getElementById(id);
 const RESET_SHOWN_MS = 2500; // "reset" stays up this long, so it is seen, then back to "live"
 

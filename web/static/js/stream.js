@@ -6,11 +6,12 @@
 // is released and a waiting tab takes over, resuming from the last id it saw.
 // Without Web Locks (plain http to a host other than localhost is not a secure context) or
 // BroadcastChannel, each tab has its own EventSource, as before.
+import { config } from "./config.js";
 
 const TYPES = ["hello", "reset", "gap", "status", "metrics", "log", "alert"];
 const LOCK = "sse-monitor:stream-leader";
 const CHANNEL = "sse-monitor:stream";
-const STATE_URL = "/api/state";
+const STATE_URL = config.state_url;
 
 /** "<run>-<seq>" → [run, seq]; null if it is not one of ours. */
 function parseId(id) {
