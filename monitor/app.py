@@ -41,6 +41,7 @@ from monitor.keys import (
 )
 from monitor.limits import StreamLimiter
 from monitor.plaintail import tail_source
+from monitor.proxy import forwarded_middleware, parse_networks
 from monitor.rules import parse_rules
 from monitor.sampler import MetricsSampler
 from monitor.sources import Source, supervise
@@ -84,7 +85,12 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
     web_dir = find_web_dir()
     # A bad users file raises ConfigError here, before anything starts.
     users = UsersFile(config.users_file) if config.users_file else None
-    app = web.Application(middlewares=[json_errors] + ([require_auth] if users else []))
+    middlewares: list[Any] = [json_errors]
+    if config.trusted_proxies:
+        middlewares.append(forwarded_middleware(parse_networks(config.trusted_proxies)))
+    if users:
+        middlewares.append(require_auth)
+    app = web.Application(middlewares=middlewares)
     app[CONFIG] = config
     if users is not None:
         app[AUTH] = Authenticator(users)

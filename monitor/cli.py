@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=float, metavar="SECONDS", help="metrics interval (default 1.0)"
     )
     serve.add_argument("--base-path", metavar="PATH", help="serve under PATH, e.g. /monitor")
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="ADDR",
+        help="believe X-Forwarded-For from this address or CIDR range (repeatable)",
+    )
     serve.add_argument("--users-file", metavar="FILE", help="require HTTP Basic auth (htpasswd)")
     serve.add_argument(
         "--allow-anonymous",

@@ -52,6 +52,7 @@ class Config:
     history_full_s: float = 900.0
     history_bucket_s: float = 60.0
     history_downsampled_s: float = 86400.0
+    trusted_proxies: tuple[str, ...] = ()  # X-Forwarded-For is believed from these only
     base_path: str = ""  # serve everything under this path, e.g. "/monitor" behind a proxy
     users_file: str | None = None  # htpasswd-style `user:hash` lines; None: no authentication
     allow_anonymous: bool = False  # serve a non-loopback address without users, on purpose
@@ -95,8 +96,20 @@ def _base_path(key: str, value: Any) -> str:
     return text
 
 
+def _networks(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key}: must be a list of addresses or CIDR ranges, got {value!r}")
+    for text in value:
+        try:
+            ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(f"{key}: {text!r} is not an address or CIDR range") from None
+    return tuple(v.strip() for v in value)
+
+
 TOP_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "host": ("host", _text),
+    "trusted_proxies": ("trusted_proxies", _networks),
     "base_path": ("base_path", _base_path),
     "port": ("port", _number(0, 65535, integer=True)),
     "interval_s": ("interval_s", _number(0.05, 3600, integer=False)),
@@ -143,6 +156,7 @@ FLAG_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "port": TOP_KEYS["port"],
     "interval": TOP_KEYS["interval_s"],
     "base_path": TOP_KEYS["base_path"],
+    "trusted_proxy": TOP_KEYS["trusted_proxies"],
     "users_file": TOP_KEYS["users_file"],
     "allow_anonymous": TOP_KEYS["allow_anonymous"],
     "certfile": TOP_KEYS["certfile"],
