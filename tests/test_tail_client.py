@@ -6,13 +6,16 @@ import asyncio
 import json
 import signal
 import socket
+import ssl
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import bcrypt
 import pytest
+import trustme
 from conftest import MONITOR, Server, wait_until
 from yarl import URL
 
@@ -256,3 +259,37 @@ async def test_plain_text_tail_errors_are_json(two_sources: Server) -> None:
                 body = await resp.json()
                 assert error is None or body["error"] == error, (path, body)
                 assert "root:" not in json.dumps(body)
+
+
+async def test_tail_over_https_with_basic_auth(
+    start_server: Callable[..., Server], log_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    certfile, keyfile, cafile = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    certfile.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    ca.cert_pem.write_to_path(str(cafile))
+    users = tmp_path / "users"
+    users.write_text("ops:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode() + "\n")
+    good, bad = tmp_path / "pw", tmp_path / "wrong"
+    good.write_text("s3cret\n")
+    bad.write_text("guess\n")
+    context = ssl.create_default_context(cafile=str(cafile))
+    server = start_server(
+        *("--log", f"app={log_files[0]}", "--users-file", str(users)),
+        *("--certfile", str(certfile), "--keyfile", str(keyfile)),
+        ssl_context=context,
+    )
+    tls = ("--cafile", str(cafile))
+    tail = await Tail.start(
+        server.url, "--lines", "2", "--user", "ops", "--password-file", str(good), *tls
+    )
+    assert await tail.lines(2) == ["app 19", "app 20"]
+    assert await tail.stop() == 0
+    refused = await Tail.start(server.url, "--user", "ops", "--password-file", str(bad), *tls)
+    assert await refused.finish() == 1
+    assert len(refused.err) == 1 and "authentication failed" in refused.err[0]
+    untrusted = await Tail.start(server.url, "--user", "ops", "--password-file", str(good))
+    assert await untrusted.finish() == 1
+    assert len(untrusted.err) == 1 and "certificate not trusted" in untrusted.err[0]
