@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import bcrypt
 import pytest
 from conftest import Server, Watched
 from playwright.async_api import BrowserContext, Page, expect
@@ -376,3 +377,21 @@ async def test_under_a_base_path_every_url_stays_under_it(
     assert page.url.endswith("/monitor/")
     assert paths and all(p.startswith("/monitor/") for p in paths), paths
     assert watched.errors == [] and watched.foreign == []
+
+
+async def test_dashboard_works_with_the_credentials_the_browser_was_given(
+    browser: Any, start_server: Callable[..., Server], app_log: Path, tmp_path: Path
+) -> None:
+    users = tmp_path / "users"
+    users.write_text("ops:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode() + "\n")
+    server = start_server("--log", f"app={app_log}", "--users-file", str(users))
+    anonymous = await browser.new_context()
+    assert (await anonymous.request.get(f"{server.url}/")).status == 401
+    await anonymous.close()
+    context = await browser.new_context(http_credentials={"username": "ops", "password": "s3cret"})
+    page = await context.new_page()
+    await page.goto(f"{server.url}/")
+    await live(page)  # the EventSource (same origin) sends the same credentials
+    append(app_log, "seen with credentials")
+    await expect(pane(page).locator(".line").last).to_have_text("seen with credentials")
+    await context.close()
