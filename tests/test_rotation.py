@@ -18,6 +18,7 @@ from monitor.client import iter_events
 pytestmark = pytest.mark.skipif(not shutil.which("logrotate"), reason="needs logrotate")
 WRITER = Path(__file__).with_name("log_writer.py")
 LINES, RATE, ROTATIONS = 20_000, 5_000, 5
+BATCH = 10  # lines per write in log_writer.py
 
 
 class Stream:
@@ -122,4 +123,7 @@ async def test_copytruncate_is_no_worse_than_tail_F(stream: tuple[Path, Stream])
         f"sse-monitor lost {ours[0]} dup {ours[1]}; tail -F lost {theirs[0]} dup {theirs[1]}"
     )
     assert sum("truncated" in change for change in seen.changes) == ROTATIONS
-    assert ours[0] <= theirs[0] and ours[1] <= theirs[1]
+    # Lines written between logrotate's copy and its truncate exist only for that instant:
+    # whoever reads first keeps them. GNU tail (C, nothing else to do) sometimes wins that
+    # race by microseconds, so one writer's write (BATCH lines) is the measurement's grain.
+    assert ours[0] <= theirs[0] + BATCH and ours[1] <= theirs[1]
