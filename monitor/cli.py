@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from typing import Any, NoReturn
 
 from monitor import __version__
-from monitor.config import FLAG_KEYS, ConfigError, load_config
+from monitor.config import FLAG_KEYS, Config, ConfigError, load_config
 
 
 class Parser(argparse.ArgumentParser):
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-clients-per-address", type=int, metavar="N", help="open streams per client"
     )
     add_tail_parser(commands)
+    check = commands.add_parser("check-config", help="validate a config file, start nothing")
+    check.add_argument("file", metavar="FILE", help="the TOML config file to check")
     hashing = commands.add_parser("hash-password", help="print a users-file line for USER")
     hashing.add_argument("user")
     return parser
@@ -77,29 +80,66 @@ def add_tail_parser(commands: Any) -> None:
     tls.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
 
 
+# syslog priorities (sd-daemon(3)): journald reads a leading <N> on each stderr line as its level.
+PRIORITIES = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6}
+
+
+class JournalFormatter(logging.Formatter):
+    """`<N>name: message`, every line prefixed; journald adds the timestamp itself."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = next((p for lvl, p in PRIORITIES.items() if record.levelno >= lvl), 7)
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
+
+
 def setup_logging() -> None:
-    """Log lines to stderr."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    """Log lines to stderr: with timestamps, or for journald when systemd runs us."""
+    handler = logging.StreamHandler()
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
+def validate(path: str | None, flags: dict[str, Any]) -> tuple[Config, int]:
+    """Load and check a config as serve needs it: (config, number of alert rules)."""
+    from monitor.rules import parse_rules
+
+    config = load_config(path, flags)
+    try:
+        rules = parse_rules(config.alerts, [s.name for s in config.logs])  # fail now, not later
+    except ConfigError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    if config.users_file:
+        from monitor.auth import read_users
+
+        read_users(config.users_file)  # a bad line is exit 2 here, not a traceback later
+    return config, len(rules)
+
+
+def run_check_config(args: argparse.Namespace) -> int:
+    """`sse-monitor check-config FILE`: 0 and one OK line, or 2 and the problem."""
+    from monitor.server import StartupError, make_ssl_context
+
+    try:
+        config, n_rules = validate(args.file, {})
+        if config.certfile and config.keyfile:
+            make_ssl_context(config.certfile, config.keyfile)
+    except (ConfigError, StartupError) as exc:
+        print(f"sse-monitor: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: OK ({len(config.logs)} log sources, {n_rules} alert rules)")
+    return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
     """`sse-monitor serve`: exit status 0 on a clean stop."""
-    from monitor.rules import parse_rules
     from monitor.server import StartupError, serve  # aiohttp only when serving
 
     flags = {key: getattr(args, key) for key in FLAG_KEYS} | {"logs": args.log}
     try:
-        config = load_config(args.config, flags)
-        try:
-            parse_rules(config.alerts, [s.name for s in config.logs])  # fail now, not later
-        except ConfigError as exc:
-            raise ConfigError(f"config file {args.config}: {exc}") from None
-        if config.users_file:
-            from monitor.auth import read_users
-
-            read_users(config.users_file)  # a bad line is exit 2 here, not a traceback later
+        config, _ = validate(args.config, flags)
     except ConfigError as exc:
         print(f"sse-monitor: {exc}", file=sys.stderr)
         return 2
@@ -125,4 +165,6 @@ def main(argv: list[str] | None = None) -> NoReturn:
         from monitor.auth import run_hash_password
 
         sys.exit(run_hash_password(args))
+    if args.command == "check-config":
+        sys.exit(run_check_config(args))
     sys.exit(run_serve(args))

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 import ssl
+from collections.abc import Callable
+from contextlib import suppress
 
 from aiohttp import web
 
 from monitor.app import create_root
 from monitor.config import Config, ConfigError
+from monitor.hub import EventHub
+from monitor.keys import HUB
+from monitor.notify import notify, run_status, run_watchdog, watchdog_interval_s
 
 log = logging.getLogger("monitor")
 
 # Every stream ends as soon as the hub closes, so handlers still running after this are stuck
 # on a client that reads nothing: don't let them hold up `systemctl stop` (aiohttp waits 60 s).
 SHUTDOWN_TIMEOUT_S = 0.5
+LISTEN_FDS_START = 3  # sd_listen_fds(3): passed sockets start at fd 3
 
 
 class StartupError(Exception):
@@ -55,6 +63,64 @@ def make_ssl_context(certfile: str, keyfile: str) -> ssl.SSLContext:
     return context
 
 
+def inherited_socket() -> socket.socket | None:
+    """The listening socket systemd passed as fd 3 (LISTEN_PID/LISTEN_FDS), or None."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None  # unset, or meant for a parent that exec'd us without clearing it
+    try:
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        count = 0
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)  # children of ours must not adopt the socket too
+    if count < 1:
+        return None
+    sock = socket.socket(fileno=LISTEN_FDS_START)
+    sock.set_inheritable(False)
+    return sock
+
+
+def hub_of(app: web.Application) -> EventHub:
+    """The hub of the app create_root() made: its own, or its sub-app's under a base path."""
+    if HUB in app:
+        return app[HUB]
+    for resource in app.router.resources():
+        sub = resource.get_info().get("app")
+        if isinstance(sub, web.Application) and HUB in sub:
+            return sub[HUB]
+    raise LookupError("no hub in the application")
+
+
+def status_of(config: Config, hub: EventHub) -> Callable[[], str]:
+    """The STATUS= summary for systemctl status: clients and log sources."""
+    logs = len(config.logs)
+    return lambda: f"{hub.subscribers} clients, {logs} log sources"
+
+
+async def start_site(runner: web.AppRunner, config: Config, context: ssl.SSLContext | None) -> None:
+    """Listen on the socket systemd passed, or bind host:port; log where."""
+    sock = inherited_socket()
+    site: web.BaseSite
+    if sock is not None:
+        site = web.SockSite(runner, sock, ssl_context=context)
+    else:
+        site = web.TCPSite(runner, config.host, config.port, ssl_context=context)
+    try:
+        await site.start()
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+        ) from None
+    how = " (socket activation)" if sock is not None else ""
+    for address in runner.addresses:
+        where = (
+            url_of(address, "https" if context else "http")
+            if isinstance(address, tuple)
+            else address
+        )
+        log.info("listening on %s%s", where, how)
+
+
 async def serve(config: Config) -> None:
     """Run the server until SIGTERM or SIGINT, then shut down and return."""
     context = (
@@ -80,17 +146,20 @@ async def serve(config: Config) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await runner.setup()
+    tasks: list[asyncio.Task[None]] = []
     try:
-        site = web.TCPSite(runner, config.host, config.port, ssl_context=context)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise StartupError(
-                f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
-            ) from None
-        for address in runner.addresses:
-            log.info("listening on %s", url_of(address, "https" if context else "http"))
+        await start_site(runner, config, context)
+        notify("READY=1")
+        tasks.append(asyncio.create_task(run_status(status_of(config, hub_of(app)))))
+        if (interval_s := watchdog_interval_s()) is not None:
+            tasks.append(asyncio.create_task(run_watchdog(interval_s)))
         await stop.wait()
+        notify("STOPPING=1")
         log.info("stopping")
     finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with suppress(asyncio.CancelledError):
+                await task
         await runner.cleanup()

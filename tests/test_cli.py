@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ import aiohttp
 import pytest
 from conftest import MONITOR, Server
 
+from monitor.cli import JournalFormatter
 from monitor.client import iter_events
 
 
@@ -250,3 +252,46 @@ async def test_client_leaving_an_idle_stream_is_released(
         while (await (await session.get(f"{server.url}/healthz")).json())["clients"]:
             assert time.monotonic() < deadline, "server still counts the client after 5s"
             await asyncio.sleep(0.02)
+
+
+def test_check_config_good_file_prints_ok(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.toml"
+    path.write_text(
+        f'[logs]\napp = "{tmp_path / "app.log"}"\ndb = "{tmp_path / "db.log"}"\n\n'
+        '[[alerts]]\nname = "cpu-high"\nmetric = "cpu.percent > 90"\n'
+    )
+    result = run_cli("check-config", str(path), cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"{path}: OK (2 log sources, 1 alert rules)\n"
+
+
+@pytest.mark.parametrize(
+    ("toml", "needles"),
+    [
+        ('[[alerts]]\nname = "cpu-high"\nmetric = "cpu.percent >> 90"\n', ["alerts[0]", ">>"]),
+        ("bogus = 1\n", ["bogus: unknown key"]),
+        (None, ["not found"]),
+        ('certfile = "absent.pem"\nkeyfile = "absent.key"\n', ["--certfile absent.pem"]),
+    ],
+    ids=["bad-rule", "unknown-key", "missing-file", "missing-certfile"],
+)
+def test_check_config_bad_file_is_one_line_exit_2(
+    tmp_path: Path, toml: str | None, needles: list[str]
+) -> None:
+    path = tmp_path / "monitor.toml"
+    if toml is not None:
+        path.write_text(toml)
+    result = run_cli("check-config", str(path), cwd=tmp_path)
+    one_error_line(result, *needles)
+    assert result.returncode == 2
+    assert result.stdout == ""
+
+
+def test_journal_lines_carry_syslog_priority_on_every_line() -> None:
+    formatter = JournalFormatter("%(name)s: %(message)s")
+    record = logging.LogRecord("monitor", logging.WARNING, __file__, 1, "a\nb", None, None)
+    assert formatter.format(record) == "<4>monitor: a\n<4>b"
+    record.levelno = logging.DEBUG
+    assert formatter.format(record) == "<7>monitor: a\n<7>b"
+    record.levelno = logging.ERROR
+    assert formatter.format(record).startswith("<3>")
