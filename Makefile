@@ -7,8 +7,10 @@ ARGS ?=
 
 # Debian packages the tests drive for real: logrotate rotates files under the tailer,
 # chromium runs the dashboard (Playwright drives it; its own browser download is not used).
-# command:package; htpasswd -B writes the users-file lines the auth tests read back.
-DEBIAN_PACKAGES := logrotate:logrotate chromium:chromium htpasswd:apache2-utils
+# command:package; htpasswd -B writes the users-file lines the auth tests read back;
+# systemd-analyze verifies the units in systemd/ and rates their exposure.
+DEBIAN_PACKAGES := logrotate:logrotate chromium:chromium htpasswd:apache2-utils \
+	systemd-analyze:systemd
 
 .PHONY: install run test lint fmt clean system-deps
 
