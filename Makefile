@@ -8,9 +8,10 @@ ARGS ?=
 # Debian packages the tests drive for real: logrotate rotates files under the tailer,
 # chromium runs the dashboard (Playwright drives it; its own browser download is not used).
 # command:package; htpasswd -B writes the users-file lines the auth tests read back;
-# systemd-analyze verifies the units in systemd/ and rates their exposure.
+# systemd-analyze verifies the units in systemd/ and rates their exposure; systemd-journal-remote
+# (off PATH, so given as an absolute path) writes the real journals the journal source follows.
 DEBIAN_PACKAGES := logrotate:logrotate chromium:chromium htpasswd:apache2-utils \
-	systemd-analyze:systemd
+	systemd-analyze:systemd /lib/systemd/systemd-journal-remote:systemd-journal-remote
 
 .PHONY: install run test lint fmt clean system-deps
 
@@ -32,7 +33,7 @@ test: $(STAMP) system-deps
 
 system-deps:
 	@PATH="$$PATH:/usr/sbin:/sbin"; \
-	missing=$$(for cp in $(DEBIAN_PACKAGES); do command -v $${cp%%:*} >/dev/null || echo $${cp#*:}; done); \
+	missing=$$(for cp in $(DEBIAN_PACKAGES); do command -v $${cp%%:*} >/dev/null || [ -x "$${cp%%:*}" ] || echo $${cp#*:}; done); \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q $$missing; \
 		else echo "missing Debian packages: $$missing (run as root, or: sudo apt-get install $$missing)"; exit 1; fi; \

@@ -38,7 +38,8 @@ async def api_sources(request: web.Request) -> web.Response:
     statuses = request.app[HUB].statuses()
     paths = {s.name: s.path for s in request.app[CONFIG].logs}
     listed: list[dict[str, Any]] = [{"name": s.name, "kind": s.kind} for s in request.app[SOURCES]]
-    listed += [{"name": n, "kind": "log"} for n in paths if n not in {x["name"] for x in listed}]
+    names = request.app[CONFIG].log_names()
+    listed += [{"name": n, "kind": "log"} for n in names if n not in {x["name"] for x in listed}]
     for item in listed:
         if item["name"] in paths:
             item["path"] = paths[item["name"]]

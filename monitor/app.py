@@ -26,6 +26,7 @@ from monitor.events import METRICS
 from monitor.exporter import build_registry
 from monitor.history import MetricsHistory
 from monitor.hub import EventHub
+from monitor.journal import JournalSource
 from monitor.keys import (
     ALERTS,
     AUTH,
@@ -76,6 +77,16 @@ def make_sources(config: Config) -> list[Source]:
         use_inotify=config.use_inotify,
     )
     tailers: list[Source] = [FileTailer(s.name, s.path, options) for s in config.logs]
+    tailers += [
+        JournalSource(
+            j.name,
+            j.matches,
+            j.directory,
+            config.backlog_lines,
+            max_line_bytes=config.max_line_bytes,
+        )
+        for j in config.journals
+    ]
     sampler = MetricsSampler(config.interval_s, process_interval_s=config.process_interval_s)
     return [sampler, *tailers]
 
@@ -101,7 +112,7 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
         history_events=config.history_events,
     )
     # Rules observe every publish, so they are in place before any source starts.
-    app[ALERTS] = AlertEngine(app[HUB], parse_rules(config.alerts, [s.name for s in config.logs]))
+    app[ALERTS] = AlertEngine(app[HUB], parse_rules(config.alerts, config.log_names()))
     app[HUB].add_observer(app[ALERTS].observe)
     app[HISTORY] = MetricsHistory(
         full_s=config.history_full_s,

@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="follow a log file or glob under NAME (repeatable)",
     )
     serve.add_argument(
+        "--journal",
+        action="append",
+        metavar="NAME[=MATCH,...]",
+        help="follow the systemd journal under NAME, e.g. web=_SYSTEMD_UNIT=nginx.service",
+    )
+    serve.add_argument(
         "--interval", type=float, metavar="SECONDS", help="metrics interval (default 1.0)"
     )
     serve.add_argument("--base-path", metavar="PATH", help="serve under PATH, e.g. /monitor")
@@ -108,7 +114,7 @@ def validate(path: str | None, flags: dict[str, Any]) -> tuple[Config, int]:
 
     config = load_config(path, flags)
     try:
-        rules = parse_rules(config.alerts, [s.name for s in config.logs])  # fail now, not later
+        rules = parse_rules(config.alerts, config.log_names())  # fail now, not later
     except ConfigError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
     if config.users_file:
@@ -129,7 +135,7 @@ def run_check_config(args: argparse.Namespace) -> int:
     except (ConfigError, StartupError) as exc:
         print(f"sse-monitor: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.file}: OK ({len(config.logs)} log sources, {n_rules} alert rules)")
+    print(f"{args.file}: OK ({len(config.log_names())} log sources, {n_rules} alert rules)")
     return 0
 
 
@@ -137,7 +143,10 @@ def run_serve(args: argparse.Namespace) -> int:
     """`sse-monitor serve`: exit status 0 on a clean stop."""
     from monitor.server import StartupError, serve  # aiohttp only when serving
 
-    flags = {key: getattr(args, key) for key in FLAG_KEYS} | {"logs": args.log}
+    flags = {key: getattr(args, key) for key in FLAG_KEYS} | {
+        "logs": args.log,
+        "journals": args.journal,
+    }
     try:
         config, _ = validate(args.config, flags)
     except ConfigError as exc:

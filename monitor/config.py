@@ -31,6 +31,15 @@ class LogSource:
 
 
 @dataclass(frozen=True, slots=True)
+class JournalSpec:
+    """The systemd journal, narrowed by `FIELD=value` matches, followed under a name."""
+
+    name: str
+    matches: tuple[str, ...] = ()
+    directory: str | None = None  # an exported or test journal instead of the system's
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything the server needs to start; immutable once loaded."""
 
@@ -38,6 +47,7 @@ class Config:
     port: int = DEFAULT_PORT
     interval_s: float = 1.0
     logs: tuple[LogSource, ...] = ()
+    journals: tuple[JournalSpec, ...] = ()
     buffer_events: int = 10_000
     buffer_bytes: int = 16 * 1024 * 1024
     heartbeat_s: float = 15.0
@@ -62,6 +72,10 @@ class Config:
     max_clients_per_address: int = 50  # open streams from one client address
     # [[alerts]] tables as written; monitor.alerts.parse_rules checks them (it knows rules).
     alerts: tuple[dict[str, Any], ...] = ()
+
+    def log_names(self) -> list[str]:
+        """Every log source's name: files, then journals (one namespace)."""
+        return [s.name for s in self.logs] + [j.name for j in self.journals]
 
 
 def _number(lo: float, hi: float, *, integer: bool) -> Callable[[str, Any], Any]:
@@ -238,6 +252,51 @@ def _logs_from_flags(specs: list[str]) -> dict[str, str]:
     return logs
 
 
+MATCH_RE = re.compile(r"[A-Z0-9_]+=.*")
+
+
+def _matches(where: str, matches: Any) -> tuple[str, ...]:
+    if not isinstance(matches, list) or not all(
+        isinstance(m, str) and MATCH_RE.fullmatch(m.strip()) for m in matches
+    ):
+        raise ConfigError(
+            f"{where}: matches are FIELD=VALUE strings, e.g. _SYSTEMD_UNIT=nginx.service or "
+            f"PRIORITY=3; got {matches!r}"
+        )
+    return tuple(m.strip() for m in matches)
+
+
+def _journals_from_table(table: Any) -> dict[str, JournalSpec]:
+    if not isinstance(table, dict):
+        raise ConfigError('journals: must be a table of NAME = {matches = ["FIELD=VALUE"]}')
+    journals = {}
+    for name, spec in table.items():
+        if not isinstance(spec, dict) or set(spec) - {"matches", "directory"}:
+            raise ConfigError(f"journals.{name}: known keys are matches and directory")
+        directory = spec.get("directory")
+        if directory is not None:
+            directory = _text(f"journals.{name}.directory", directory)
+        matches = _matches(f"journals.{name}.matches", spec.get("matches", []))
+        journals[name] = JournalSpec(name, matches, directory)
+    return journals
+
+
+def _journals_from_flags(specs: list[str]) -> dict[str, JournalSpec]:
+    journals: dict[str, JournalSpec] = {}
+    for spec in specs:
+        name, _, matches = spec.partition("=")
+        name = name.strip()
+        if not name or name in journals:
+            raise ConfigError(
+                f"--journal {spec!r}: expected a new NAME[=MATCH[,MATCH...]], "
+                "e.g. --journal web=_SYSTEMD_UNIT=nginx.service"
+            )
+        # The first '=' ends the name; matches are split on ',' (values rarely hold one).
+        given = [m for m in matches.split(",") if m.strip()] if matches else []
+        journals[name] = JournalSpec(name, _matches(f"--journal {spec!r}", given))
+    return journals
+
+
 def _check_logs(logs: dict[str, str]) -> tuple[LogSource, ...]:
     seen_paths: dict[str, str] = {}
     for name, path in logs.items():
@@ -259,10 +318,12 @@ def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None)
     """Build a Config from an optional TOML file, then flags (which win)."""
     values: dict[str, Any] = {}
     logs: dict[str, str] | None = None
+    journals: dict[str, JournalSpec] = {}
     if path:
         data = read_file(path)  # its errors already name the file
         try:
             values, logs = _from_file(data)
+            journals = _journals_from_table(data.get("journals", {}))
         except ConfigError as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
     flags = flags or {}
@@ -271,11 +332,16 @@ def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None)
         if value is not None and value is not False:  # unset, or a store_true flag not given
             values[field] = check(f"--{flag.replace('_', '-')}", value)
     flag_logs = _logs_from_flags(flags.get("logs") or [])
-    if logs is None and not flag_logs:
+    journals = {**journals, **_journals_from_flags(flags.get("journals") or [])}
+    if logs is None and not flag_logs and not journals:
         logs = default_logs()  # an explicit empty [logs] table means: no logs
     # A --log NAME replaces the file's NAME: flags override the file.
     logs = {**(logs or {}), **flag_logs}
-    config = replace(Config(), **values, logs=_check_logs(logs))
+    for name in journals:
+        if name in logs:
+            raise ConfigError(f"journal source {name!r}: a log source already has this name")
+        _check_logs({name: f"journal:{name}"})  # the same name rules as log sources
+    config = replace(Config(), **values, logs=_check_logs(logs), journals=tuple(journals.values()))
     _check_exposure(config)
     return config
 
@@ -303,7 +369,7 @@ def is_loopback(host: str) -> bool:
 
 
 def _from_file(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str] | None]:
-    top = {k: v for k, v in data.items() if k not in (*SECTIONS, "logs", "alerts")}
+    top = {k: v for k, v in data.items() if k not in (*SECTIONS, "logs", "journals", "alerts")}
     values = _from_table(top, TOP_KEYS, "")
     alerts = data.get("alerts", [])
     if not isinstance(alerts, list) or not all(isinstance(a, dict) for a in alerts):

@@ -26,7 +26,7 @@ def parse_tail_query(request: web.Request) -> tuple[str, int]:
     for key in request.query:
         if key not in TAIL_PARAMS:
             raise json_error(400, f"unknown query parameter {key!r}", allowed=list(TAIL_PARAMS))
-    known = [s.name for s in request.app[CONFIG].logs]
+    known = request.app[CONFIG].log_names()
     # The name only picks a configured source: it is never part of a path.
     name = request.match_info["name"]
     if name not in known:

@@ -93,7 +93,7 @@ def hub_of(app: web.Application) -> EventHub:
 
 def status_of(config: Config, hub: EventHub) -> Callable[[], str]:
     """The STATUS= summary for systemctl status: clients and log sources."""
-    logs = len(config.logs)
+    logs = len(config.log_names())
     return lambda: f"{hub.subscribers} clients, {logs} log sources"
 
 

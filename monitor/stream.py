@@ -42,7 +42,7 @@ def parse_events_query(request: web.Request) -> tuple[Selector, str | None]:
         if key not in EVENTS_PARAMS:
             raise json_error(400, f"unknown query parameter {key!r}", allowed=list(EVENTS_PARAMS))
     types = _names(request, "types", sorted(STREAM_TYPES))
-    sources = _names(request, "sources", [s.name for s in request.app[CONFIG].logs])
+    sources = _names(request, "sources", request.app[CONFIG].log_names())
     last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     return Selector(types or STREAM_TYPES, sources), last_id
 
@@ -55,7 +55,7 @@ def hello_payload(app: web.Application) -> dict[str, Any]:
         "version": __version__,
         "run_id": app[HUB].run_id,
         "interval_s": config.interval_s,
-        "sources": [{"name": s.name, "kind": "log"} for s in config.logs],
+        "sources": [{"name": n, "kind": "log"} for n in config.log_names()],
     }
 
 

@@ -1,0 +1,193 @@
+"""JournalSource against a real journal: entries written by systemd-journal-remote into a
+directory, followed by the real journalctl --directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from conftest import wait_until
+
+from monitor.client import SSEParser
+from monitor.config import ConfigError, load_config
+from monitor.events import LOG
+from monitor.hub import EventHub, Selector
+from monitor.journal import JournalSource, entry_line
+
+JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
+pytestmark = pytest.mark.skipif(
+    not (os.access(JOURNAL_REMOTE, os.X_OK) and shutil.which("journalctl")),
+    reason="needs journalctl and systemd-journal-remote (make system-deps)",
+)
+# journalctl 252's --follow shows the current boot only: entries must claim to be from it.
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
+
+
+def write_journal(path: Path, *entries: dict[str, str]) -> None:
+    """Append entries (export format) to the journal file `path` (must end in .journal)."""
+    now_us = int(time.time() * 1_000_000)
+    blocks = []
+    for entry in entries:
+        fields = {"_BOOT_ID": BOOT_ID, "__REALTIME_TIMESTAMP": str(now_us), **entry}
+        blocks.append("".join(f"{k}={v}\n" for k, v in fields.items()) + "\n")
+    subprocess.run(
+        [JOURNAL_REMOTE, f"--output={path}", "-"],
+        input="".join(blocks).encode(),
+        check=True,
+        capture_output=True,
+    )
+
+
+def past(seconds: float) -> str:
+    return str(int((time.time() - seconds) * 1_000_000))
+
+
+class Follow:
+    """A running JournalSource and what it published."""
+
+    def __init__(self, hub: EventHub, source: JournalSource) -> None:
+        self.hub, self.source = hub, source
+        self.events: list[dict[str, Any]] = []
+        self.statuses: list[dict[str, Any]] = []
+        self._cursor = 1
+        self._parser = SSEParser()
+
+    def poll(self) -> None:
+        while True:
+            data, self._cursor = self.hub.read(self._cursor, Selector())
+            if not data:
+                return
+            for event in self._parser.feed(data):
+                (self.events if event.type == LOG else self.statuses).append(event.json())
+
+    def lines(self) -> list[str]:
+        self.poll()
+        return [line for e in self.events for line in e["lines"]]
+
+    def has_state(self, state: str) -> bool:
+        self.poll()
+        return any(s["state"] == state for s in self.statuses)
+
+    async def wait_lines(self, n: int, timeout_s: float = 3.0) -> list[str]:
+        await wait_until(lambda: len(self.lines()) >= n, timeout_s)
+        return self.lines()
+
+
+@pytest.fixture
+async def follow() -> AsyncIterator[Callable[..., Follow]]:
+    tasks: list[asyncio.Task[None]] = []
+
+    def start(*args: Any, **kwargs: Any) -> Follow:
+        hub = EventHub(max_events=10_000, max_bytes=16 * 1024 * 1024)
+        source = JournalSource("journal", *args, **kwargs)
+        tasks.append(asyncio.create_task(source.run(hub)))
+        return Follow(hub, source)
+
+    yield start
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_backlog_then_live_entries(tmp_path: Path, follow: Callable[..., Follow]) -> None:
+    write_journal(
+        tmp_path / "a.journal",
+        {"MESSAGE": "old", "PRIORITY": "3", "_SYSTEMD_UNIT": "demo.service", "_PID": "42",
+         "__REALTIME_TIMESTAMP": past(60)},
+        {"MESSAGE": "older", "SYSLOG_IDENTIFIER": "cron", "__REALTIME_TIMESTAMP": past(30)},
+    )  # fmt: skip
+    f = follow(directory=str(tmp_path))
+    assert await f.wait_lines(2) == ["demo.service[42]: old", "cron: older"]
+    backlog = f.events[0]
+    assert backlog["backlog"] is True and backlog["file"] == "journal"
+    assert [(e["priority"], e["unit"]) for e in backlog["entries"]] == [
+        (3, "demo.service"),
+        (6, None),
+    ]
+    assert abs(backlog["entries"][0]["ts"] - (time.time() - 60)) < 5
+    # A second journal file in the same directory, written while following.
+    write_journal(tmp_path / "b.journal", {"MESSAGE": "new", "_SYSTEMD_UNIT": "demo.service"})
+    assert (await f.wait_lines(3))[2] == "demo.service: new"
+    assert "backlog" not in f.events[-1]
+    assert f.statuses[0]["state"] == "following" and f.statuses[0]["mode"] == "journalctl"
+
+
+async def test_match_filters_and_backlog_is_bounded(
+    tmp_path: Path, follow: Callable[..., Follow]
+) -> None:
+    entries = [
+        {"MESSAGE": f"m{i}", "_SYSTEMD_UNIT": "demo.service" if i % 2 else "other.service",
+         "__REALTIME_TIMESTAMP": past(60 - i)}
+        for i in range(10)
+    ]  # fmt: skip
+    write_journal(tmp_path / "a.journal", *entries)
+    f = follow(("_SYSTEMD_UNIT=demo.service",), directory=str(tmp_path), backlog_lines=3)
+    await f.wait_lines(3)
+    write_journal(tmp_path / "a.journal", {"MESSAGE": "x", "_SYSTEMD_UNIT": "other.service"})
+    write_journal(tmp_path / "a.journal", {"MESSAGE": "live", "_SYSTEMD_UNIT": "demo.service"})
+    assert await f.wait_lines(4) == [f"demo.service: m{i}" for i in (5, 7, 9)] + [
+        "demo.service: live"
+    ]
+    assert f.statuses[0]["matches"] == ["_SYSTEMD_UNIT=demo.service"]
+
+
+async def test_killed_journalctl_resumes_after_its_cursor(
+    tmp_path: Path, follow: Callable[..., Follow]
+) -> None:
+    path = tmp_path / "a.journal"
+    write_journal(path, *({"MESSAGE": f"b{i}", "__REALTIME_TIMESTAMP": past(9)} for i in range(3)))
+    f = follow(directory=str(tmp_path), min_backoff_s=0.3)
+    await f.wait_lines(3)
+    children = [p for p in psutil.Process().children() if p.name() == "journalctl"]
+    assert [p.pid for p in children] == [f.source.process.pid]  # type: ignore[union-attr]
+    os.kill(children[0].pid, signal.SIGKILL)
+    await wait_until(lambda: f.has_state("error"), 3)
+    write_journal(path, *({"MESSAGE": f"l{i}"} for i in range(3)))  # while it is down
+    lines = await f.wait_lines(6)
+    await asyncio.sleep(0.2)  # nothing repeated arrives late either
+    assert f.lines() == ["b0", "b1", "b2", "l0", "l1", "l2"] and lines == f.lines()
+    assert "--after-cursor" in " ".join(f.source.command()) and f.source.restarts == 1
+    error = next(s for s in f.statuses if s["state"] == "error")
+    assert "journalctl exited" in error["detail"]
+
+
+async def test_missing_journalctl_is_an_error_status(follow: Callable[..., Follow]) -> None:
+    f = follow(journalctl="/nonexistent/journalctl", min_backoff_s=10)
+    await wait_until(lambda: f.has_state("error"), 3)
+    assert f.statuses[0]["state"] == "error"
+    assert f.statuses[0]["detail"].startswith("/nonexistent/journalctl not found")
+
+
+def test_entry_line_decodes_binary_messages() -> None:
+    entry = {"MESSAGE": [104, 105, 0xFF], "_COMM": "sh", "_PID": "7"}
+    assert entry_line(entry) == "sh[7]: hi\ufffd"
+    assert entry_line({"MESSAGE": "bare"}) == "bare"
+
+
+def test_journal_config_from_flags_and_file(tmp_path: Path) -> None:
+    config_file = tmp_path / "c.toml"
+    config_file.write_text(
+        '[logs]\napp = "/tmp/app.log"\n'
+        '[journals]\nweb = {matches = ["_SYSTEMD_UNIT=nginx.service"], directory = "/j"}\n'
+    )
+    flags = {"journals": ["errors=PRIORITY=3,_SYSTEMD_UNIT=x.service", "all"]}
+    config = load_config(str(config_file), flags)
+    assert [(j.name, j.matches, j.directory) for j in config.journals] == [
+        ("web", ("_SYSTEMD_UNIT=nginx.service",), "/j"),
+        ("errors", ("PRIORITY=3", "_SYSTEMD_UNIT=x.service"), None),
+        ("all", (), None),
+    ]
+    assert config.log_names() == ["app", "web", "errors", "all"]
+    with pytest.raises(ConfigError, match="already has this name"):
+        load_config(str(config_file), {"journals": ["app"]})
+    with pytest.raises(ConfigError, match="FIELD=VALUE"):
+        load_config(None, {"journals": ["x=nonsense"]})
