@@ -13,7 +13,7 @@ ARGS ?=
 DEBIAN_PACKAGES := logrotate:logrotate chromium:chromium htpasswd:apache2-utils \
 	systemd-analyze:systemd /lib/systemd/systemd-journal-remote:systemd-journal-remote
 
-.PHONY: install run test lint fmt clean system-deps
+.PHONY: install run test bench lint fmt clean system-deps
 
 $(STAMP): setup.cfg pyproject.toml
 	@# Debian's python3 lacks ensurepip until python3-venv is installed.
@@ -30,6 +30,10 @@ run: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# `make bench` measures against GNU tail -F (quick, ~1-2 min); BENCH_ARGS=--full for the issue's sizes.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 system-deps:
 	@PATH="$$PATH:/usr/sbin:/sbin"; \

@@ -1,0 +1,218 @@
+"""Child processes of the benchmark: a line writer and two readers (SSE, tail -F).
+
+Every line written is ``"<seq> <time_ns of the write> <padding>"``; readers record
+receive time minus write time per line and whether sequence numbers arrive in order.
+Run as ``python bench/procs.py ROLE ...``; each role prints one JSON line at the end.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import sys
+import time
+
+
+def line(seq: int, t_ns: int, width: int) -> bytes:
+    head = f"{seq} {t_ns} "
+    return (head + "x" * max(0, width - 1 - len(head)) + "\n").encode()
+
+
+def write_paced(path: str, rate: float, seconds: float, width: int = 100) -> dict:
+    """Append rate lines/s for seconds, one write(2) per line, stamped just before it."""
+    n = int(rate * seconds)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    start = time.perf_counter()
+    late = 0
+    for seq in range(n):
+        target = start + seq / rate
+        while True:
+            d = target - time.perf_counter()
+            if d <= 0:
+                break
+            time.sleep(d if d > 0.0005 else 0)
+        if time.perf_counter() - target > 0.001:
+            late += 1
+        os.write(fd, line(seq, time.time_ns(), width))
+    os.close(fd)
+    return {"lines": n, "seconds": time.perf_counter() - start, "late_writes": late}
+
+
+def write_bulk(path: str, n: int, width: int = 100, chunk: int = 5000) -> dict:
+    """Append n lines as fast as possible in large buffered chunks."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    t0 = time.perf_counter()
+    seq = 0
+    nbytes = 0
+    while seq < n:
+        t_ns = time.time_ns()
+        k = min(chunk, n - seq)
+        buf = b"".join(line(seq + i, t_ns, width) for i in range(k))
+        os.write(fd, buf)
+        nbytes += len(buf)
+        seq += k
+    dt = time.perf_counter() - t0
+    os.close(fd)
+    return {"lines": n, "bytes": nbytes, "seconds": dt, "lines_per_s": n / dt, "mb_per_s": nbytes / dt / 1e6}
+
+
+class Recorder:
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.lat_ns: list[int] = []
+        self.seqs: list[int] = []
+        self.bytes = 0
+        self.first_write_ns: int | None = None
+        self.last_recv_ns = 0
+
+    def add(self, raw: str, now: int) -> None:
+        parts = raw.split(" ", 2)
+        try:
+            seq, t_ns = int(parts[0]), int(parts[1])
+        except (ValueError, IndexError):
+            return
+        if self.first_write_ns is None:
+            self.first_write_ns = t_ns
+        self.seqs.append(seq)
+        self.lat_ns.append(now - t_ns)
+        self.bytes += len(raw) + 1
+        self.last_recv_ns = now
+
+    def done(self) -> bool:
+        return len(self.seqs) >= self.expected
+
+    def result(self) -> dict:
+        lat = sorted(self.lat_ns)
+        got = len(set(self.seqs))
+        in_order = all(a < b for a, b in zip(self.seqs, self.seqs[1:]))
+
+        def pct(p: float) -> float | None:
+            return lat[min(len(lat) - 1, int(p * len(lat)))] / 1e6 if lat else None
+
+        span = (self.last_recv_ns - self.first_write_ns) / 1e9 if self.first_write_ns else None
+        return {
+            "received": len(self.seqs),
+            "lost": self.expected - got,
+            "in_order": in_order and got == len(self.seqs),
+            "p50_ms": pct(0.50),
+            "p99_ms": pct(0.99),
+            "max_ms": lat[-1] / 1e6 if lat else None,
+            "span_s": span,
+            "lines_per_s": got / span if span else None,
+            "mb_per_s": self.bytes / span / 1e6 if span else None,
+        }
+
+
+def read_sse(host: str, port: int, path: str, expected: int, deadline_s: float, idle_s: float) -> dict:
+    rec = Recorder(expected)
+    conn = http.client.HTTPConnection(host, port, timeout=idle_s)
+    conn.request("GET", path, headers={"Accept": "text/event-stream"})
+    resp = conn.getresponse()
+    assert resp.status == 200, resp.status
+    buf = b""
+    ready = False
+    end = time.monotonic() + deadline_s
+    while not rec.done() and time.monotonic() < end:
+        try:
+            data = resp.read1(1 << 20)
+        except (TimeoutError, http.client.HTTPException, OSError):
+            break  # idle timeout, or the server went away
+        if not data:
+            break
+        now = time.time_ns()
+        buf += data
+        *events, buf = buf.split(b"\n\n")
+        for ev in events:
+            if not ready:
+                ready = True
+                print("ready", flush=True)
+            if b"event: log" not in ev:
+                continue
+            for ln in ev.split(b"\n"):
+                if ln.startswith(b"data: "):
+                    msg = json.loads(ln[6:])
+                    if msg.get("backlog"):
+                        continue
+                    for raw in msg.get("lines", ()):
+                        rec.add(raw, now)
+    conn.close()
+    return rec.result()
+
+
+def read_tail(path: str, expected: int, deadline_s: float, idle_s: float) -> dict:
+    import select
+    import subprocess
+
+    rec = Recorder(expected)
+    proc = subprocess.Popen(["tail", "-F", "-n", "0", path], stdout=subprocess.PIPE)
+    try:
+        time.sleep(0.3)  # tail opens the file and seeks to its end
+        print("ready", flush=True)
+        fd = proc.stdout.fileno()
+        buf = b""
+        end = time.monotonic() + deadline_s
+        while not rec.done() and time.monotonic() < end:
+            r, _, _ = select.select([fd], [], [], idle_s)
+            if not r:
+                break
+            data = os.read(fd, 1 << 20)
+            if not data:
+                break
+            now = time.time_ns()
+            buf += data
+            *lines, buf = buf.split(b"\n")
+            for ln in lines:
+                rec.add(ln.decode(), now)
+    finally:
+        proc.kill()
+        proc.wait()
+    return rec.result()
+
+
+def hold_idle(host: str, port: int, path: str, n: int, hold_s: float) -> dict:
+    """Open n SSE connections, wait for each one's first event, hold them for hold_s."""
+    import socket
+
+    socks = []
+    req = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode()
+    for _ in range(n):
+        s = socket.create_connection((host, port))
+        s.sendall(req)
+        socks.append(s)
+    ok = 0
+    for s in socks:
+        s.settimeout(10)
+        got = b""
+        while b"event: hello" not in got:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        ok += b"event: hello" in got
+    print(json.dumps({"open": ok}), flush=True)
+    time.sleep(hold_s)
+    for s in socks:
+        s.close()
+    return {"open": ok}
+
+
+def main() -> None:
+    role, *a = sys.argv[1:]
+    if role == "write-paced":
+        out = write_paced(a[0], float(a[1]), float(a[2]))
+    elif role == "write-bulk":
+        out = write_bulk(a[0], int(a[1]))
+    elif role == "sse":
+        out = read_sse(a[0], int(a[1]), a[2], int(a[3]), float(a[4]), float(a[5]))
+    elif role == "tail":
+        out = read_tail(a[0], int(a[1]), float(a[2]), float(a[3]))
+    elif role == "idle-conns":
+        out = hold_idle(a[0], int(a[1]), a[2], int(a[3]), float(a[4]))
+    else:
+        raise SystemExit(f"unknown role {role}")
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""Benchmark sse-monitor against GNU `tail -F` in the same run (issue #8).
+
+    python bench/run.py            # quick: ~2 minutes
+    python bench/run.py --full     # durations and sizes from the issue
+
+Prints one table and writes bench/results/<UTC timestamp>.json. Every child
+process (server, writer, readers, tail) is a separate process and is killed on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PROCS = str(HERE / "procs.py")
+PY = sys.executable
+CHILDREN: list[subprocess.Popen] = []
+
+
+def spawn(args: list[str], **kw) -> subprocess.Popen:
+    p = subprocess.Popen(args, **kw)
+    CHILDREN.append(p)
+    return p
+
+
+def cleanup() -> None:
+    for p in CHILDREN:
+        if p.poll() is None:
+            try:
+                for c in psutil.Process(p.pid).children(recursive=True):
+                    c.kill()
+            except psutil.Error:
+                pass
+            p.kill()
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+    CHILDREN.clear()
+
+
+def role(*args: str) -> subprocess.Popen:
+    return spawn([PY, PROCS, *args], stdout=subprocess.PIPE, text=True)
+
+
+def wait_ready(p: subprocess.Popen) -> None:
+    ln = p.stdout.readline()
+    if ln.strip() != "ready":
+        raise RuntimeError(f"reader not ready: {ln!r}")
+
+
+def last_json(p: subprocess.Popen, timeout: float) -> dict:
+    out, _ = p.communicate(timeout=timeout)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+class Server:
+    def __init__(self, log: str, tmp: str, *extra: str) -> None:
+        self.err = open(os.path.join(tmp, f"server-{time.monotonic_ns()}.err"), "w+")
+        self.proc = spawn(
+            [PY, "-m", "monitor", "serve", "--port", "0", "--log", f"app={log}", "--interval", "1", *extra],
+            stderr=self.err, stdout=subprocess.DEVNULL, cwd=ROOT,
+        )
+        end = time.monotonic() + 15
+        while time.monotonic() < end:
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", Path(self.err.name).read_text())
+            if m:
+                self.port = int(m.group(1))
+                self.ps = psutil.Process(self.proc.pid)
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError("server did not start: " + Path(self.err.name).read_text()[-2000:])
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def fresh(tmp: str, name: str) -> str:
+    path = os.path.join(tmp, name)
+    open(path, "w").close()
+    return path
+
+
+LOG_PATH = "/events?types=log&sources=app"
+
+
+def bench_latency(tmp: str, seconds: float, rate: int) -> dict:
+    log = fresh(tmp, f"lat{rate}.log")
+    srv = Server(log, tmp)
+    try:
+        n = int(rate * seconds)
+        sse = role("sse", "127.0.0.1", str(srv.port), LOG_PATH, str(n), str(seconds + 30), "5")
+        tail = role("tail", log, str(n), str(seconds + 30), "5")
+        wait_ready(sse)
+        wait_ready(tail)
+        time.sleep(0.5)
+        w = role("write-paced", log, str(rate), str(seconds))
+        writer = last_json(w, seconds + 30)
+        return {"rate": rate, "seconds": seconds, "writer": writer,
+                "sse": last_json(sse, 40), "tail": last_json(tail, 40)}
+    finally:
+        srv.stop()
+        cleanup()
+
+
+def bench_throughput(tmp: str, n: int) -> dict:
+    # The harness ceiling: the writer alone, into a file nobody reads.
+    ceiling = last_json(role("write-bulk", fresh(tmp, "ceiling.log"), str(n)), 120)
+    out = {"lines": n, "writer_alone": ceiling}
+    # tail -F into a pipe.
+    log = fresh(tmp, "tp-tail.log")
+    tail = role("tail", log, str(n), "120", "5")
+    wait_ready(tail)
+    last_json(role("write-bulk", log, str(n)), 120)
+    out["tail"] = last_json(tail, 130)
+    cleanup()
+    # sse-monitor to one SSE client.
+    log = fresh(tmp, "tp-sse.log")
+    srv = Server(log, tmp)
+    try:
+        sse = role("sse", "127.0.0.1", str(srv.port), LOG_PATH, str(n), "120", "5")
+        wait_ready(sse)
+        time.sleep(0.3)
+        out["writer"] = last_json(role("write-bulk", log, str(n)), 120)
+        out["sse"] = last_json(sse, 130)
+    finally:
+        srv.stop()
+        cleanup()
+    return out
+
+
+def bench_idle(tmp: str, seconds: float) -> dict:
+    srv = Server(fresh(tmp, "idle.log"), tmp)
+    try:
+        client = role("sse", "127.0.0.1", str(srv.port), "/events", "1000000000", str(seconds + 10), "10")
+        wait_ready(client)
+        time.sleep(2)  # let start-up settle
+        c0, w0 = srv.ps.cpu_times(), time.monotonic()
+        time.sleep(seconds)
+        c1, w1 = srv.ps.cpu_times(), time.monotonic()
+        cpu = (c1.user + c1.system - c0.user - c0.system) / (w1 - w0)
+        return {"seconds": seconds, "cpu_pct_of_core": cpu * 100, "rss_mb": srv.ps.memory_info().rss / 2**20}
+    finally:
+        srv.stop()
+        cleanup()
+
+
+def bench_conns(tmp: str, n: int) -> dict:
+    srv = Server(fresh(tmp, "conns.log"), tmp, "--max-clients", str(n + 10), "--max-clients-per-address", str(n + 10))
+    try:
+        time.sleep(2)
+        rss0 = srv.ps.memory_info().rss
+        hold = role("idle-conns", "127.0.0.1", str(srv.port), LOG_PATH, str(n), "600")
+        opened = json.loads(hold.stdout.readline())["open"]
+        time.sleep(3)  # let per-connection state settle
+        rss1 = srv.ps.memory_info().rss
+        return {"connections": n, "open": opened, "rss_before_mb": rss0 / 2**20, "rss_after_mb": rss1 / 2**20,
+                "kb_per_conn": (rss1 - rss0) / 1024 / max(opened, 1)}
+    finally:
+        srv.stop()
+        cleanup()
+
+
+def machine() -> dict:
+    model = ""
+    for ln in Path("/proc/cpuinfo").read_text().splitlines():
+        if ln.startswith("model name"):
+            model = ln.split(":", 1)[1].strip()
+            break
+    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
+            "python": platform.python_version(), "tail": subprocess.run(["tail", "--version"], capture_output=True,
+                                                                         text=True).stdout.splitlines()[0],
+            "date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def f(x, spec=".2f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def table(r: dict) -> str:
+    rows = [("measure", "sse-monitor", "tail -F", "target", "met")]
+
+    def ok(cond) -> str:
+        return "-" if cond is None else ("yes" if cond else "NO")
+
+    if "latency" in r:
+        L = r["latency"]
+        s, t = L["sse"], L["tail"]
+        tag = f"{L['rate']} lines/s, {L['seconds']:g} s"
+        rows += [
+            (f"latency p50 ms ({tag})", f(s["p50_ms"], ".3f"), f(t["p50_ms"], ".3f"), "<= 0.5",
+             ok(s["p50_ms"] is not None and s["p50_ms"] <= 0.5)),
+            ("latency p99 ms", f(s["p99_ms"], ".3f"), f(t["p99_ms"], ".3f"), "<= 2", ok(s["p99_ms"] is not None and s["p99_ms"] <= 2)),
+            ("latency max ms", f(s["max_ms"], ".3f"), f(t["max_ms"], ".3f"), "", ""),
+            ("lines lost", str(s["lost"]), str(t["lost"]), "0", ok(s["lost"] == 0)),
+        ]
+    if "throughput" in r:
+        T = r["throughput"]
+        s, t = T["sse"], T["tail"]
+        ratio = (s["lines_per_s"] or 0) / t["lines_per_s"] if t["lines_per_s"] else None
+        rows += [
+            (f"throughput lines/s ({T['lines']:,} lines)", f(s["lines_per_s"], ",.0f"), f(t["lines_per_s"], ",.0f"),
+             ">= 200,000", ok((s["lines_per_s"] or 0) >= 200_000 and s["lost"] == 0 and s["in_order"])),
+            ("throughput MB/s", f(s["mb_per_s"], ".1f"), f(t["mb_per_s"], ".1f"), "", ""),
+            ("complete, in order", f"{s['lost'] == 0 and s['in_order']} (lost {s['lost']})",
+             f"{t['lost'] == 0 and t['in_order']} (lost {t['lost']})", "yes", ok(s["lost"] == 0 and s["in_order"])),
+            ("ratio sse-monitor / tail -F", f(ratio, ".3f"), "1", "", ""),
+            ("harness ceiling: writer alone lines/s", f(T["writer_alone"]["lines_per_s"], ",.0f"),
+             f"{T['writer_alone']['mb_per_s']:.0f} MB/s", "", ""),
+        ]
+    if "idle" in r:
+        I = r["idle"]
+        rows += [
+            (f"idle CPU % of a core (1 Hz, 1 client, {I['seconds']:g} s)", f(I["cpu_pct_of_core"], ".2f"), "n/a",
+             "<= 0.5", ok(I["cpu_pct_of_core"] <= 0.5)),
+            ("idle RSS MB", f(I["rss_mb"], ".1f"), "n/a", "<= 45", ok(I["rss_mb"] <= 45)),
+        ]
+    if "conns" in r:
+        C = r["conns"]
+        rows += [(f"KB per idle connection ({C['open']}/{C['connections']} open)", f(C["kb_per_conn"], ".1f"), "n/a",
+                  "<= 50", ok(C["kb_per_conn"] <= 50))]
+    w = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(row)) + " |" for row in rows]
+    lines.insert(1, "|" + "|".join("-" * (x + 2) for x in w) + "|")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--full", action="store_true", help="issue sizes: 20 s latency, 1,000,000 lines, 60 s idle, 1,000 conns")
+    ap.add_argument("--only", help="comma list of latency,throughput,idle,conns")
+    a = ap.parse_args()
+    full = a.full
+    only = set(a.only.split(",")) if a.only else {"latency", "throughput", "idle", "conns"}
+    res: dict = {"mode": "full" if full else "quick", "machine": machine()}
+    with tempfile.TemporaryDirectory(prefix="sse-bench-") as tmp:
+        try:
+            if "latency" in only:
+                print("latency ...", file=sys.stderr, flush=True)
+                res["latency"] = bench_latency(tmp, 20 if full else 5, 1000)
+            if "throughput" in only:
+                print("throughput ...", file=sys.stderr, flush=True)
+                res["throughput"] = bench_throughput(tmp, 1_000_000 if full else 200_000)
+            if "idle" in only:
+                print("idle ...", file=sys.stderr, flush=True)
+                res["idle"] = bench_idle(tmp, 60 if full else 15)
+            if "conns" in only:
+                print("idle connections ...", file=sys.stderr, flush=True)
+                res["conns"] = bench_conns(tmp, 1000 if full else 500)
+        finally:
+            cleanup()
+    res["table"] = table(res)
+    print(res["table"])
+    out = HERE / "results" / (dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ".json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"saved {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
