@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -12,12 +11,11 @@ from monitor.client import SSEEvent, SSEParser
 from monitor.events import LOG
 from monitor.hub import Selector
 from monitor.keys import CONFIG, HUB, json_error
+from monitor.stream import write_chunk
 
 TAIL_PARAMS = ("lines",)
 DEFAULT_LINES = 10
 MAX_LINES = 10_000
-# Like /events: a client that accepts nothing for this long is cut off.
-SEND_TIMEOUT_S = 60.0
 LINES_VALUE = re.compile(r"[0-9]{1,6}")
 
 
@@ -83,20 +81,6 @@ async def tail_source(request: web.Request) -> web.StreamResponse:
         async for chunk in chunks:  # ends when the hub closes at shutdown
             lines = budget.lines(parser.feed(chunk))
             text = "".join(f"{line}\n" for line in lines)
-            if text and not await _write(request, resp, text.encode("utf-8", "replace")):
+            if text and not await write_chunk(request, resp, text.encode("utf-8", "replace")):
                 break
     return resp
-
-
-async def _write(request: web.Request, resp: web.StreamResponse, data: bytes) -> bool:
-    """Write one chunk; False if the client is gone or stopped reading."""
-    try:
-        async with asyncio.timeout(SEND_TIMEOUT_S):
-            await resp.write(data)
-        return True
-    except ConnectionResetError:
-        return False
-    except TimeoutError:
-        if request.transport is not None:
-            request.transport.abort()  # a peer that reads nothing never drains the buffer
-        return False

@@ -82,16 +82,16 @@ async def _stream(
     await resp.prepare(request)
     async with resp:  # stops aiohttp-sse's heartbeat task on the way out
         hub = request.app[HUB]
-        if await _write(request, resp, f"retry: {config.retry_ms}\n\n".encode()):
+        if await write_chunk(request, resp, f"retry: {config.retry_ms}\n\n".encode()):
             hello = hello_payload(request.app)
             async with hub.subscribe(selector, last_event_id=last_id, hello=hello) as chunks:
                 async for chunk in chunks:  # ends when the hub closes at shutdown
-                    if not await _write(request, resp, chunk):
+                    if not await write_chunk(request, resp, chunk):
                         break
     return resp
 
 
-async def _write(request: web.Request, resp: web.StreamResponse, data: bytes) -> bool:
+async def write_chunk(request: web.Request, resp: web.StreamResponse, data: bytes) -> bool:
     """Write one chunk; False if the client is gone or stopped reading."""
     try:
         async with asyncio.timeout(SEND_TIMEOUT_S):
