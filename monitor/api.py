@@ -14,7 +14,16 @@ from monitor.client import SSEParser
 from monitor.exporter import render
 from monitor.history import parse_window
 from monitor.hub import Selector
-from monitor.keys import CONFIG, HISTORY, HUB, PROMETHEUS, SOURCES, STARTED, json_error
+from monitor.keys import (
+    CONFIG,
+    HISTORY,
+    HUB,
+    PROMETHEUS,
+    SOURCES,
+    STARTED,
+    json_error,
+    reject_unknown_params,
+)
 from monitor.stream import hello_payload
 
 
@@ -58,9 +67,7 @@ async def prometheus_metrics(request: web.Request) -> web.Response:
 async def api_history(request: web.Request) -> web.Response:
     """GET /api/history?window=15m&keys=a,b: chart data, full resolution up to the history's
     full_s, per-bucket min/avg/max beyond."""
-    for key in request.query:
-        if key not in ("window", "keys"):
-            raise json_error(400, f"unknown query parameter {key!r}", allowed=["window", "keys"])
+    reject_unknown_params(request, ("window", "keys"))
     try:
         window_s = parse_window(request.query.get("window", "15m"))
     except ValueError as exc:
@@ -85,6 +92,10 @@ async def api_state(request: web.Request) -> web.Response:
 
 
 def _state_json(snapshot: bytes) -> str:
-    events = [{"type": e.type, "id": e.id, "data": e.json()} for e in SSEParser().feed(snapshot)]
-    # ASCII escapes: a lone surrogate from a log line stays valid JSON rather than raising.
-    return json.dumps({"events": events}, separators=(",", ":"))
+    # Each frame's data line is already one line of JSON, encoded once at publish: splice it
+    # in rather than decode and encode it again.
+    events = ",".join(
+        f'{{"type":{json.dumps(e.type)},"id":{json.dumps(e.id)},"data":{e.data}}}'
+        for e in SSEParser().feed(snapshot)
+    )
+    return f'{{"events":[{events}]}}'

@@ -94,8 +94,12 @@ class EventHub:
         self._observers: list[Observer] = []
         self._recent_cache: tuple[int, Selector, list[Frame]] | None = None
         self.subscribers = 0
-        self.published = 0
         self.gaps = 0
+
+    @property
+    def published(self) -> int:
+        """Events published in this run (sequence numbers start at 1)."""
+        return self._head - 1
 
     @property
     def held_bytes(self) -> int:
@@ -143,7 +147,6 @@ class EventHub:
         sticky_key = STICKY_KEYS.get(event_type)
         if sticky_key:
             self._sticky[(event_type, str(payload[sticky_key]))] = (frame, payload)
-        self.published += 1
         self._news.set()
         self._news.clear()
         for observer in self._observers:

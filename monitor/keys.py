@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import jinja2
@@ -41,3 +42,11 @@ def json_error(
     exc.set_status(status)
     exc.headers.update(headers or {})
     return exc
+
+
+def reject_unknown_params(request: web.Request, allowed: Sequence[str]) -> None:
+    """A 400 with a JSON body for a query parameter the endpoint does not take (a typo such
+    as ?type=log would otherwise be silently ignored)."""
+    for key in request.query:
+        if key not in allowed:
+            raise json_error(400, f"unknown query parameter {key!r}", allowed=list(allowed))

@@ -10,7 +10,7 @@ from aiohttp import web
 from monitor.client import SSEEvent, SSEParser
 from monitor.events import LOG
 from monitor.hub import Selector
-from monitor.keys import CONFIG, HUB, json_error
+from monitor.keys import CONFIG, HUB, json_error, reject_unknown_params
 from monitor.stream import write_chunk
 
 TAIL_PARAMS = ("lines",)
@@ -21,9 +21,7 @@ LINES_VALUE = re.compile(r"[0-9]{1,6}")
 
 def parse_tail_query(request: web.Request) -> tuple[str, int]:
     """The source name and line count; 404 or 400 with a JSON body before the stream starts."""
-    for key in request.query:
-        if key not in TAIL_PARAMS:
-            raise json_error(400, f"unknown query parameter {key!r}", allowed=list(TAIL_PARAMS))
+    reject_unknown_params(request, TAIL_PARAMS)
     known = request.app[CONFIG].log_names()
     # The name only picks a configured source: it is never part of a path.
     name = request.match_info["name"]

@@ -12,7 +12,7 @@ from aiohttp_sse import EventSourceResponse
 from monitor import __version__
 from monitor.events import STREAM_TYPES
 from monitor.hub import Selector
-from monitor.keys import BUSY_RETRY_S, CONFIG, HUB, LIMITER, json_error
+from monitor.keys import BUSY_RETRY_S, CONFIG, HUB, LIMITER, json_error, reject_unknown_params
 
 # A client whose socket accepts nothing for this long is cut off (and TCP_USER_TIMEOUT is set
 # to it), so a vanished peer does not hold a handler forever.
@@ -38,9 +38,7 @@ def _names(request: web.Request, key: str, known: list[str]) -> frozenset[str] |
 
 def parse_events_query(request: web.Request) -> tuple[Selector, str | None]:
     """The client's selection and resume point; a 400 with a JSON body if it makes no sense."""
-    for key in request.query:
-        if key not in EVENTS_PARAMS:
-            raise json_error(400, f"unknown query parameter {key!r}", allowed=list(EVENTS_PARAMS))
+    reject_unknown_params(request, EVENTS_PARAMS)
     types = _names(request, "types", sorted(STREAM_TYPES))
     sources = _names(request, "sources", request.app[CONFIG].log_names())
     last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
