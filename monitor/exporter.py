@@ -149,6 +149,11 @@ class MonitorCollector(Collector):
             CounterMetricFamily(
                 "sse_monitor_gaps_total", "Times a slow client lost events (gap frames).", hub.gaps
             ),
+            CounterMetricFamily(
+                "sse_monitor_clients_left_behind_total",
+                "Times a client stalled the log sources for 5 s and was left to get a gap.",
+                hub.left_behind,
+            ),
             GaugeMetricFamily(
                 "sse_monitor_buffer_events", "Events the replay ring holds.", hub.held_events
             ),

@@ -165,9 +165,9 @@ class FileFollower:
         self._pending, self._is_discarding = was.pending, was.is_discarding
         return True
 
-    def read(self) -> Chunk | None:
-        """Lines from at most READ_CHUNK_BYTES of new data; None at end of file."""
-        data = os.pread(self.fd, READ_CHUNK_BYTES, self.pos)
+    def read(self, limit: int = READ_CHUNK_BYTES) -> Chunk | None:
+        """Lines from at most `limit` bytes of new data; None at end of file."""
+        data = os.pread(self.fd, min(limit, READ_CHUNK_BYTES), self.pos)
         if not data:
             return None
         is_backlog = self.pos < self.backlog_end

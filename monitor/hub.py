@@ -1,13 +1,15 @@
 """EventHub: event ids, one bounded ring of encoded frames, and the cursors clients read it by.
 
 Sources publish; every client is only a cursor (an int) into the ring, so memory is bounded by
-the ring whatever the clients do. The interface a distributed backend must offer is small:
-publish(), resolve() an id to a cursor, read() from a cursor, wait() for news, close().
-"""
+the ring whatever the clients do. A source that can wait (a tailer: the file is its buffer)
+asks has_room()/wait_for_room() before reading on, so a burst never laps a client that keeps
+up. The interface a distributed backend must offer is small: publish(), resolve() an id to a
+cursor, read() from a cursor, wait() for news, close()."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -33,6 +35,9 @@ STICKY_KEYS = {STATUS: "source", ALERT: "rule"}
 # One read hands a client at most this much (plus one frame), so a client that stops
 # reading holds at most one such chunk in its socket's buffer.
 READ_CHUNK_BYTES = 256 * 1024
+# A reader that holds a waiting source back this long in all (without catching up) is left
+# behind: it gets a `gap` rather than stopping every source for everyone.
+STALL_S = 5.0
 
 
 @dataclass(slots=True)
@@ -43,6 +48,16 @@ class Frame:
     type: str
     source: str | None
     data: bytes
+    end: int  # bytes published in this run up to and including this frame
+
+
+@dataclass(slots=True, eq=False)
+class Reader:
+    """One subscriber's cursor, and how long it has held waiting sources back."""
+
+    cursor: int
+    blocked_s: float = 0.0
+    is_left_behind: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +92,7 @@ class EventHub:
         max_bytes: int = 16 * 1024 * 1024,
         history_events: int = 300,
         run_id: str | None = None,
+        stall_s: float = STALL_S,
     ) -> None:
         # The run id is the start time in ms: ids stay unique and increasing across restarts.
         self.run_id = run_id or str(time.time_ns() // 1_000_000)
@@ -86,15 +102,29 @@ class EventHub:
         self._head = 1  # seq of the next event; ids start at <run>-1, <run>-0 means "before all"
         self._tail = 1  # seq of the oldest event held
         self._bytes = 0
+        self._total = 0  # bytes ever published: Frame.end is measured on it
         self._news = asyncio.Event()
+        self._progress = asyncio.Event()  # a reader moved its cursor
+        self._readers: set[Reader] = set()
+        self._floor = 1  # a lower bound of the slowest counted reader's cursor
+        self._stall_s = stall_s
+        # Keep this much of the ring free for the next read: one 256 KiB read can encode to
+        # several times its size (JSON escapes), and other sources publish meanwhile.
+        self._spare_bytes = max_bytes // 4
+        self._spare_events = max_events // 4
         self._is_closed = False
         # The latest event of each source (status) and each alert rule (alert), kept outside
         # the ring: a new client must learn them even if they last changed long ago.
         self._sticky: dict[tuple[str, str], tuple[Frame, dict[str, Any]]] = {}
         self._observers: list[Observer] = []
         self._recent_cache: tuple[int, Selector, list[Frame]] | None = None
-        self.subscribers = 0
         self.gaps = 0
+        self.left_behind = 0  # readers that stalled a waiting source for STALL_S
+
+    @property
+    def subscribers(self) -> int:
+        """Clients subscribed now."""
+        return len(self._readers)
 
     @property
     def published(self) -> int:
@@ -136,7 +166,9 @@ class EventHub:
         """Encode the event once, append it to the ring, wake readers; returns its id."""
         seq = self._head
         event_id = format_id(self.run_id, seq)
-        frame = Frame(seq, event_type, source, encode_frame(event_type, event_id, payload))
+        data = encode_frame(event_type, event_id, payload)
+        self._total += len(data)
+        frame = Frame(seq, event_type, source, data, self._total)
         if seq - self._tail >= len(self._slots):
             self._evict_oldest()
         self._slots[seq % len(self._slots)] = frame
@@ -160,6 +192,63 @@ class EventHub:
         self._bytes -= len(frame.data)
         self._slots[i] = None
         self._tail += 1
+
+    def _is_holding_back(self, reader: Reader) -> bool:
+        """True if publishing much more would lap this reader, which is keeping up."""
+        cursor = reader.cursor
+        if reader.is_left_behind or cursor < self._tail or cursor >= self._head:
+            return False
+        frame = self._slots[cursor % len(self._slots)]
+        assert frame is not None
+        lag_bytes = self._total - (frame.end - len(frame.data))
+        return (
+            lag_bytes > self._max_bytes - self._spare_bytes
+            or self._head - cursor > len(self._slots) - self._spare_events
+        )
+
+    @property
+    def read_budget_bytes(self) -> int:
+        """Raw bytes a waiting source should read at a time: what one read publishes (JSON
+        escapes and all) must fit in the spare part of the ring, or it could lap a reader."""
+        return self._spare_bytes // 2
+
+    def has_room(self) -> bool:
+        """True if a source may publish another read's worth without lapping any reader."""
+        if not self._readers or self._floor >= self._head:
+            return True
+        if self._tail <= self._floor and not self._is_holding_back(Reader(self._floor)):
+            return True  # the floor is below every counted cursor: they are all fine
+        # A cursor the tail already passed holds nothing back: it gets a `gap` when it reads.
+        counted = [
+            r.cursor for r in self._readers if not r.is_left_behind and r.cursor >= self._tail
+        ]
+        self._floor = min(counted, default=self._head)
+        return not any(self._is_holding_back(r) for r in self._readers)
+
+    async def wait_for_room(self) -> None:
+        """Wait until has_room(); a reader that holds it back for STALL_S is left behind."""
+        loop = asyncio.get_running_loop()
+        while not self.has_room() and not self._is_closed:
+            holding = [r for r in self._readers if self._is_holding_back(r)]
+            self._progress.clear()
+            started = loop.time()
+            timeout = min(self._stall_s - r.blocked_s for r in holding)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, timeout)):
+                    await self._progress.wait()
+            waited = loop.time() - started
+            for reader in holding:
+                reader.blocked_s += waited
+                if reader.blocked_s >= self._stall_s:
+                    reader.is_left_behind = True
+                    self.left_behind += 1
+
+    def _moved(self, reader: Reader, cursor: int) -> None:
+        reader.cursor = cursor
+        self._floor = min(self._floor, cursor)
+        if cursor >= self._head:  # caught up: it counts again, with a fresh allowance
+            reader.blocked_s, reader.is_left_behind = 0.0, False
+        self._progress.set()
 
     def resolve(self, event_id: str) -> int:
         """The cursor just after `event_id`; raises UnknownEventId if it can't be honoured."""
@@ -241,6 +330,7 @@ class EventHub:
         """End every subscription; publishing afterwards is harmless but unread."""
         self._is_closed = True
         self._news.set()
+        self._progress.set()
 
     @asynccontextmanager
     async def subscribe(
@@ -251,16 +341,18 @@ class EventHub:
         hello: dict[str, Any] | None = None,
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         """A client's stream of ready-to-write chunks; ends when the hub closes."""
-        self.subscribers += 1
-        chunks = self._chunks(selector, last_event_id, hello or {})
+        reader = Reader(self._head)
+        self._readers.add(reader)
+        chunks = self._chunks(reader, selector, last_event_id, hello or {})
         try:
             yield chunks
         finally:
-            self.subscribers -= 1
+            self._readers.discard(reader)
+            self._progress.set()
             await chunks.aclose()
 
     async def _chunks(
-        self, selector: Selector, last_event_id: str | None, hello: dict[str, Any]
+        self, reader: Reader, selector: Selector, last_event_id: str | None, hello: dict[str, Any]
     ) -> AsyncGenerator[bytes, None]:
         reason = None
         try:
@@ -272,8 +364,10 @@ class EventHub:
             # snapshot must follow it, not be skipped.
             cursor = self._head
             yield self.snapshot(selector, hello, reason)
+        self._moved(reader, cursor)
         while not self._is_closed:
             data, cursor = self.read(cursor, selector)
+            self._moved(reader, cursor)
             if data:
                 yield data
             else:

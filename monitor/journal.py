@@ -161,6 +161,7 @@ class JournalSource:
     async def _read_entries(self, hub: EventHub, stdout: asyncio.StreamReader) -> None:
         """Read until EOF, one event per burst of entries."""
         while True:
+            await hub.wait_for_room()  # journalctl's pipe, and the journal, hold the rest
             batch: list[dict[str, Any]] = []
             line: bytes | None = await self._readline(hub, stdout)
             while line:

@@ -100,13 +100,17 @@ class FileTailer:
         if not self._rotated and not self._is_recovering:
             for follower in self._live.values():
                 self._read_now(follower)
+        # Reading on would lap a client that keeps up: the scan task waits for room; until
+        # then the file holds the lines.
         self._wake.set()
 
     def _read_now(self, follower: FileFollower) -> None:
         """One bounded read, synchronously; a truncated file is left to the scan task, which
         first looks for the lines it missed in the copy."""
-        if not follower.looks_truncated() and (chunk := follower.read()):
-            assert self._hub is not None
+        assert self._hub is not None
+        if not self._hub.has_room() or follower.looks_truncated():
+            return
+        if chunk := follower.read(self._hub.read_budget_bytes):
             self._publish(self._hub, follower, chunk.lines, is_backlog=chunk.is_backlog)
 
     def _watch_dirs(self) -> None:
@@ -229,7 +233,10 @@ class FileTailer:
             self._errors[path] = str(exc) if not exc.strerror else f"{path}: {exc.strerror}"
 
     async def _drain(self, hub: EventHub, follower: FileFollower) -> None:
-        while (chunk := follower.read()) is not None:
+        while True:
+            await hub.wait_for_room()  # the file keeps what a client is not ready for
+            if (chunk := follower.read(hub.read_budget_bytes)) is None:
+                return
             self._publish(hub, follower, chunk.lines, is_backlog=chunk.is_backlog)
             await asyncio.sleep(0)  # let metrics, heartbeats and clients run between chunks
 

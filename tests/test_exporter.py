@@ -60,6 +60,7 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "sse_monitor_clients": ("gauge", ()),
     "sse_monitor_events_published_total": ("counter", ()),
     "sse_monitor_gaps_total": ("counter", ()),
+    "sse_monitor_clients_left_behind_total": ("counter", ()),
     "sse_monitor_buffer_events": ("gauge", ()),
     "sse_monitor_buffer_bytes": ("gauge", ()),
     "sse_monitor_log_lines_read_total": ("counter", ("source",)),

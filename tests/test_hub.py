@@ -197,3 +197,57 @@ def test_latest_alert_of_each_rule_is_part_of_a_new_clients_state() -> None:
     assert {r: a["state"] for r, a in hub.alerts().items()} == {"cpu": "firing", "disk": "resolved"}
     alerts = [e.json() for e in parse(hub.snapshot(ALL, {}, None)) if e.type == "alert"]
     assert alerts == [{"rule": "cpu", "state": "firing"}, {"rule": "disk", "state": "resolved"}]
+
+
+async def fill_until_full(hub: EventHub, limit: int) -> int:
+    """Publish small log events until the hub says a waiting source should stop."""
+    count = 0
+    while hub.has_room():
+        hub.publish(LOG, {"lines": [f"line {count}"]}, source="app")
+        count += 1
+        assert count < limit, "the hub never asked the source to wait"
+    return count
+
+
+async def test_a_source_waits_for_a_reader_that_keeps_up_instead_of_lapping_it() -> None:
+    hub = EventHub(max_events=100)
+    async with hub.subscribe(ALL) as chunks:
+        await anext(chunks)  # the hello
+        published = await fill_until_full(hub, limit=100)
+        waiting = asyncio.ensure_future(hub.wait_for_room())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        got = parse(await anext(chunks))  # the reader catches up: the source may go on
+        await asyncio.wait_for(waiting, 2)
+        assert [e.json()["lines"][0] for e in got] == [f"line {i}" for i in range(published)]
+        assert hub.gaps == 0 and hub.left_behind == 0
+
+
+async def test_a_reader_that_stops_reading_is_left_behind_after_the_stall_time() -> None:
+    hub = EventHub(max_events=100, stall_s=0.2)
+    async with hub.subscribe(ALL) as chunks:
+        await anext(chunks)
+        await fill_until_full(hub, limit=100)
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(hub.wait_for_room(), 2)
+        assert asyncio.get_running_loop().time() - started >= 0.2
+        assert hub.left_behind == 1 and hub.has_room()
+        for i in range(200):  # the source goes on and laps the stalled reader
+            hub.publish(LOG, {"lines": [f"more {i}"]}, source="app")
+        caught_up = parse(await anext(chunks))
+        assert caught_up[0].type == "gap" and caught_up[0].json()["missed"] > 0
+        assert caught_up[-1].json()["lines"] == ["more 199"]
+        # Caught up again: it counts again, and holds the next burst back.
+        await fill_until_full(hub, limit=100)
+
+
+async def test_a_reader_that_disconnects_releases_a_waiting_source() -> None:
+    hub = EventHub(max_events=100)
+    async with hub.subscribe(ALL) as chunks:
+        await anext(chunks)
+        await fill_until_full(hub, limit=100)
+        waiting = asyncio.ensure_future(hub.wait_for_room())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+    await asyncio.wait_for(waiting, 2)
+    assert hub.left_behind == 0

@@ -341,3 +341,35 @@ async def test_status_events_are_published_only_on_change(
     t.poll()
     assert len([s for s in t.statuses if s["state"] == "following"]) == 1
     assert t.hub.statuses()["app"]["state"] == "following"
+
+
+async def test_a_burst_larger_than_the_ring_reaches_a_slow_reader_complete(
+    tmp_path: Path,
+) -> None:
+    """The file is the buffer: the tailer reads on only as fast as a live client keeps up."""
+    log = tmp_path / "app.log"
+    log.touch()
+    hub = EventHub(max_events=1000, max_bytes=256 * 1024)  # 32 KiB per read
+    tailer = FileTailer("app", str(log), TailOptions(backlog_lines=0))
+    task = asyncio.create_task(tailer.run(hub))
+    got: list[str] = []
+    gaps = 0
+    parser = SSEParser()
+    try:
+        await wait_until(lambda: hub.statuses().get("app", {}).get("state") == "following")
+        async with hub.subscribe(Selector(types=frozenset({LOG}))) as chunks:
+            append(log, numbered(0, 200_000))  # ~2.5 MB: ten rings' worth
+            async with asyncio.timeout(60):
+                async for chunk in chunks:
+                    for event in parser.feed(chunk):
+                        gaps += event.type == "gap"
+                        if event.type == LOG:
+                            got.extend(event.json()["lines"])
+                    if len(got) >= 200_000:
+                        break
+                    await asyncio.sleep(0.002)  # a client slower than the tailer
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert gaps == 0 and hub.left_behind == 0
+    assert got == numbered(0, 200_000).splitlines()
