@@ -29,6 +29,9 @@ from monitor.events import (
 )
 
 Observer = Callable[[str, dict[str, Any], "str | None"], None]
+# Writes one encoded frame to a client at once, never waiting; False if it cannot now (its
+# socket is backed up or closing): the client then reads from its cursor instead.
+Sink = Callable[[bytes], bool]
 # Event types whose latest event per key is always part of a new client's state.
 STICKY_KEYS = {STATUS: "source", ALERT: "rule"}
 
@@ -56,6 +59,10 @@ class Reader:
     """One subscriber's cursor, and how long it has held waiting sources back."""
 
     cursor: int
+    selector: Selector
+    sink: Sink | None = None
+    # Set while the reader is caught up and parked: publish() writes to its sink directly.
+    wake: asyncio.Future[None] | None = None
     blocked_s: float = 0.0
     is_left_behind: bool = False
 
@@ -106,6 +113,7 @@ class EventHub:
         self._news = asyncio.Event()
         self._progress = asyncio.Event()  # a reader moved its cursor
         self._readers: set[Reader] = set()
+        self._parked: dict[Selector, dict[Reader, None]] = {}
         self._floor = 1  # a lower bound of the slowest counted reader's cursor
         self._stall_s = stall_s
         # Keep this much of the ring free for the next read: one 256 KiB read can encode to
@@ -181,9 +189,48 @@ class EventHub:
             self._sticky[(event_type, str(payload[sticky_key]))] = (frame, payload)
         self._news.set()
         self._news.clear()
+        if self._parked:
+            self._fan_out(frame)
         for observer in self._observers:
             observer(event_type, payload, source)
         return event_id
+
+    def _fan_out(self, frame: Frame) -> None:
+        """Write the frame to every parked reader that wants it, now: no task switch per
+        client. A reader whose sink refuses is woken to read the frame from the ring."""
+        refused = []
+        for selector, group in self._parked.items():
+            if selector.matches(frame):
+                for reader in group:
+                    assert reader.sink is not None
+                    try:
+                        if not reader.sink(frame.data):
+                            refused.append(reader)
+                    except Exception:  # the client's own task meets the error and ends
+                        refused.append(reader)
+        for reader in refused:
+            self._unpark(reader, frame.seq)
+
+    def _unpark(self, reader: Reader, cursor: int) -> None:
+        reader.cursor = cursor
+        group = self._parked.get(reader.selector)
+        if group is not None:
+            group.pop(reader, None)
+            if not group:
+                del self._parked[reader.selector]
+        if reader.wake is not None and not reader.wake.done():
+            reader.wake.set_result(None)
+        reader.wake = None
+
+    async def _park(self, reader: Reader) -> int:
+        """Hand a caught-up reader to publish(); returns the cursor to read from when woken."""
+        reader.wake = asyncio.get_running_loop().create_future()
+        self._parked.setdefault(reader.selector, {})[reader] = None
+        try:
+            await reader.wake
+        finally:
+            self._unpark(reader, reader.cursor)
+        return reader.cursor
 
     def _evict_oldest(self) -> None:
         i = self._tail % len(self._slots)
@@ -195,8 +242,11 @@ class EventHub:
 
     def _is_holding_back(self, reader: Reader) -> bool:
         """True if publishing much more would lap this reader, which is keeping up."""
-        cursor = reader.cursor
-        if reader.is_left_behind or cursor < self._tail or cursor >= self._head:
+        return not reader.wake and not reader.is_left_behind and self._is_lapping(reader.cursor)
+
+    def _is_lapping(self, cursor: int) -> bool:
+        """True if publishing much more would lap a cursor the ring still holds."""
+        if cursor < self._tail or cursor >= self._head:
             return False
         frame = self._slots[cursor % len(self._slots)]
         assert frame is not None
@@ -216,11 +266,13 @@ class EventHub:
         """True if a source may publish another read's worth without lapping any reader."""
         if not self._readers or self._floor >= self._head:
             return True
-        if self._tail <= self._floor and not self._is_holding_back(Reader(self._floor)):
+        if self._tail <= self._floor and not self._is_lapping(self._floor):
             return True  # the floor is below every counted cursor: they are all fine
         # A cursor the tail already passed holds nothing back: it gets a `gap` when it reads.
         counted = [
-            r.cursor for r in self._readers if not r.is_left_behind and r.cursor >= self._tail
+            r.cursor
+            for r in self._readers
+            if not r.wake and not r.is_left_behind and r.cursor >= self._tail
         ]
         self._floor = min(counted, default=self._head)
         return not any(self._is_holding_back(r) for r in self._readers)
@@ -330,6 +382,9 @@ class EventHub:
         """End every subscription; publishing afterwards is harmless but unread."""
         self._is_closed = True
         self._news.set()
+        for group in list(self._parked.values()):
+            for reader in list(group):
+                self._unpark(reader, self._head)
         self._progress.set()
 
     @asynccontextmanager
@@ -339,15 +394,20 @@ class EventHub:
         *,
         last_event_id: str | None = None,
         hello: dict[str, Any] | None = None,
+        sink: Sink | None = None,
     ) -> AsyncIterator[AsyncIterator[bytes]]:
-        """A client's stream of ready-to-write chunks; ends when the hub closes."""
-        reader = Reader(self._head)
+        """A client's stream of ready-to-write chunks; ends when the hub closes.
+
+        With a sink, a caught-up client is written to by publish() itself; the chunks are
+        then only what it reads to catch up (the snapshot, replay, after a refusal)."""
+        reader = Reader(self._head, selector, sink)
         self._readers.add(reader)
         chunks = self._chunks(reader, selector, last_event_id, hello or {})
         try:
             yield chunks
         finally:
             self._readers.discard(reader)
+            self._unpark(reader, reader.cursor)
             self._progress.set()
             await chunks.aclose()
 
@@ -370,5 +430,7 @@ class EventHub:
             self._moved(reader, cursor)
             if data:
                 yield data
+            elif reader.sink is not None:
+                cursor = await self._park(reader)
             else:
                 await self.wait(cursor)

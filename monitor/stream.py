@@ -6,12 +6,12 @@ import asyncio
 import socket
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp_sse import EventSourceResponse
 
 from monitor import __version__
 from monitor.events import STREAM_TYPES
-from monitor.hub import Selector
+from monitor.hub import Selector, Sink
 from monitor.keys import BUSY_RETRY_S, CONFIG, HUB, LIMITER, json_error, reject_unknown_params
 
 # A client whose socket accepts nothing for this long is cut off (and TCP_USER_TIMEOUT is set
@@ -82,11 +82,33 @@ async def _stream(
         hub = request.app[HUB]
         if await write_chunk(request, resp, f"retry: {config.retry_ms}\n\n".encode()):
             hello = hello_payload(request.app)
-            async with hub.subscribe(selector, last_event_id=last_id, hello=hello) as chunks:
+            sink = direct_writer(request, resp)
+            async with hub.subscribe(
+                selector, last_event_id=last_id, hello=hello, sink=sink
+            ) as chunks:
                 async for chunk in chunks:  # ends when the hub closes at shutdown
                     if not await write_chunk(request, resp, chunk):
                         break
     return resp
+
+
+def direct_writer(request: web.Request, resp: web.StreamResponse) -> Sink:
+    """The hub's sink for a caught-up client: one transport.write per frame, from publish().
+
+    With a thousand clients, waking a task per client per event costs more than the send
+    itself. A backed-up or closing socket refuses, and the client's task (write_chunk, with
+    aiohttp's flow control and the send timeout) takes over from the ring.
+    """
+    transport, protocol = request.transport, request.protocol
+    is_chunked = resp.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
+
+    def write_now(data: bytes) -> bool:
+        if transport is None or transport.is_closing() or protocol.writing_paused:
+            return False
+        transport.write(b"%x\r\n%b\r\n" % (len(data), data) if is_chunked else data)
+        return True
+
+    return write_now
 
 
 async def write_chunk(request: web.Request, resp: web.StreamResponse, data: bytes) -> bool:

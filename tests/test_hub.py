@@ -251,3 +251,57 @@ async def test_a_reader_that_disconnects_releases_a_waiting_source() -> None:
         assert not waiting.done()
     await asyncio.wait_for(waiting, 2)
     assert hub.left_behind == 0
+
+
+async def test_a_caught_up_reader_is_written_to_by_publish_itself() -> None:
+    hub = EventHub()
+    written: list[bytes] = []
+
+    def sink(data: bytes) -> bool:
+        written.append(data)
+        return True
+
+    async with hub.subscribe(ALL, sink=sink) as chunks:
+        await anext(chunks)  # the hello
+        parked = asyncio.ensure_future(anext(chunks))
+        await asyncio.sleep(0)  # the reader parks
+        ids = [hub.publish(LOG, {"n": i}, source="app") for i in range(3)]
+        assert [e.id for data in written for e in parse(data)] == ids  # before any task ran
+        await asyncio.sleep(0)
+        assert not parked.done()  # nothing for the reader's own task to do
+        parked.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await parked
+
+
+async def test_a_refusing_sink_hands_the_frames_back_to_the_readers_task_in_order() -> None:
+    hub = EventHub()
+    written: list[bytes] = []
+    is_open = True
+
+    def sink(data: bytes) -> bool:
+        if is_open:
+            written.append(data)
+        return is_open
+
+    async with hub.subscribe(ALL, sink=sink) as chunks:
+        await anext(chunks)
+        task_read = asyncio.ensure_future(anext(chunks))
+        await asyncio.sleep(0)
+        first = hub.publish(LOG, {"n": 0}, source="app")
+        is_open = False  # the socket backs up: the task must take over, losing nothing
+        rest = [hub.publish(LOG, {"n": i}, source="app") for i in range(1, 4)]
+        got = [e.id for e in parse(await asyncio.wait_for(task_read, 2))]
+        assert [e.id for data in written for e in parse(data)] == [first]
+        assert got == rest
+
+
+async def test_close_wakes_parked_readers() -> None:
+    hub = EventHub()
+    async with hub.subscribe(ALL, sink=lambda data: True) as chunks:
+        await anext(chunks)
+        parked = asyncio.ensure_future(anext(chunks))
+        await asyncio.sleep(0)
+        hub.close()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(parked, 2)
