@@ -206,7 +206,8 @@ class EventHub:
                     try:
                         if not reader.sink(frame.data):
                             refused.append(reader)
-                    except Exception:  # the client's own task meets the error and ends
+                    # A source must not die of one client: its task meets the error and ends.
+                    except Exception:  # noqa: BLE001
                         refused.append(reader)
         for reader in refused:
             self._unpark(reader, frame.seq)
