@@ -137,6 +137,23 @@ async def test_filter_shows_matching_lines_and_a_bad_regex_is_no_crash(
     assert watched.errors == []
 
 
+async def test_long_lines_scroll_sideways_until_wrap_is_on(
+    open_page: Any, server: Server, app_log: Path
+) -> None:
+    page = (await open_page(f"{server.url}/")).page
+    await live(page)
+    append(app_log, "short", "long " + "word " * 400)
+    line = pane(page).locator(".line").last
+    await expect(line).to_contain_text("long word", timeout=10_000)
+    one_line = (await pane(page).locator(".line").first.bounding_box())["height"]
+    assert (await line.bounding_box())["height"] == one_line  # one row; the pane scrolls
+    await pane(page).locator("button.log-wrap").click()
+    await expect(pane(page).locator("button.log-wrap")).to_have_attribute("aria-pressed", "true")
+    assert (await line.bounding_box())["height"] > 3 * one_line
+    await pane(page).locator("button.log-wrap").click()
+    assert (await line.bounding_box())["height"] == one_line
+
+
 async def test_pause_counts_new_lines_and_resume_shows_them(
     open_page: Any, server: Server, app_log: Path
 ) -> None:

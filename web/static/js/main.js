@@ -22,7 +22,7 @@ function emit(type, payload, id) {
 }
 
 // ---- header ---------------------------------------------------------------------------
-const header = { lastTs: 0, uptime: null, dirty: false, frame: 0 };
+const header = { lastTs: 0, uptime: null, dirty: false, frame: 0, shownSecond: 0 };
 let resetAt = 0;
 
 function setState(state) {
@@ -36,11 +36,15 @@ function setState(state) {
 function touch() {
   header.lastTs = Date.now() / 1000;
   if (resetAt && Date.now() - resetAt > RESET_SHOWN_MS) { resetAt = 0; setState("live"); }
-  if (!header.frame) header.frame = requestAnimationFrame(drawHeader);
+  // The header shows whole seconds: under a log storm, redraw it once a second, not per event.
+  const changed = header.dirty || Math.floor(header.lastTs) !== header.shownSecond;
+  if (changed && !header.frame) header.frame = requestAnimationFrame(drawHeader);
 }
 
 function drawHeader() {
   header.frame = 0;
+  header.dirty = false;
+  header.shownSecond = Math.floor(header.lastTs);
   $("last-event").textContent = clock(header.lastTs);
   $("last-event").dateTime = new Date(header.lastTs * 1000).toISOString();
   if (header.uptime != null) $("uptime").textContent = duration(header.uptime);
@@ -51,7 +55,7 @@ on("hello", (info) => {
   document.title = `${info.host} · sse-monitor`;
   $("version").textContent = `v${info.version}`;
 });
-on("metrics", (m) => { header.uptime = m.uptime_s; });
+on("metrics", (m) => { header.uptime = m.uptime_s; header.dirty = true; });
 on("clear", () => { header.uptime = null; $("uptime").textContent = "–"; });
 
 // ---- the stream -----------------------------------------------------------------------
