@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import sys
 import time
 
@@ -20,18 +21,19 @@ def line(seq: int, t_ns: int, width: int) -> bytes:
 
 
 def write_paced(path: str, rate: float, seconds: float, width: int = 100) -> dict:
-    """Append rate lines/s for seconds, one write(2) per line, stamped just before it."""
+    """Append rate lines/s for seconds, one write(2) per line, stamped just before it.
+
+    It sleeps to each line's due time rather than spinning, so it leaves the CPU to the
+    server and the readers; a line written late is still stamped at its actual write."""
     n = int(rate * seconds)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     start = time.perf_counter()
     late = 0
     for seq in range(n):
         target = start + seq / rate
-        while True:
-            d = target - time.perf_counter()
-            if d <= 0:
-                break
-            time.sleep(d if d > 0.0005 else 0)
+        d = target - time.perf_counter()
+        if d > 0:
+            time.sleep(d)
         if time.perf_counter() - target > 0.001:
             late += 1
         os.write(fd, line(seq, time.time_ns(), width))
@@ -65,6 +67,7 @@ class Recorder:
         self.bytes = 0
         self.first_write_ns: int | None = None
         self.last_recv_ns = 0
+        self.gaps = 0  # `gap` events: the server said this client missed events
 
     def add(self, raw: str, now: int) -> None:
         parts = raw.split(" ", 2)
@@ -93,6 +96,7 @@ class Recorder:
         span = (self.last_recv_ns - self.first_write_ns) / 1e9 if self.first_write_ns else None
         return {
             "received": len(self.seqs),
+            "gaps": self.gaps,
             "lost": self.expected - got,
             "in_order": in_order and got == len(self.seqs),
             "p50_ms": pct(0.50),
@@ -127,6 +131,9 @@ def read_sse(host: str, port: int, path: str, expected: int, deadline_s: float, 
             if not ready:
                 ready = True
                 print("ready", flush=True)
+            if b"event: gap" in ev:
+                rec.gaps += 1
+                continue
             if b"event: log" not in ev:
                 continue
             for ln in ev.split(b"\n"):
@@ -197,6 +204,74 @@ def hold_idle(host: str, port: int, path: str, n: int, hold_s: float) -> dict:
     return {"open": ok}
 
 
+LINE_SEQ = re.compile(rb'"(\d+) \d+ x*"')
+
+
+def fanout(host: str, port: int, path: str, n: int, expected: int, deadline_s: float) -> dict:
+    """Hold n SSE streams on one selector; per stream, check every log line arrives in order.
+
+    Frames are parsed in bulk: a regex pulls the sequence numbers of the lines out of whole
+    frames, so the measuring clients cost little beside the server.
+    """
+    import selectors
+    import socket
+
+    sel = selectors.DefaultSelector()
+    req = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode()
+    conns = []
+    for i in range(n):
+        s = socket.create_connection((host, port))
+        s.sendall(req)
+        s.setblocking(False)
+        state = {"buf": b"", "seqs": [], "events": 0, "metrics": 0, "gaps": 0, "hello": False}
+        conns.append(state)
+        sel.register(s, selectors.EVENT_READ, state)
+    ready_at = None
+    end = time.monotonic() + deadline_s
+    done = 0
+    while done < n and time.monotonic() < end:
+        for key, _ in sel.select(timeout=1.0):
+            st = key.data
+            try:
+                data = key.fileobj.recv(1 << 18)
+            except BlockingIOError:
+                continue
+            if not data:
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+                done += 1
+                continue
+            buf = st["buf"] + data
+            cut = buf.rfind(b"\n\n")
+            if cut < 0:
+                st["buf"] = buf
+                continue
+            whole, st["buf"] = buf[: cut + 2], buf[cut + 2 :]
+            if not st["hello"]:
+                st["hello"] = b"event: hello" in whole
+                if st["hello"] and all(c["hello"] for c in conns) and ready_at is None:
+                    ready_at = time.monotonic()
+                    print("ready", flush=True)
+                continue  # the snapshot: history before this run's lines
+            st["events"] += whole.count(b"\nevent: ") + whole.startswith(b"event: ")
+            st["metrics"] += whole.count(b"event: metrics")
+            st["gaps"] += whole.count(b"event: gap")
+            st["seqs"].extend(int(m) for m in LINE_SEQ.findall(whole))
+            if len(st["seqs"]) >= expected and not st.get("complete"):
+                st["complete"] = True
+                done += 1
+    complete = sum(c["seqs"] == list(range(expected)) for c in conns)
+    return {
+        "clients": n,
+        "complete": complete,
+        "events": sum(c["events"] for c in conns),
+        "metrics_events": sum(c["metrics"] for c in conns),
+        "log_lines": sum(len(c["seqs"]) for c in conns),
+        "gaps": sum(c["gaps"] for c in conns),
+        "worst_lines": min(len(c["seqs"]) for c in conns),
+    }
+
+
 def main() -> None:
     role, *a = sys.argv[1:]
     if role == "write-paced":
@@ -207,6 +282,8 @@ def main() -> None:
         out = read_sse(a[0], int(a[1]), a[2], int(a[3]), float(a[4]), float(a[5]))
     elif role == "tail":
         out = read_tail(a[0], int(a[1]), float(a[2]), float(a[3]))
+    elif role == "fanout":
+        out = fanout(a[0], int(a[1]), a[2], int(a[3]), int(a[4]), float(a[5]))
     elif role == "idle-conns":
         out = hold_idle(a[0], int(a[1]), a[2], int(a[3]), float(a[4]))
     else:

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -145,17 +146,82 @@ def bench_throughput(tmp: str, n: int) -> dict:
     return out
 
 
+def bench_fanout(tmp: str, clients: int, seconds: float, rate: int = 100, procs: int = 4) -> dict:
+    """`clients` dashboards' worth of /events streams (metrics at 1 Hz, `rate` log lines/s),
+    held by `procs` client processes so the server's CPU is measured alone."""
+    log = fresh(tmp, "fanout.log")
+    cap = str(clients + 50)
+    srv = Server(log, tmp, "--max-clients", cap, "--max-clients-per-address", cap)
+    try:
+        n = int(rate * seconds)
+        per = [clients // procs + (i < clients % procs) for i in range(procs)]
+        readers = [role("fanout", "127.0.0.1", str(srv.port), "/events", str(k), str(n), str(seconds + 120))
+                   for k in per]
+        for r in readers:
+            wait_ready(r)
+        rss0 = srv.ps.memory_info().rss
+        c0, w0 = srv.ps.cpu_times(), time.monotonic()
+        writer = last_json(role("write-paced", log, str(rate), str(seconds)), seconds + 60)
+        c1, w1 = srv.ps.cpu_times(), time.monotonic()
+        rss1 = srv.ps.memory_info().rss
+        results = [last_json(r, 180) for r in readers]
+        total = {k: sum(r[k] for r in results) for k in ("clients", "complete", "events", "metrics_events",
+                                                         "log_lines", "gaps")}
+        wall = w1 - w0
+        return {"clients": clients, "client_procs": procs, "rate": rate, "seconds": seconds, "writer": writer,
+                **total, "worst_lines": min(r["worst_lines"] for r in results), "expected_lines": n,
+                "events_per_s": total["events"] / wall,
+                "cpu_pct_of_core": (c1.user + c1.system - c0.user - c0.system) / wall * 100,
+                "rss_before_mb": rss0 / 2**20, "rss_mb": rss1 / 2**20}
+    finally:
+        srv.stop()
+        cleanup()
+
+
+def has_chromium() -> bool:
+    return bool(shutil.which("chromium") or os.path.exists("/usr/bin/chromium"))
+
+
+def page_role(port: int, seconds: float, lines: int | None = None) -> subprocess.Popen:
+    args = [PY, str(HERE / "page.py"), f"http://127.0.0.1:{port}/", str(seconds)]
+    return spawn(args + ([str(lines)] if lines else []), stdout=subprocess.PIPE, text=True)
+
+
+def bench_page(tmp: str, seconds: float, rate: int = 1000) -> dict:
+    """The dashboard in Chromium while `rate` lines/s arrive (one write(2) per line)."""
+    log = fresh(tmp, "page.log")
+    srv = Server(log, tmp)
+    try:
+        n = int(rate * seconds)
+        page = page_role(srv.port, seconds, n)
+        wait_ready(page)
+        writer = role("write-paced", log, str(rate), str(seconds))
+        out = last_json(page, seconds + 120)
+        out["writer"] = last_json(writer, 30)
+        out["rate"] = rate
+        return out
+    finally:
+        srv.stop()
+        cleanup()
+
+
 def bench_idle(tmp: str, seconds: float) -> dict:
+    """The server at 1 Hz with one client: the dashboard in Chromium (an SSE client without it)."""
     srv = Server(fresh(tmp, "idle.log"), tmp)
     try:
-        client = role("sse", "127.0.0.1", str(srv.port), "/events", "1000000000", str(seconds + 10), "10")
+        if has_chromium():
+            client, kind = page_role(srv.port, seconds + 10), "dashboard in Chromium"
+        else:
+            client, kind = role("sse", "127.0.0.1", str(srv.port), "/events", "1000000000", str(seconds + 10),
+                                "10"), "SSE client (no Chromium)"
         wait_ready(client)
         time.sleep(2)  # let start-up settle
         c0, w0 = srv.ps.cpu_times(), time.monotonic()
         time.sleep(seconds)
         c1, w1 = srv.ps.cpu_times(), time.monotonic()
         cpu = (c1.user + c1.system - c0.user - c0.system) / (w1 - w0)
-        return {"seconds": seconds, "cpu_pct_of_core": cpu * 100, "rss_mb": srv.ps.memory_info().rss / 2**20}
+        return {"seconds": seconds, "client": kind, "cpu_pct_of_core": cpu * 100,
+                "rss_mb": srv.ps.memory_info().rss / 2**20}
     finally:
         srv.stop()
         cleanup()
@@ -199,14 +265,15 @@ def table(r: dict) -> str:
     def ok(cond) -> str:
         return "-" if cond is None else ("yes" if cond else "NO")
 
-    if "latency" in r:
-        L = r["latency"]
+    for L in r.get("latency", []):
         s, t = L["sse"], L["tail"]
-        tag = f"{L['rate']} lines/s, {L['seconds']:g} s"
+        tag = f"{L['rate']:,} lines/s, {L['seconds']:g} s"
+        strict = L["rate"] <= 1000  # the issue's latency targets are for 1,000 lines/s
         rows += [
-            (f"latency p50 ms ({tag})", f(s["p50_ms"], ".3f"), f(t["p50_ms"], ".3f"), "<= 0.5",
-             ok(s["p50_ms"] is not None and s["p50_ms"] <= 0.5)),
-            ("latency p99 ms", f(s["p99_ms"], ".3f"), f(t["p99_ms"], ".3f"), "<= 2", ok(s["p99_ms"] is not None and s["p99_ms"] <= 2)),
+            (f"latency p50 ms ({tag})", f(s["p50_ms"], ".3f"), f(t["p50_ms"], ".3f"), "<= 0.5" if strict else "",
+             ok(s["p50_ms"] is not None and s["p50_ms"] <= 0.5) if strict else ""),
+            ("latency p99 ms", f(s["p99_ms"], ".3f"), f(t["p99_ms"], ".3f"), "<= 2" if strict else "",
+             ok(s["p99_ms"] is not None and s["p99_ms"] <= 2) if strict else ""),
             ("latency max ms", f(s["max_ms"], ".3f"), f(t["max_ms"], ".3f"), "", ""),
             ("lines lost", str(s["lost"]), str(t["lost"]), "0", ok(s["lost"] == 0)),
         ]
@@ -224,10 +291,37 @@ def table(r: dict) -> str:
             ("harness ceiling: writer alone lines/s", f(T["writer_alone"]["lines_per_s"], ",.0f"),
              f"{T['writer_alone']['mb_per_s']:.0f} MB/s", "", ""),
         ]
+    if "fanout" in r:
+        F = r["fanout"]
+        tag = f"{F['clients']} clients, {F['rate']} lines/s + 1 Hz metrics, {F['seconds']:g} s"
+        rows += [
+            (f"fan-out clients complete ({tag})", f"{F['complete']}/{F['clients']}", "n/a", "all",
+             ok(F["complete"] == F["clients"])),
+            ("fan-out events delivered/s", f(F["events_per_s"], ",.0f"), "n/a", "", ""),
+            ("fan-out server CPU % of a core", f(F["cpu_pct_of_core"], ".1f"), "n/a", "<= 100",
+             ok(F["cpu_pct_of_core"] <= 100)),
+            ("fan-out server RSS MB", f(F["rss_mb"], ".1f"), "n/a", "", ""),
+        ]
+    if "page" in r:
+        P = r["page"]
+        pane = P["pane"] or {}
+        third = max(1, len(P["dom_elements"]) // 3)
+        mid, end = max(P["dom_elements"][third:2 * third]), max(P["dom_elements"][2 * third:])
+        rows += [
+            (f"page main thread busy % ({P['rate']:,} lines/s, {P['seconds']:.0f} s)", f(P["busy_pct"], ".1f"), "n/a",
+             "<= 30", ok(P["busy_pct"] <= 30)),
+            ("page long tasks (> 50 ms): count, longest ms", f"{P['long_tasks']}, {P['long_task_ms_max']:.0f}", "n/a",
+             "", ""),
+            ("page frames/s", f(P["frames_per_s"], ".0f"), "n/a", "", ""),
+            ("page DOM elements: max of 2nd third, of last third", f"{mid:.0f}, {end:.0f}", "n/a",
+             "no growth", ok(end <= mid * 1.02)),
+            ("page shows the last line written", str(pane.get("has_last_line")), "n/a", "yes",
+             ok(bool(pane.get("has_last_line")))),
+        ]
     if "idle" in r:
         I = r["idle"]
         rows += [
-            (f"idle CPU % of a core (1 Hz, 1 client, {I['seconds']:g} s)", f(I["cpu_pct_of_core"], ".2f"), "n/a",
+            (f"idle CPU % of a core (1 Hz, {I.get('client', '1 client')}, {I['seconds']:g} s)", f(I["cpu_pct_of_core"], ".2f"), "n/a",
              "<= 0.5", ok(I["cpu_pct_of_core"] <= 0.5)),
             ("idle RSS MB", f(I["rss_mb"], ".1f"), "n/a", "<= 45", ok(I["rss_mb"] <= 45)),
         ]
@@ -244,19 +338,26 @@ def table(r: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="issue sizes: 20 s latency, 1,000,000 lines, 60 s idle, 1,000 conns")
-    ap.add_argument("--only", help="comma list of latency,throughput,idle,conns")
+    ap.add_argument("--only", help="comma list of latency,throughput,fanout,page,idle,conns")
+    ap.add_argument("--lines", type=int, help="lines for the throughput run")
     a = ap.parse_args()
     full = a.full
-    only = set(a.only.split(",")) if a.only else {"latency", "throughput", "idle", "conns"}
+    only = set(a.only.split(",")) if a.only else {"latency", "throughput", "fanout", "page", "idle", "conns"}
     res: dict = {"mode": "full" if full else "quick", "machine": machine()}
     with tempfile.TemporaryDirectory(prefix="sse-bench-") as tmp:
         try:
             if "latency" in only:
                 print("latency ...", file=sys.stderr, flush=True)
-                res["latency"] = bench_latency(tmp, 20 if full else 5, 1000)
+                res["latency"] = [bench_latency(tmp, 20 if full else 5, rate) for rate in (1000, 10_000)]
             if "throughput" in only:
                 print("throughput ...", file=sys.stderr, flush=True)
-                res["throughput"] = bench_throughput(tmp, 1_000_000 if full else 200_000)
+                res["throughput"] = bench_throughput(tmp, a.lines or (1_000_000 if full else 200_000))
+            if "fanout" in only:
+                print("fan-out ...", file=sys.stderr, flush=True)
+                res["fanout"] = bench_fanout(tmp, 1000 if full else 300, 20 if full else 10)
+            if "page" in only and has_chromium():
+                print("page ...", file=sys.stderr, flush=True)
+                res["page"] = bench_page(tmp, 30 if full else 10)
             if "idle" in only:
                 print("idle ...", file=sys.stderr, flush=True)
                 res["idle"] = bench_idle(tmp, 60 if full else 15)
