@@ -11,7 +11,6 @@ from aiohttp import web
 
 from monitor import __version__
 from monitor.client import SSEParser
-from monitor.exporter import render
 from monitor.history import parse_window
 from monitor.hub import Selector
 from monitor.keys import (
@@ -59,7 +58,9 @@ async def api_sources(request: web.Request) -> web.Response:
 
 async def prometheus_metrics(request: web.Request) -> web.Response:
     """GET /metrics: Prometheus text format; psutil reads take a millisecond, so off the loop."""
-    body, content_type = await asyncio.to_thread(render, request.app[PROMETHEUS])
+    from monitor.exporter import render  # with prometheus-client, at the first scrape
+
+    body, content_type = await asyncio.to_thread(render, request.app[PROMETHEUS]())
     # web.Response(content_type=...) refuses a value with a charset: set the header itself.
     return web.Response(body=body, headers={"Content-Type": content_type})
 

@@ -18,8 +18,6 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import bcrypt
-
 from monitor.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -226,6 +224,8 @@ class Authenticator:
     def _verify(self, password: str, hashed: bytes) -> bool:
         self.verifications += 1
         try:
+            import bcrypt  # here, not at start: a server without a users file does without it
+
             return bcrypt.checkpw(password.encode()[:BCRYPT_MAX_BYTES], hashed)
         except ValueError:  # a hash bcrypt cannot read: no match
             return False
@@ -272,6 +272,8 @@ def run_hash_password(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("", file=sys.stderr)
         return 130
+    import bcrypt
+
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(HASH_COST)).decode("ascii")
     print(f"{user}:{hashed}")
     return 0

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from monitor.alerts import AlertEngine
 from monitor.auth import Authenticator
@@ -18,12 +17,15 @@ from monitor.hub import EventHub
 from monitor.limits import StreamLimiter
 from monitor.sources import Source
 
+if TYPE_CHECKING:  # prometheus-client is imported at the first scrape, not at start
+    from prometheus_client import CollectorRegistry
+
 HUB = web.AppKey("hub", EventHub)
 CONFIG = web.AppKey("config", Config)
 SOURCES = web.AppKey("sources", list[Source])
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 STARTED = web.AppKey("started", float)
-PROMETHEUS = web.AppKey("prometheus", CollectorRegistry)
+PROMETHEUS = web.AppKey[Callable[[], "CollectorRegistry"]]("prometheus")
 ALERTS = web.AppKey("alerts", AlertEngine)
 HISTORY = web.AppKey("history", MetricsHistory)
 AUTH = web.AppKey("auth", Authenticator)  # set only when a users file is configured
