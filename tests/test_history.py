@@ -69,6 +69,13 @@ def test_flatten_names_numeric_leaves_by_dotted_path() -> None:
     assert "ts" not in names
 
 
+def test_constants_and_clock_readings_are_not_series() -> None:
+    names = flatten(payload(T0))
+    for name in ("uptime_s", "cpu.count", "memory.total", "swap.total", "processes.sampled_at"):
+        assert name not in names
+    assert {"memory.used", "swap.used", "processes.count"} <= names.keys()
+
+
 def test_flatten_skips_tables_but_keeps_disks_by_mount() -> None:
     names = flatten(payload(T0))
     assert not [n for n in names if n.startswith(("processes.top_", "disks.0", "disks.1"))]
