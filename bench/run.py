@@ -138,8 +138,11 @@ def bench_throughput(tmp: str, n: int) -> dict:
         sse = role("sse", "127.0.0.1", str(srv.port), LOG_PATH, str(n), "120", "5")
         wait_ready(sse)
         time.sleep(0.3)
+        c0 = srv.ps.cpu_times()
         out["writer"] = last_json(role("write-bulk", log, str(n)), 120)
         out["sse"] = last_json(sse, 130)
+        c1 = srv.ps.cpu_times()
+        out["server_cpu_s"] = c1.user + c1.system - c0.user - c0.system
     finally:
         srv.stop()
         cleanup()
@@ -288,6 +291,9 @@ def table(r: dict) -> str:
             ("complete, in order", f"{s['lost'] == 0 and s['in_order']} (lost {s['lost']})",
              f"{t['lost'] == 0 and t['in_order']} (lost {t['lost']})", "yes", ok(s["lost"] == 0 and s["in_order"])),
             ("ratio sse-monitor / tail -F", f(ratio, ".3f"), "1", "", ""),
+            ("CPU s: server, SSE reader / tail, reader (span s)",
+             f"{T['server_cpu_s']:.2f}, {s['reader_cpu_s']:.2f} ({s['span_s']:.2f})",
+             f"-, {t['reader_cpu_s']:.2f} ({t['span_s']:.2f})", "", ""),
             ("harness ceiling: writer alone lines/s", f(T["writer_alone"]["lines_per_s"], ",.0f"),
              f"{T['writer_alone']['mb_per_s']:.0f} MB/s", "", ""),
         ]
