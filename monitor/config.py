@@ -49,7 +49,7 @@ class Config:
     logs: tuple[LogSource, ...] = ()
     journals: tuple[JournalSpec, ...] = ()
     buffer_events: int = 10_000
-    buffer_bytes: int = 16 * 1024 * 1024
+    buffer_bytes: int = 4 * 1024 * 1024
     heartbeat_s: float = 15.0
     retry_ms: int = 2_000
     history_events: int = 300

@@ -96,7 +96,7 @@ class EventHub:
         self,
         *,
         max_events: int = 10_000,
-        max_bytes: int = 16 * 1024 * 1024,
+        max_bytes: int = 4 * 1024 * 1024,
         history_events: int = 300,
         run_id: str | None = None,
         stall_s: float = STALL_S,
