@@ -31,7 +31,7 @@ run: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# `make bench` measures against GNU tail -F (quick, ~1-2 min); BENCH_ARGS=--full for the issue's sizes.
+# `make bench` measures against GNU tail -F (quick, ~3 min); BENCH_ARGS=--full for the issue's sizes (~6 min).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
