@@ -46,7 +46,9 @@ def rate(prev: int | None, cur: int | None, elapsed_s: float) -> float | None:
     """A counter's change per second; None if unknown (no previous value, reset or wrap)."""
     if prev is None or cur is None or cur < prev or elapsed_s <= 0:
         return None
-    return (cur - prev) / elapsed_s
+    # Rounded like every figure here: each goes to every client every second, and 17 digits
+    # of a float say no more to a chart or a person than 3 or 4 do.
+    return round((cur - prev) / elapsed_s, 1)
 
 
 def device_rates(
@@ -103,7 +105,7 @@ def cpu_split(prev: CpuTimes, cur: CpuTimes) -> dict[str, float]:
     idle = delta.get("idle", 0.0) + delta.get("iowait", 0.0)
 
     def percent(seconds: float) -> float:
-        return min(max(100.0 * seconds / total, 0.0), 100.0)
+        return round(min(max(100.0 * seconds / total, 0.0), 100.0), 2)
 
     return {
         "percent": percent(total - idle),
@@ -185,10 +187,10 @@ class MetricsSampler:
         load_1m, load_5m, load_15m = psutil.getloadavg()
         disk_io, net = self._io_rates()
         return {
-            "ts": now,
-            "uptime_s": now - self._boot_time,
+            "ts": round(now, 3),
+            "uptime_s": round(now - self._boot_time, 1),
             "cpu": self._cpu_percents(),
-            "load": {"1m": load_1m, "5m": load_5m, "15m": load_15m},
+            "load": {"1m": round(load_1m, 2), "5m": round(load_5m, 2), "15m": round(load_15m, 2)},
             "memory": {
                 "total": mem.total,
                 "used": mem.used,
