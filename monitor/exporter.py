@@ -151,7 +151,7 @@ class MonitorCollector(Collector):
             ),
             CounterMetricFamily(
                 "sse_monitor_clients_left_behind_total",
-                "Times a client stalled the log sources for 5 s and was left to get a gap.",
+                "Times a client held the log sources back for 5 s and was left to get a gap.",
                 hub.left_behind,
             ),
             GaugeMetricFamily(

@@ -2,14 +2,16 @@
 
 A caught-up reader is parked: publish() writes each frame it wants straight to its sink, with
 no task switch per client. A source that can wait (a tailer: the file is its buffer) asks
-has_room()/wait_for_room() before reading on, so a burst never laps a reader that keeps up;
-a reader that holds the sources back for STALL_S in all is left behind (it gets a `gap`).
+has_room()/wait_for_room() before reading on, so a burst never laps a reader that keeps up.
+A reader that holds the sources back for STALL_S (forgiven at a rate of 1/STALL_DECAY_S)
+is left behind: it gets a `gap`, and the sources go on at the pace of the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,9 +20,12 @@ from monitor.ring import Frame, Ring, Selector
 # Writes one encoded frame to a client at once, never waiting; False if it cannot now (its
 # socket is backed up or closing): the client then reads from its cursor instead.
 Sink = Callable[[bytes], bool]
-# A reader that holds a waiting source back this long in all (without catching up) is left
-# behind: it gets a `gap` rather than stopping every source for everyone.
+# A reader that holds a waiting source back this long is left behind: it gets a `gap` rather
+# than setting every source's pace. Held-back time decays with STALL_DECAY_S, so a reader
+# slower than a burst for 5 s is left behind even though it catches up between reads, while
+# one that is briefly slow now and then (a GC pause, a busy tab) never is.
 STALL_S = 5.0
+STALL_DECAY_S = 30.0
 
 
 @dataclass(slots=True, eq=False)
@@ -32,8 +37,16 @@ class Reader:
     sink: Sink | None = None
     # Set while the reader is caught up and parked: publish() writes to its sink directly.
     wake: asyncio.Future[None] | None = None
-    blocked_s: float = 0.0
+    blocked_s: float = 0.0  # seconds it held sources back, decayed to `blocked_at`
+    blocked_at: float = 0.0
     is_left_behind: bool = False
+
+    def charge(self, waited_s: float, now: float) -> float:
+        """Add time it held a source back; returns its decayed total."""
+        decay = math.exp(-(now - self.blocked_at) / STALL_DECAY_S) if self.blocked_at else 1.0
+        self.blocked_s = self.blocked_s * decay + waited_s
+        self.blocked_at = now
+        return self.blocked_s
 
 
 class Readers:
@@ -78,8 +91,8 @@ class Readers:
         """The reader has read up to `cursor`."""
         reader.cursor = cursor
         self._floor = min(self._floor, cursor)
-        if cursor >= self._ring.head:  # caught up: it counts again, with a fresh allowance
-            reader.blocked_s, reader.is_left_behind = 0.0, False
+        if cursor >= self._ring.head:  # caught up: it counts again (its held time stays)
+            reader.is_left_behind = False
         self._progress.set()
 
     def fan_out(self, frame: Frame) -> None:
@@ -149,14 +162,13 @@ class Readers:
             holding = [r for r in self._all if self._is_holding_back(r)]
             self._progress.clear()
             started = loop.time()
-            timeout = min(self._stall_s - r.blocked_s for r in holding)
+            timeout = min(self._stall_s - r.charge(0.0, started) for r in holding)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, timeout)):
                     await self._progress.wait()
-            waited = loop.time() - started
+            now = loop.time()
             for reader in holding:
-                reader.blocked_s += waited
-                if reader.blocked_s >= self._stall_s:
+                if reader.charge(now - started, now) >= self._stall_s:
                     reader.is_left_behind = True
                     self.left_behind += 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from conftest import wait_until
 
 from monitor.client import SSEEvent, SSEParser
 from monitor.events import LOG, METRICS, STATUS, STREAM_TYPES, parse_id
@@ -305,3 +306,30 @@ async def test_close_wakes_parked_readers() -> None:
         hub.close()
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(parked, 2)
+
+
+async def test_a_reader_slower_than_a_burst_is_left_behind_though_it_catches_up_between_reads() -> (
+    None
+):
+    hub = EventHub(max_events=1000, stall_s=0.3)
+    got = 0
+
+    async def slow_reader() -> None:
+        nonlocal got
+        async with hub.subscribe(ALL) as chunks:
+            async for chunk in chunks:
+                got += len(parse(chunk))
+                await asyncio.sleep(0.02)  # a client slower than the source
+
+    reader = asyncio.create_task(slow_reader())
+    await wait_until(lambda: hub.subscribers == 1)
+    published = 0
+    async with asyncio.timeout(10):
+        while hub.left_behind == 0:  # a source that waits for room, like a tailer
+            await hub.wait_for_room()
+            hub.publish(LOG, {"lines": ["x" * 100]}, source="app")
+            published += 1
+    reader.cancel()
+    await asyncio.gather(reader, return_exceptions=True)
+    assert published > 1000  # it held the source back, and more than once caught up, first
+    assert hub.left_behind >= 1
