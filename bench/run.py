@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
@@ -209,11 +208,6 @@ def bench_page(tmp: str, seconds: float, rate: int = 1000) -> dict:
         cleanup()
 
 
-def published(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-        return json.load(r)["events_published"]
-
-
 def bench_idle(tmp: str, seconds: float) -> dict:
     """The server at 1 Hz with one client: the dashboard in Chromium (an SSE client without it).
 
@@ -234,13 +228,13 @@ def bench_idle(tmp: str, seconds: float) -> dict:
         c1, w1 = srv.ps.cpu_times(), time.monotonic()
         cpu = (c1.user + c1.system - c0.user - c0.system) / (w1 - w0)
         rss = srv.ps.memory_info().rss / 2**20
-        last_json(role("write-bulk", log, "250000"), 60)  # ~25 MB of lines: more than the buffer
-        seen, end = -1, time.monotonic() + 60
-        while time.monotonic() < end and (now := published(srv.port)) != seen:
-            seen = now
-            time.sleep(1)  # the server is still reading while the count moves
+        # ~25 MB of lines, more than the buffer; a second client says when all were published.
+        counter = role("sse", "127.0.0.1", str(srv.port), LOG_PATH, "250000", "120", "10")
+        wait_ready(counter)
+        last_json(role("write-bulk", log, "250000"), 60)
+        filled = last_json(counter, 130)
         return {"seconds": seconds, "client": kind, "cpu_pct_of_core": cpu * 100, "rss_mb": rss,
-                "rss_full_buffer_mb": srv.ps.memory_info().rss / 2**20}
+                "rss_full_buffer_mb": srv.ps.memory_info().rss / 2**20, "fill_lines": filled["received"]}
     finally:
         srv.stop()
         cleanup()
@@ -361,43 +355,55 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
+# Seconds of latency per rate, throughput lines, fan-out clients and seconds, page seconds,
+# idle seconds, idle connections. --smoke only proves the harness runs (the tests use it).
+SIZES = {
+    "full": {"latency_s": 20, "lines": 1_000_000, "fanout": (1000, 20), "page_s": 30, "idle_s": 60, "conns": 1000},
+    "quick": {"latency_s": 5, "lines": 200_000, "fanout": (300, 10), "page_s": 10, "idle_s": 15, "conns": 500},
+    "smoke": {"latency_s": 1, "lines": 20_000, "fanout": (20, 2), "page_s": 3, "idle_s": 2, "conns": 20},
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="issue sizes: 20 s latency, 1,000,000 lines, 60 s idle, 1,000 conns")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: proves the harness runs; the numbers mean nothing")
     ap.add_argument("--only", help="comma list of latency,throughput,fanout,page,idle,conns")
     ap.add_argument("--lines", type=int, help="lines for the throughput run")
+    ap.add_argument("--out", type=Path, default=HERE / "results", help="where the JSON goes (default bench/results)")
     a = ap.parse_args()
-    full = a.full
+    mode = "full" if a.full else "smoke" if a.smoke else "quick"
+    size = SIZES[mode]
     only = set(a.only.split(",")) if a.only else {"latency", "throughput", "fanout", "page", "idle", "conns"}
-    res: dict = {"mode": "full" if full else "quick", "machine": machine()}
+    res: dict = {"mode": mode, "machine": machine()}
     with tempfile.TemporaryDirectory(prefix="sse-bench-") as tmp:
         try:
             if "latency" in only:
                 print("latency ...", file=sys.stderr, flush=True)
-                res["latency"] = [bench_latency(tmp, 20 if full else 5, rate) for rate in (1000, 10_000)]
+                res["latency"] = [bench_latency(tmp, size["latency_s"], rate) for rate in (1000, 10_000)]
             if "throughput" in only:
                 print("throughput ...", file=sys.stderr, flush=True)
-                res["throughput"] = bench_throughput(tmp, a.lines or (1_000_000 if full else 200_000))
+                res["throughput"] = bench_throughput(tmp, a.lines or size["lines"])
             if "fanout" in only:
                 print("fan-out ...", file=sys.stderr, flush=True)
-                res["fanout"] = bench_fanout(tmp, 1000 if full else 300, 20 if full else 10)
+                res["fanout"] = bench_fanout(tmp, *size["fanout"])
             if "page" in only and has_chromium():
                 print("page ...", file=sys.stderr, flush=True)
-                res["page"] = bench_page(tmp, 30 if full else 10)
+                res["page"] = bench_page(tmp, size["page_s"])
             if "idle" in only:
                 print("idle ...", file=sys.stderr, flush=True)
-                res["idle"] = bench_idle(tmp, 60 if full else 15)
+                res["idle"] = bench_idle(tmp, size["idle_s"])
             if "conns" in only:
                 print("idle connections ...", file=sys.stderr, flush=True)
-                res["conns"] = bench_conns(tmp, 1000 if full else 500)
+                res["conns"] = bench_conns(tmp, size["conns"])
         finally:
             cleanup()
     res["table"] = table(res)
     print(res["table"])
-    out = HERE / "results" / (dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ".json")
+    out = a.out / (dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"saved {out.relative_to(ROOT)}")
+    print(f"saved {out}")
 
 
 if __name__ == "__main__":
