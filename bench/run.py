@@ -387,7 +387,9 @@ def main() -> None:
             if "fanout" in only:
                 print("fan-out ...", file=sys.stderr, flush=True)
                 res["fanout"] = bench_fanout(tmp, *size["fanout"])
-            if "page" in only and has_chromium():
+            if "page" in only and not has_chromium():
+                print("page: skipped, no chromium (apt-get install chromium)", file=sys.stderr, flush=True)
+            elif "page" in only:
                 print("page ...", file=sys.stderr, flush=True)
                 res["page"] = bench_page(tmp, size["page_s"])
             if "idle" in only:
