@@ -32,8 +32,9 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # `make bench` measures against GNU tail -F (quick, ~3 min); BENCH_ARGS=--full for the issue's sizes (~6 min).
-# system-deps: the page benchmark drives Debian's chromium (skipped, and said so, without it).
-bench: $(STAMP) system-deps
+# The page benchmark needs Debian's chromium (`make system-deps` as root, or apt-get install
+# chromium); without it that row is skipped, and the run says so.
+bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 system-deps:
