@@ -100,13 +100,13 @@ class FileTailer:
         if not self._rotated and not self._is_recovering:
             for follower in self._live.values():
                 self._read_now(follower)
-        # Reading on would lap a client that keeps up: the scan task waits for room; until
-        # then the file holds the lines.
         self._wake.set()
 
     def _read_now(self, follower: FileFollower) -> None:
         """One bounded read, synchronously; a truncated file is left to the scan task, which
-        first looks for the lines it missed in the copy."""
+        first looks for the lines it missed in the copy. With no room in the ring (a client
+        that keeps up would be lapped) nothing is read: the scan task waits for room, and
+        the file holds the lines meanwhile."""
         assert self._hub is not None
         if not self._hub.has_room() or follower.looks_truncated():
             return
