@@ -4,11 +4,10 @@ Sources publish; each event is encoded once into the ring (ring.py); every clien
 cursor into it (readers.py), so memory is bounded by the ring whatever the clients do. A
 source that can wait asks has_room()/wait_for_room() before reading on. The interface a
 distributed backend must offer is small: publish(), resolve() an id to a cursor, read() from
-a cursor, wait() for news, close()."""
+a cursor, a wake-up (or a write) for a caught-up reader, close()."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -62,7 +61,6 @@ class EventHub:
         self.history_events = history_events
         # Ids are <run>-<seq>, from <run>-1; <run>-0 means "before all".
         self._ring = Ring(max_events, max_bytes)
-        self._news = asyncio.Event()
         self._readers = Readers(self._ring, stall_s)
         self._is_closed = False
         # The latest event of each source (status) and each alert rule (alert), kept outside
@@ -120,8 +118,6 @@ class EventHub:
         sticky_key = STICKY_KEYS.get(event_type)
         if sticky_key:
             self._sticky[(event_type, str(payload[sticky_key]))] = (frame, payload)
-        self._news.set()
-        self._news.clear()
         self._readers.fan_out(frame)
         for observer in self._observers:
             observer(event_type, payload, source)
@@ -217,15 +213,9 @@ class EventHub:
             head = encode_frame(RESET, control_id, {**hello, "reason": reason})
         return head + b"".join(f.data for f in frames)
 
-    async def wait(self, cursor: int) -> None:
-        """Return once an event at or after `cursor` exists, or the hub is closed."""
-        while cursor >= self._ring.head and not self._is_closed:
-            await self._news.wait()
-
     def close(self) -> None:
         """End every subscription; publishing afterwards is harmless but unread."""
         self._is_closed = True
-        self._news.set()
         self._readers.close()
 
     @asynccontextmanager
@@ -240,7 +230,8 @@ class EventHub:
         """A client's stream of ready-to-write chunks; ends when the hub closes.
 
         With a sink, a caught-up client is written to by publish() itself; the chunks are
-        then only what it reads to catch up (the snapshot, replay, after a refusal)."""
+        then only what it reads to catch up (the snapshot, replay, after a refusal). Without
+        one, it is woken by the next frame it wants."""
         reader = Reader(self._ring.head, selector, sink)
         self._readers.add(reader)
         chunks = self._chunks(reader, selector, last_event_id, hello or {})
@@ -269,7 +260,5 @@ class EventHub:
             self._readers.moved(reader, cursor)
             if data:
                 yield data
-            elif reader.sink is not None:
-                cursor = await self._readers.park(reader)
             else:
-                await self.wait(cursor)
+                cursor = await self._readers.park(reader)

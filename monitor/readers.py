@@ -1,8 +1,9 @@
 """Readers: every subscriber's cursor, who is caught up, and who holds the sources back.
 
 A caught-up reader is parked: publish() writes each frame it wants straight to its sink, with
-no task switch per client. A source that can wait (a tailer: the file is its buffer) asks
-has_room()/wait_for_room() before reading on, so a burst never laps a reader that keeps up.
+no task switch per client (a reader without a sink is woken to read it). A source that can
+wait (a tailer: the file is its buffer) asks has_room()/wait_for_room() before reading on,
+so a burst never laps a reader that keeps up.
 A reader that holds the sources back for STALL_S (forgiven at a rate of 1/STALL_DECAY_S)
 is left behind: it gets a `gap`, and the sources go on at the pace of the others.
 """
@@ -96,17 +97,16 @@ class Readers:
         self._progress.set()
 
     def fan_out(self, frame: Frame) -> None:
-        """Write the frame to every parked reader that wants it, now. A reader whose sink
-        refuses is woken to read the frame from the ring."""
+        """Write the frame to every parked reader that wants it, now. A reader without a
+        sink, or whose sink refuses, is woken to read the frame from the ring."""
         if not self._parked:
             return
         refused = []
         for selector, group in self._parked.items():
             if selector.matches(frame):
                 for reader in group:
-                    assert reader.sink is not None
                     try:
-                        if not reader.sink(frame.data):
+                        if reader.sink is None or not reader.sink(frame.data):
                             refused.append(reader)
                     # A source must not die of one client: its task meets the error and ends.
                     except Exception:  # noqa: BLE001
@@ -116,6 +116,8 @@ class Readers:
 
     async def park(self, reader: Reader) -> int:
         """Hand a caught-up reader to fan_out(); returns the cursor to read from when woken."""
+        if self._is_closed:
+            return reader.cursor
         reader.wake = asyncio.get_running_loop().create_future()
         self._parked.setdefault(reader.selector, {})[reader] = None
         try:

@@ -92,6 +92,23 @@ async def _stream(
     return resp
 
 
+class _ChunkFraming:
+    """HTTP/1.1 chunked framing of the frame being fanned out, made once for all clients:
+    publish() hands every sink the same bytes object in turn."""
+
+    def __init__(self) -> None:
+        self._data = b""
+        self._framed = b""  # frames are never empty
+
+    def __call__(self, data: bytes) -> bytes:
+        if data is not self._data:
+            self._data, self._framed = data, b"%x\r\n%b\r\n" % (len(data), data)
+        return self._framed
+
+
+_chunked = _ChunkFraming()
+
+
 def direct_writer(request: web.Request, resp: web.StreamResponse) -> Sink:
     """The hub's sink for a caught-up client: one transport.write per frame, from publish().
 
@@ -105,7 +122,7 @@ def direct_writer(request: web.Request, resp: web.StreamResponse) -> Sink:
     def write_now(data: bytes) -> bool:
         if transport is None or transport.is_closing() or protocol.writing_paused:
             return False
-        transport.write(b"%x\r\n%b\r\n" % (len(data), data) if is_chunked else data)
+        transport.write(_chunked(data) if is_chunked else data)
         return True
 
     return write_now
