@@ -9,7 +9,6 @@ import math
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import suppress
 from functools import cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +43,7 @@ from monitor.plaintail import tail_source
 from monitor.proxy import forwarded_middleware, parse_networks
 from monitor.rules import parse_rules
 from monitor.sampler import MetricsSampler
-from monitor.sources import Source, supervise
+from monitor.sources import Source, cancel_and_wait, supervise
 from monitor.stream import events
 from monitor.tailer import FileTailer, TailOptions
 
@@ -180,6 +179,7 @@ def create_root(config: Config) -> web.Application:
     if not config.base_path:
         return app
     root = web.Application()
+    root[HUB] = app[HUB]  # the server reports its clients (systemd STATUS=) from it
     location = config.base_path + "/"
 
     async def to_page(request: web.Request) -> web.StreamResponse:
@@ -196,11 +196,7 @@ async def run_sources(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB]
     tasks = [asyncio.create_task(supervise(s, hub), name=s.name) for s in app[SOURCES]]
     yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with suppress(asyncio.CancelledError):
-            await task
+    await cancel_and_wait(tasks)
 
 
 async def close_hub(app: web.Application) -> None:
@@ -257,12 +253,13 @@ async def index(request: web.Request) -> web.Response:
     static = app.router["static"]
     urls = {name: str(app.router[name].url_for()) for name in ("events", "history", "state")}
     page_config = {f"{name}_url": url for name, url in urls.items()} | {"version": __version__}
+    host = socket.gethostname()
     html = (
         app[TEMPLATES]
         .get_template("dashboard.html")
         .render(
-            title=f"sse-monitor · {socket.gethostname()}",
-            host=socket.gethostname(),
+            title=f"sse-monitor · {host}",
+            host=host,
             static=lambda name: str(static.url_for(filename=name)),
             page_config=json.dumps(page_config),
         )

@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point of `sse-monitor` and `python -m monitor`."""
     args = build_parser().parse_args(argv)
     if args.command == "tail":
-        from monitor.client import run_tail
+        from monitor.tailclient import run_tail
 
         sys.exit(run_tail(args))
     if args.command == "hash-password":

@@ -3,7 +3,6 @@ what `sse-monitor tail` prints from it; the command itself is monitor.tailclient
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from collections import deque
@@ -257,10 +256,3 @@ def _payload(event: SSEEvent) -> dict[str, Any]:
 
 def _key(payload: dict[str, Any]) -> Key:
     return str(payload.get("source", "")), str(payload.get("file", ""))
-
-
-def run_tail(args: argparse.Namespace) -> int:
-    """`sse-monitor tail URL`: print a server's log lines; returns the exit status."""
-    from monitor.tailclient import run_tail as run  # it imports this module
-
-    return run(args)

@@ -96,8 +96,7 @@ def _text(key: str, value: Any) -> str:
     return value.strip()
 
 
-# TOML key -> (Config field, check). Units are in the key names.
-def _bool_top(key: str, value: Any) -> bool:
+def _bool(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{key}: must be true or false, got {value!r}")
     return value
@@ -121,6 +120,7 @@ def _networks(key: str, value: Any) -> tuple[str, ...]:
     return tuple(v.strip() for v in value)
 
 
+# TOML key -> (Config field, check). Units are in the key names.
 TOP_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "host": ("host", _text),
     "trusted_proxies": ("trusted_proxies", _networks),
@@ -128,7 +128,7 @@ TOP_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "port": ("port", _number(0, 65535, integer=True)),
     "interval_s": ("interval_s", _number(0.05, 3600, integer=False)),
     "users_file": ("users_file", _text),
-    "allow_anonymous": ("allow_anonymous", _bool_top),
+    "allow_anonymous": ("allow_anonymous", _bool),
     "certfile": ("certfile", _text),
     "keyfile": ("keyfile", _text),
 }
@@ -141,12 +141,6 @@ STREAM_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "max_clients": ("max_clients", _number(1, 1_000_000, integer=True)),
     "max_clients_per_address": ("max_clients_per_address", _number(1, 1_000_000, integer=True)),
 }
-
-
-def _bool(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key}: must be true or false, got {value!r}")
-    return value
 
 
 TAIL_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {

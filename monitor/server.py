@@ -9,7 +9,6 @@ import signal
 import socket
 import ssl
 from collections.abc import Callable
-from contextlib import suppress
 
 from aiohttp import web
 
@@ -18,6 +17,7 @@ from monitor.config import Config, ConfigError
 from monitor.hub import EventHub
 from monitor.keys import HUB
 from monitor.notify import notify, run_status, run_watchdog, watchdog_interval_s
+from monitor.sources import cancel_and_wait
 
 log = logging.getLogger("monitor")
 
@@ -80,17 +80,6 @@ def inherited_socket() -> socket.socket | None:
     return sock
 
 
-def hub_of(app: web.Application) -> EventHub:
-    """The hub of the app create_root() made: its own, or its sub-app's under a base path."""
-    if HUB in app:
-        return app[HUB]
-    for resource in app.router.resources():
-        sub = resource.get_info().get("app")
-        if isinstance(sub, web.Application) and HUB in sub:
-            return sub[HUB]
-    raise LookupError("no hub in the application")
-
-
 def status_of(config: Config, hub: EventHub) -> Callable[[], str]:
     """The STATUS= summary for systemctl status: clients and log sources."""
     logs = len(config.log_names())
@@ -150,16 +139,12 @@ async def serve(config: Config) -> None:
     try:
         await start_site(runner, config, context)
         notify("READY=1")
-        tasks.append(asyncio.create_task(run_status(status_of(config, hub_of(app)))))
+        tasks.append(asyncio.create_task(run_status(status_of(config, app[HUB]))))
         if (interval_s := watchdog_interval_s()) is not None:
             tasks.append(asyncio.create_task(run_watchdog(interval_s)))
         await stop.wait()
         notify("STOPPING=1")
         log.info("stopping")
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         await runner.cleanup()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
+from contextlib import suppress
 from typing import Any, Protocol
 
 from monitor.events import STATUS
@@ -16,6 +18,17 @@ MIN_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 # A source that ran this long before failing starts its backoff over.
 HEALTHY_RUN_S = 60.0
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel every task, then await each in order: an error other than the cancellation
+    (a crashed source, a client's failure) is raised here."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with suppress(asyncio.CancelledError):
+            await task
 
 
 class Source(Protocol):

@@ -14,11 +14,11 @@ import socket
 import ssl
 import stat
 import sys
-from contextlib import suppress
 
 import aiohttp
 
 from monitor.client import TailPrinter, iter_chunk_events
+from monitor.sources import cancel_and_wait
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
@@ -241,11 +241,8 @@ async def tail(follower: Follower, auth: aiohttp.BasicAuth | None) -> bool:
         try:
             await asyncio.wait({following, watching}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (following, watching):
-                task.cancel()
-            for task in (watching, following):
-                with suppress(asyncio.CancelledError):
-                    await task  # a TailError (or a BrokenPipeError) is raised here
+            # A TailError (or a BrokenPipeError) is raised here.
+            await cancel_and_wait((watching, following))
     return not closed.is_set()
 
 
