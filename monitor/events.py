@@ -11,12 +11,12 @@ LOG = "log"
 ALERT = "alert"
 STATUS = "status"
 STREAM_TYPES = frozenset({METRICS, LOG, ALERT, STATUS})
+MAX_LINES_PER_EVENT = 2000  # a `log` event carries at most this many lines
 
 # Written by the stream itself to one client; never published, never filtered out.
 HELLO = "hello"
 RESET = "reset"
 GAP = "gap"
-CONTROL_TYPES = frozenset({HELLO, RESET, GAP})
 
 
 def format_id(run_id: str, seq: int) -> str:

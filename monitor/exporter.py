@@ -19,13 +19,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from monitor.hub import EventHub
+from monitor.sampler import VIRTUAL_DISKS
 
 log = logging.getLogger(__name__)
 
 CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 # guest and guest_nice are already counted in user and nice (as psutil.cpu_percent knows).
 IDLE_MODES = frozenset({"idle", "iowait"})
-SKIPPED_DISKS = ("loop", "ram", "zram")
 NET_FIELDS = (  # (name, help, psutil field)
     ("node_network_receive_bytes_total", "Bytes received.", "bytes_recv"),
     ("node_network_transmit_bytes_total", "Bytes sent.", "bytes_sent"),
@@ -239,7 +239,7 @@ def _disks() -> list[Metric]:
     for name, doc, field in DISK_FIELDS:
         family = CounterMetricFamily(name, doc, labels=["device"])
         for device, io in sorted(counters.items()):
-            if not device.startswith(SKIPPED_DISKS):
+            if not device.startswith(VIRTUAL_DISKS):
                 family.add_metric([device], getattr(io, field))
         families.append(family)
     return families

@@ -51,6 +51,7 @@ class Chunk:
     """Lines read in one go from one file."""
 
     lines: list[str]
+    nbytes: int = 0  # bytes read from the file for them (a flushed partial line: already counted)
     is_backlog: bool = False
     is_partial: bool = False  # the last line was flushed without its newline
 
@@ -174,7 +175,7 @@ class FileFollower:
         self.pos += len(data)
         self._seen_tail = (self._seen_tail + data[-TAIL_CHECK_BYTES:])[-TAIL_CHECK_BYTES:]
         self.last_data_at = time.monotonic()
-        return Chunk(self._split(data), is_backlog=is_backlog)
+        return Chunk(self._split(data), len(data), is_backlog=is_backlog)
 
     def _split(self, data: bytes) -> list[str]:
         if self._is_discarding:

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from monitor.events import LOG
+from monitor.events import LOG, MAX_LINES_PER_EVENT
 from monitor.hub import EventHub
 from monitor.sources import report
 
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 MIN_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 HEALTHY_RUN_S = 60.0  # a journalctl that ran this long before exiting starts the backoff over
-MAX_LINES_PER_EVENT = 2000
 BATCH_WAIT_S = 0.02  # after one entry, gather those that follow this closely into one event
 
 

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.events import LOG
-from monitor.follow import FileFollower, Position
+from monitor.events import LOG, MAX_LINES_PER_EVENT
+from monitor.follow import Chunk, FileFollower, Position
 from monitor.hub import EventHub
 from monitor.sources import report
 from monitor.watch import DirWatcher
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 SAFETY_POLL_S = 1.0  # even with inotify, look again this often (new directories, missed events)
 ROTATED_GRACE_S = 5.0  # keep reading a rotated-away file until it has been quiet this long
-MAX_LINES_PER_EVENT = 2000
 COPY_CANDIDATES = 3  # after copytruncate, the newest files named like the log may be its copy
 
 
@@ -111,7 +110,7 @@ class FileTailer:
         if not self._hub.has_room() or follower.looks_truncated():
             return
         if chunk := follower.read(self._hub.read_budget_bytes):
-            self._publish(self._hub, follower, chunk.lines, is_backlog=chunk.is_backlog)
+            self._publish(self._hub, follower, chunk)
 
     def _watch_dirs(self) -> None:
         """Watch the pattern's fixed directory and every followed file's directory."""
@@ -159,7 +158,8 @@ class FileTailer:
                 self._publish_status(hub, change=change)
             await self._drain(hub, follower)
             self._flush(hub, follower, force=False)
-        self._publish_status(hub)
+        if is_full:  # what a status says changes only when names are matched again
+            self._publish_status(hub)
 
     async def _read_copy(self, hub: EventHub, follower: FileFollower, was: Position) -> str | None:
         """After copytruncate, lines written between our last read and the copy are only in
@@ -237,7 +237,7 @@ class FileTailer:
             await hub.wait_for_room()  # the file keeps what a client is not ready for
             if (chunk := follower.read(hub.read_budget_bytes)) is None:
                 return
-            self._publish(hub, follower, chunk.lines, is_backlog=chunk.is_backlog)
+            self._publish(hub, follower, chunk)
             await asyncio.sleep(0)  # let metrics, heartbeats and clients run between chunks
 
     def _flush(self, hub: EventHub, follower: FileFollower, *, force: bool) -> None:
@@ -245,26 +245,19 @@ class FileTailer:
         if due is not None and (force or time.monotonic() >= due):
             chunk = follower.flush()
             if chunk:
-                self._publish(hub, follower, chunk.lines, is_partial=True)
+                self._publish(hub, follower, chunk)
 
-    def _publish(
-        self,
-        hub: EventHub,
-        follower: FileFollower,
-        lines: list[str],
-        *,
-        is_backlog: bool = False,
-        is_partial: bool = False,
-    ) -> None:
+    def _publish(self, hub: EventHub, follower: FileFollower, chunk: Chunk) -> None:
+        lines = chunk.lines
         self.lines_read += len(lines)
+        self.bytes_read += chunk.nbytes
         for start in range(0, len(lines), MAX_LINES_PER_EVENT):
             batch = lines[start : start + MAX_LINES_PER_EVENT]
             payload: dict[str, Any] = {"source": self.name, "file": follower.path, "lines": batch}
-            if is_backlog:
+            if chunk.is_backlog:
                 payload["backlog"] = True
-            if is_partial:
+            if chunk.is_partial:
                 payload["partial"] = True  # the last line was flushed without a newline
-            self.bytes_read += sum(len(line) + 1 for line in batch)
             hub.publish(LOG, payload, source=self.name)
 
     def _publish_status(self, hub: EventHub, change: str | None = None) -> None:

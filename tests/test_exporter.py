@@ -218,12 +218,12 @@ async def test_log_counters_follow_a_running_tailer(
         return Scrape(registry).value("sse_monitor_log_lines_read_total", source="app")
 
     await wait_until(lambda: lines() == 3)
-    with log.open("a") as f:
-        f.write("four\nfive\n")
+    with log.open("a", encoding="utf-8") as f:
+        f.write("four\nfünf\n")  # bytes, not characters: ü is two
     await wait_until(lambda: lines() == 5)
     scrape = Scrape(registry)
     assert scrape.value("sse_monitor_log_bytes_read_total", source="app") == len(
-        "one\ntwo\nthree\nfour\nfive\n"
+        "one\ntwo\nthree\nfour\nfünf\n".encode()
     )
     assert scrape.value("sse_monitor_log_rotations_total", source="app") == 0
     assert scrape.value("sse_monitor_log_truncations_total", source="app") == 0
