@@ -191,6 +191,7 @@ def lookup(payload: Mapping[str, Any], path: str) -> float | None:
 
     `disks.<mount>.<key>` picks the entry of the `disks` list whose mount matches (mounts hold
     slashes and dots, so the key is the last segment and the mount is everything between).
+    Other lists are indexed by number, as the charts name them (`cpu.per_core.0`).
     """
     if path.startswith("disks.") and isinstance(payload.get("disks"), list):
         mount, _, key = path.removeprefix("disks.").rpartition(".")
@@ -200,16 +201,24 @@ def lookup(payload: Mapping[str, Any], path: str) -> float | None:
         return None
     node: Any = payload
     rest = path
-    while isinstance(node, Mapping):
-        if rest in node:
-            return as_number(node[rest])
-        # Longest key first: keys such as interface names ("eth0.100") may hold dots.
-        dots = [i for i, c in enumerate(rest) if c == "."]
-        head = next((rest[:i] for i in reversed(dots) if rest[:i] in node), None)
-        if head is None:
+    while rest:
+        if isinstance(node, list):
+            index, _, rest = rest.partition(".")
+            if not index.isdigit() or int(index) >= len(node):
+                return None
+            node = node[int(index)]
+        elif isinstance(node, Mapping):
+            if rest in node:
+                return as_number(node[rest])
+            # Longest key first: keys such as interface names ("eth0.100") may hold dots.
+            dots = [i for i, c in enumerate(rest) if c == "."]
+            head = next((rest[:i] for i in reversed(dots) if rest[:i] in node), None)
+            if head is None:
+                return None
+            node, rest = node[head], rest[len(head) + 1 :]
+        else:
             return None
-        node, rest = node[head], rest[len(head) + 1 :]
-    return None
+    return as_number(node)
 
 
 def as_number(value: Any) -> float | None:

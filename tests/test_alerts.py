@@ -161,8 +161,12 @@ def test_lookup_walks_nested_keys_including_keys_with_dots() -> None:
         "load": {"1m": 0.5},
         "net": {"interfaces": {"eth0.100": {"rx_bytes_per_s": 12.5}}},
         "disks": [{"mount": "/var/lib.d", "percent": 7}],
+        "cpu": {"per_core": [10.0, 90.0]},
     }
     assert lookup(payload, "load.1m") == 0.5
+    assert lookup(payload, "cpu.per_core.1") == 90.0  # as the charts and history name it
+    assert lookup(payload, "cpu.per_core.2") is None
+    assert lookup(payload, "cpu.per_core") is None
     assert lookup(payload, "net.interfaces.eth0.100.rx_bytes_per_s") == 12.5
     assert lookup(payload, "disks./var/lib.d.percent") == 7
     assert lookup(payload, "disks./.percent") is None
