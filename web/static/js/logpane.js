@@ -1,7 +1,7 @@
 // One log source's tab and pane: lines batched per frame, filter, levels, follow/pause, status.
 import { clock, el } from "./format.js";
 
-export const MAX_LINES = 5000;
+const MAX_LINES = 5000;
 // Lines live in blocks of this many, each with CSS containment: a new line lays out and paints
 // its block, not all 5,000 lines (at 1,000 lines/s that was most of the main thread).
 const BLOCK_LINES = 100;
@@ -10,7 +10,7 @@ const BLOCK_LINES = 100;
 const MIN_REDRAW_MS = 100;
 const LEVEL_SCAN_CHARS = 400;
 // Level highlighting: the earliest match in a line wins ("INFO retry after error" is info).
-export const LEVELS = [
+const LEVELS = [
   ["error", /\b(?:ERROR|ERR|FATAL|CRIT(?:ICAL)?|EMERG|PANIC|SEVERE)\b/i],
   ["warn", /\bWARN(?:ING)?\b/i],
   ["info", /\b(?:INFO|NOTICE)\b/i],
@@ -29,7 +29,7 @@ function levelOf(line) {
 }
 
 /** "/re/flags" is a regex, anything else a substring (case-insensitive unless it has capitals). */
-export function parseFilter(text) {
+function parseFilter(text) {
   if (!text) return { test: null };
   const m = /^\/(.+)\/([dgimsuy]*)$/.exec(text);
   if (m) {
