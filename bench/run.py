@@ -87,9 +87,10 @@ class Server:
             time.sleep(0.05)
         raise RuntimeError("server did not start: " + Path(self.err.name).read_text()[-2000:])
 
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the server has used so far."""
+        t = self.ps.cpu_times()
+        return t.user + t.system
 
 
 def fresh(tmp: str, name: str) -> str:
@@ -116,8 +117,7 @@ def bench_latency(tmp: str, seconds: float, rate: int) -> dict:
         return {"rate": rate, "seconds": seconds, "writer": writer,
                 "sse": last_json(sse, 40), "tail": last_json(tail, 40)}
     finally:
-        srv.stop()
-        cleanup()
+        cleanup()  # the server too: spawn() listed it
 
 
 def bench_throughput(tmp: str, n: int) -> dict:
@@ -138,14 +138,12 @@ def bench_throughput(tmp: str, n: int) -> dict:
         sse = role("sse", "127.0.0.1", str(srv.port), LOG_PATH, str(n), "120", "5")
         wait_ready(sse)
         time.sleep(0.3)
-        c0 = srv.ps.cpu_times()
+        c0 = srv.cpu_s()
         out["writer"] = last_json(role("write-bulk", log, str(n)), 120)
         out["sse"] = last_json(sse, 130)
-        c1 = srv.ps.cpu_times()
-        out["server_cpu_s"] = c1.user + c1.system - c0.user - c0.system
+        out["server_cpu_s"] = srv.cpu_s() - c0
     finally:
-        srv.stop()
-        cleanup()
+        cleanup()  # the server too: spawn() listed it
     return out
 
 
@@ -163,9 +161,9 @@ def bench_fanout(tmp: str, clients: int, seconds: float, rate: int = 100, procs:
         for r in readers:
             wait_ready(r)
         rss0 = srv.ps.memory_info().rss
-        c0, w0 = srv.ps.cpu_times(), time.monotonic()
+        c0, w0 = srv.cpu_s(), time.monotonic()
         writer = last_json(role("write-paced", log, str(rate), str(seconds)), seconds + 60)
-        c1, w1 = srv.ps.cpu_times(), time.monotonic()
+        c1, w1 = srv.cpu_s(), time.monotonic()
         rss1 = srv.ps.memory_info().rss
         results = [last_json(r, 180) for r in readers]
         total = {k: sum(r[k] for r in results) for k in ("clients", "complete", "events", "metrics_events",
@@ -174,11 +172,10 @@ def bench_fanout(tmp: str, clients: int, seconds: float, rate: int = 100, procs:
         return {"clients": clients, "client_procs": procs, "rate": rate, "seconds": seconds, "writer": writer,
                 **total, "worst_lines": min(r["worst_lines"] for r in results), "expected_lines": n,
                 "events_per_s": total["events"] / wall,
-                "cpu_pct_of_core": (c1.user + c1.system - c0.user - c0.system) / wall * 100,
+                "cpu_pct_of_core": (c1 - c0) / wall * 100,
                 "rss_before_mb": rss0 / 2**20, "rss_mb": rss1 / 2**20}
     finally:
-        srv.stop()
-        cleanup()
+        cleanup()  # the server too: spawn() listed it
 
 
 def has_chromium() -> bool:
@@ -204,8 +201,7 @@ def bench_page(tmp: str, seconds: float, rate: int = 1000) -> dict:
         out["rate"] = rate
         return out
     finally:
-        srv.stop()
-        cleanup()
+        cleanup()  # the server too: spawn() listed it
 
 
 def bench_idle(tmp: str, seconds: float) -> dict:
@@ -223,10 +219,10 @@ def bench_idle(tmp: str, seconds: float) -> dict:
                                 "10"), "SSE client (no Chromium)"
         wait_ready(client)
         time.sleep(2)  # let start-up settle
-        c0, w0 = srv.ps.cpu_times(), time.monotonic()
+        c0, w0 = srv.cpu_s(), time.monotonic()
         time.sleep(seconds)
-        c1, w1 = srv.ps.cpu_times(), time.monotonic()
-        cpu = (c1.user + c1.system - c0.user - c0.system) / (w1 - w0)
+        c1, w1 = srv.cpu_s(), time.monotonic()
+        cpu = (c1 - c0) / (w1 - w0)
         rss = srv.ps.memory_info().rss / 2**20
         # ~25 MB of lines, more than the buffer; a second client says when all were published.
         counter = role("sse", "127.0.0.1", str(srv.port), LOG_PATH, "250000", "120", "10")
@@ -236,8 +232,7 @@ def bench_idle(tmp: str, seconds: float) -> dict:
         return {"seconds": seconds, "client": kind, "cpu_pct_of_core": cpu * 100, "rss_mb": rss,
                 "rss_full_buffer_mb": srv.ps.memory_info().rss / 2**20, "fill_lines": filled["received"]}
     finally:
-        srv.stop()
-        cleanup()
+        cleanup()  # the server too: spawn() listed it
 
 
 def bench_conns(tmp: str, n: int) -> dict:
@@ -252,8 +247,7 @@ def bench_conns(tmp: str, n: int) -> dict:
         return {"connections": n, "open": opened, "rss_before_mb": rss0 / 2**20, "rss_after_mb": rss1 / 2**20,
                 "kb_per_conn": (rss1 - rss0) / 1024 / max(opened, 1)}
     finally:
-        srv.stop()
-        cleanup()
+        cleanup()  # the server too: spawn() listed it
 
 
 def machine() -> dict:
