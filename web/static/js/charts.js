@@ -218,7 +218,7 @@ export async function loadHistory() {
 }
 
 function fill(data) {
-  const bucketed = data.resolution_s >= 60 && data.series && Object.values(data.series).some((s) => s && !Array.isArray(s));
+  const bucketed = data.is_bucketed;
   store.bucket_s = bucketed ? data.resolution_s : 0;
   store.xs = data.ts.slice();
   store.cols = new Map();
