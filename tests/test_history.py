@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from conftest import wait_until
 
-from monitor.app import HISTORY, create_app
 from monitor.config import Config
-from monitor.history import MetricsHistory, flatten, parse_window
+from monitor.http.app import HISTORY, create_app
+from monitor.metrics.history import MetricsHistory, flatten, parse_window
 
 T0 = 1_795_599_960.0  # a minute boundary, so bucket starts are easy to predict
 
