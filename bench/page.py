@@ -19,8 +19,15 @@ import time
 from playwright.async_api import async_playwright, expect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 OBSERVE = """() => {
   window.__long = [];
@@ -79,8 +86,10 @@ async def measure(url: str, seconds: float, lines: int | None) -> dict:
     return {
         "seconds": wall,
         "busy_pct": (m1["TaskDuration"] - m0["TaskDuration"]) / wall * 100,
-        **{f"{k.removesuffix('Duration').lower()}_pct": (m1[k] - m0[k]) / wall * 100
-           for k in ("ScriptDuration", "RecalcStyleDuration", "LayoutDuration")},
+        **{
+            f"{k.removesuffix('Duration').lower()}_pct": (m1[k] - m0[k]) / wall * 100
+            for k in ("ScriptDuration", "RecalcStyleDuration", "LayoutDuration")
+        },
         "long_tasks": len(long),
         "long_task_ms_max": max(long, default=0.0),
         "long_task_pct": sum(long) / 1000 / wall * 100,

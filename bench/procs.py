@@ -56,7 +56,13 @@ def write_bulk(path: str, n: int, width: int = 100, chunk: int = 5000) -> dict:
         seq += k
     dt = time.perf_counter() - t0
     os.close(fd)
-    return {"lines": n, "bytes": nbytes, "seconds": dt, "lines_per_s": n / dt, "mb_per_s": nbytes / dt / 1e6}
+    return {
+        "lines": n,
+        "bytes": nbytes,
+        "seconds": dt,
+        "lines_per_s": n / dt,
+        "mb_per_s": nbytes / dt / 1e6,
+    }
 
 
 class Recorder:
@@ -89,7 +95,7 @@ class Recorder:
     def result(self) -> dict:
         lat = sorted(self.lat_ns)
         got = len(set(self.seqs))
-        in_order = all(a < b for a, b in zip(self.seqs, self.seqs[1:]))
+        in_order = all(a < b for a, b in zip(self.seqs, self.seqs[1:], strict=False))
 
         def pct(p: float) -> float | None:
             return lat[min(len(lat) - 1, int(p * len(lat)))] / 1e6 if lat else None
@@ -117,7 +123,9 @@ SSE_LINE = re.compile(rb'"(\d+) (\d+) x*"')
 TAIL_LINE = re.compile(rb"(?m)^(\d+) (\d+) x*$")
 
 
-def read_sse(host: str, port: int, path: str, expected: int, deadline_s: float, idle_s: float) -> dict:
+def read_sse(
+    host: str, port: int, path: str, expected: int, deadline_s: float, idle_s: float
+) -> dict:
     """Parses in bulk: one regex pass per read pulls every line's stamps out of whole events,
     so the measuring client keeps well ahead of the server."""
     rec = Recorder(expected)
@@ -210,8 +218,6 @@ def hold_idle(host: str, port: int, path: str, n: int, hold_s: float) -> dict:
     return {"open": ok}
 
 
-
-
 def fanout(host: str, port: int, path: str, n: int, expected: int, deadline_s: float) -> dict:
     """Hold n SSE streams on one selector; per stream, check every log line arrives in order.
 
@@ -224,7 +230,7 @@ def fanout(host: str, port: int, path: str, n: int, expected: int, deadline_s: f
     sel = selectors.DefaultSelector()
     req = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode()
     conns = []
-    for i in range(n):
+    for _ in range(n):
         s = socket.create_connection((host, port))
         s.sendall(req)
         s.setblocking(False)
