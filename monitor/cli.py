@@ -108,20 +108,14 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
-def validate(path: str | None, flags: dict[str, Any]) -> tuple[Config, int]:
-    """Load and check a config as serve needs it: (config, number of alert rules)."""
-    from monitor.alerts.rules import parse_rules
-
-    config = load_config(path, flags)
-    try:
-        rules = parse_rules(config.alerts, config.log_names())  # fail now, not later
-    except ConfigError as exc:
-        raise ConfigError(f"config file {path}: {exc}") from None
+def validate(path: str | None, flags: dict[str, Any]) -> Config:
+    """Load and check a config as serve needs it, users file included."""
+    config = load_config(path, flags)  # alert rules included
     if config.users_file:
         from monitor.http.auth import read_users
 
         read_users(config.users_file)  # a bad line is exit 2 here, not a traceback later
-    return config, len(rules)
+    return config
 
 
 def run_check_config(args: argparse.Namespace) -> int:
@@ -129,13 +123,15 @@ def run_check_config(args: argparse.Namespace) -> int:
     from monitor.server import StartupError, make_ssl_context
 
     try:
-        config, n_rules = validate(args.file, {})
+        config = validate(args.file, {})
         if config.certfile and config.keyfile:
             make_ssl_context(config.certfile, config.keyfile)
     except (ConfigError, StartupError) as exc:
         print(f"sse-monitor: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.file}: OK ({len(config.log_names())} log sources, {n_rules} alert rules)")
+    print(
+        f"{args.file}: OK ({len(config.log_names())} log sources, {len(config.alerts)} alert rules)"
+    )
     return 0
 
 
@@ -148,7 +144,7 @@ def run_serve(args: argparse.Namespace) -> int:
         "journals": args.journal,
     }
     try:
-        config, _ = validate(args.config, flags)
+        config = validate(args.config, flags)
     except ConfigError as exc:
         print(f"sse-monitor: {exc}", file=sys.stderr)
         return 2

@@ -11,15 +11,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from monitor.alerts.rules import Rule, parse_rules
+from monitor.values import ConfigError, number_in, read_text, require_bool, require_text
+
+__all__ = ["Config", "ConfigError", "LogSource", "JournalSpec", "load_config"]
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 # Source names travel in URLs (?sources=a,b) and in event payloads: keep them plain.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 RESERVED_NAMES = frozenset({"metrics"})
-
-
-class ConfigError(Exception):
-    """A configuration value is wrong; the message names the key and the fix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,70 +41,73 @@ class JournalSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class Config:
-    """Everything the server needs to start; immutable once loaded."""
+class TailConfig:
+    """[tail]: how every log source is followed."""
 
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    interval_s: float = 1.0
-    logs: tuple[LogSource, ...] = ()
-    journals: tuple[JournalSpec, ...] = ()
-    buffer_events: int = 10_000
-    buffer_bytes: int = 4 * 1024 * 1024
-    heartbeat_s: float = 15.0
-    retry_ms: int = 2_000
-    history_events: int = 300
     backlog_lines: int = 100
     max_line_bytes: int = 64 * 1024
     partial_flush_s: float = 0.5
     poll_interval_s: float = 0.25
     use_inotify: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """[stream]: the replay buffer and the clients' streams."""
+
+    buffer_events: int = 10_000
+    buffer_bytes: int = 4 * 1024 * 1024
+    heartbeat_s: float = 15.0
+    retry_ms: int = 2_000
+    history_events: int = 300  # of each type and source, for a new client
+    max_clients: int = 1000  # open streams, in all
+    max_clients_per_address: int = 50  # open streams from one client address
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Sampling: `interval_s` (top level, --interval) and [metrics]."""
+
+    interval_s: float = 1.0
     process_interval_s: float = 5.0
-    history_full_s: float = 900.0
-    history_bucket_s: float = 60.0
-    history_downsampled_s: float = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryConfig:
+    """[history]: what the charts can look back on."""
+
+    full_s: float = 900.0
+    bucket_s: float = 60.0
+    downsampled_s: float = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything the server needs to start; immutable once loaded."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    logs: tuple[LogSource, ...] = ()
+    journals: tuple[JournalSpec, ...] = ()
+    tail: TailConfig = TailConfig()
+    stream: StreamConfig = StreamConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    history: HistoryConfig = HistoryConfig()
+    alerts: tuple[Rule, ...] = ()  # [[alerts]], parsed and checked
     trusted_proxies: tuple[str, ...] = ()  # X-Forwarded-For is believed from these only
     base_path: str = ""  # serve everything under this path, e.g. "/monitor" behind a proxy
     users_file: str | None = None  # htpasswd-style `user:hash` lines; None: no authentication
     allow_anonymous: bool = False  # serve a non-loopback address without users, on purpose
     certfile: str | None = None  # with keyfile: serve HTTPS
     keyfile: str | None = None
-    max_clients: int = 1000  # open streams, in all
-    max_clients_per_address: int = 50  # open streams from one client address
-    # [[alerts]] tables as written; monitor.alerts.parse_rules checks them (it knows rules).
-    alerts: tuple[dict[str, Any], ...] = ()
 
     def log_names(self) -> list[str]:
         """Every log source's name: files, then journals (one namespace)."""
         return [s.name for s in self.logs] + [j.name for j in self.journals]
 
 
-def _number(lo: float, hi: float, *, integer: bool) -> Callable[[str, Any], Any]:
-    kind = "an integer" if integer else "a number"
-
-    def check(key: str, value: Any) -> Any:
-        ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-        if isinstance(value, bool) or not ok_type or not lo <= value <= hi:
-            raise ConfigError(f"{key}: must be {kind} from {lo:g} to {hi:g}, got {value!r}")
-        return value if integer else float(value)
-
-    return check
-
-
-def _text(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{key}: must be a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _bool(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key}: must be true or false, got {value!r}")
-    return value
-
-
 def _base_path(key: str, value: Any) -> str:
-    text = _text(key, value).rstrip("/")
+    text = require_text(key, value).rstrip("/")
     if text and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", text):
         raise ConfigError(f"{key}: expected a path like /monitor, got {value!r}")
     return text
@@ -120,46 +124,49 @@ def _networks(key: str, value: Any) -> tuple[str, ...]:
     return tuple(v.strip() for v in value)
 
 
-# TOML key -> (Config field, check). Units are in the key names.
-TOP_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
-    "host": ("host", _text),
-    "trusted_proxies": ("trusted_proxies", _networks),
-    "base_path": ("base_path", _base_path),
-    "port": ("port", _number(0, 65535, integer=True)),
-    "interval_s": ("interval_s", _number(0.05, 3600, integer=False)),
-    "users_file": ("users_file", _text),
-    "allow_anonymous": ("allow_anonymous", _bool),
-    "certfile": ("certfile", _text),
-    "keyfile": ("keyfile", _text),
+Check = Callable[[str, Any], Any]
+# TOML key -> (section of Config, or "" for Config itself; field; check). Units in the names.
+TOP_KEYS: dict[str, tuple[str, str, Check]] = {
+    "host": ("", "host", require_text),
+    "trusted_proxies": ("", "trusted_proxies", _networks),
+    "base_path": ("", "base_path", _base_path),
+    "port": ("", "port", number_in(0, 65535, integer=True)),
+    "interval_s": ("metrics", "interval_s", number_in(0.05, 3600, integer=False)),
+    "users_file": ("", "users_file", require_text),
+    "allow_anonymous": ("", "allow_anonymous", require_bool),
+    "certfile": ("", "certfile", require_text),
+    "keyfile": ("", "keyfile", require_text),
 }
-STREAM_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
-    "buffer_events": ("buffer_events", _number(16, 10_000_000, integer=True)),
-    "buffer_bytes": ("buffer_bytes", _number(64 * 1024, 2**34, integer=True)),
-    "heartbeat_s": ("heartbeat_s", _number(0.05, 3600, integer=False)),
-    "retry_ms": ("retry_ms", _number(0, 3_600_000, integer=True)),
-    "history_events": ("history_events", _number(0, 100_000, integer=True)),
-    "max_clients": ("max_clients", _number(1, 1_000_000, integer=True)),
-    "max_clients_per_address": ("max_clients_per_address", _number(1, 1_000_000, integer=True)),
+STREAM_KEYS: dict[str, tuple[str, str, Check]] = {
+    "buffer_events": ("stream", "buffer_events", number_in(16, 10_000_000, integer=True)),
+    "buffer_bytes": ("stream", "buffer_bytes", number_in(64 * 1024, 2**34, integer=True)),
+    "heartbeat_s": ("stream", "heartbeat_s", number_in(0.05, 3600, integer=False)),
+    "retry_ms": ("stream", "retry_ms", number_in(0, 3_600_000, integer=True)),
+    "history_events": ("stream", "history_events", number_in(0, 100_000, integer=True)),
+    "max_clients": ("stream", "max_clients", number_in(1, 1_000_000, integer=True)),
+    "max_clients_per_address": (
+        "stream",
+        "max_clients_per_address",
+        number_in(1, 1_000_000, integer=True),
+    ),
 }
-
-
-TAIL_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
-    "backlog_lines": ("backlog_lines", _number(0, 100_000, integer=True)),
-    "max_line_bytes": ("max_line_bytes", _number(256, 16 * 1024 * 1024, integer=True)),
-    "partial_flush_s": ("partial_flush_s", _number(0.01, 60, integer=False)),
-    "poll_interval_s": ("poll_interval_s", _number(0.01, 60, integer=False)),
-    "inotify": ("use_inotify", _bool),
+TAIL_KEYS: dict[str, tuple[str, str, Check]] = {
+    "backlog_lines": ("tail", "backlog_lines", number_in(0, 100_000, integer=True)),
+    "max_line_bytes": ("tail", "max_line_bytes", number_in(256, 16 * 1024 * 1024, integer=True)),
+    "partial_flush_s": ("tail", "partial_flush_s", number_in(0.01, 60, integer=False)),
+    "poll_interval_s": ("tail", "poll_interval_s", number_in(0.01, 60, integer=False)),
+    "inotify": ("tail", "use_inotify", require_bool),
 }
-METRICS_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
-    "process_interval_s": ("process_interval_s", _number(0.1, 3600, integer=False)),
+METRICS_KEYS: dict[str, tuple[str, str, Check]] = {
+    "process_interval_s": ("metrics", "process_interval_s", number_in(0.1, 3600, integer=False)),
 }
-HISTORY_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
-    "full_s": ("history_full_s", _number(10, 86400, integer=False)),
-    "bucket_s": ("history_bucket_s", _number(1, 3600, integer=False)),
-    "downsampled_s": ("history_downsampled_s", _number(60, 30 * 86400, integer=False)),
+HISTORY_KEYS: dict[str, tuple[str, str, Check]] = {
+    "full_s": ("history", "full_s", number_in(10, 86400, integer=False)),
+    "bucket_s": ("history", "bucket_s", number_in(1, 3600, integer=False)),
+    "downsampled_s": ("history", "downsampled_s", number_in(60, 30 * 86400, integer=False)),
 }
-# Flag (argparse dest) -> (Config field, check); flags override the file.
-FLAG_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
+# Flag (argparse dest) -> where it goes and its check; flags override the file.
+FLAG_KEYS: dict[str, tuple[str, str, Check]] = {
     "host": TOP_KEYS["host"],
     "port": TOP_KEYS["port"],
     "interval": TOP_KEYS["interval_s"],
@@ -178,6 +185,9 @@ SECTIONS = {
     "metrics": METRICS_KEYS,
     "history": HISTORY_KEYS,
 }
+Values = dict[str, dict[str, Any]]  # section ("" for the top) -> field -> value
+
+
 # Followed when neither the config nor a flag names a log: whichever exist and are readable.
 DEFAULT_LOGS = {
     "syslog": "/var/log/syslog",
@@ -199,27 +209,20 @@ def default_logs(candidates: Mapping[str, str] = DEFAULT_LOGS) -> dict[str, str]
 def read_file(path: str) -> dict[str, Any]:
     """Parse a TOML config file; any failure is a one-line ConfigError."""
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path}: not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path}: is a directory, not a file") from None
-    except PermissionError:
-        raise ConfigError(f"config file {path}: permission denied") from None
+        return tomllib.loads(read_text(path, "config file"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
 
 
-def _from_table(table: Mapping[str, Any], keys: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    values = {}
+def _from_table(
+    table: Mapping[str, Any], keys: Mapping[str, tuple[str, str, Check]], prefix: str, out: Values
+) -> None:
     for key, value in table.items():
         if key not in keys:
             known = ", ".join(prefix + k for k in keys)
             raise ConfigError(f"{prefix}{key}: unknown key (known: {known})")
-        field, check = keys[key]
-        values[field] = check(prefix + key, value)
-    return values
+        section, field, check = keys[key]
+        out.setdefault(section, {})[field] = check(prefix + key, value)
 
 
 def _logs_from_table(table: Any) -> dict[str, str]:
@@ -227,7 +230,7 @@ def _logs_from_table(table: Any) -> dict[str, str]:
         raise ConfigError('logs: must be a table of NAME = "PATH" entries ([logs])')
     logs = {}
     for name, path in table.items():
-        logs[name] = _text(f"logs.{name}", path)
+        logs[name] = require_text(f"logs.{name}", path)
     return logs
 
 
@@ -269,7 +272,7 @@ def _journals_from_table(table: Any) -> dict[str, JournalSpec]:
             raise ConfigError(f"journals.{name}: known keys are matches and directory")
         directory = spec.get("directory")
         if directory is not None:
-            directory = _text(f"journals.{name}.directory", directory)
+            directory = require_text(f"journals.{name}.directory", directory)
         matches = _matches(f"journals.{name}.matches", spec.get("matches", []))
         journals[name] = JournalSpec(name, matches, directory)
     return journals
@@ -309,22 +312,24 @@ def _check_logs(logs: dict[str, str]) -> tuple[LogSource, ...]:
 
 
 def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None) -> Config:
-    """Build a Config from an optional TOML file, then flags (which win)."""
-    values: dict[str, Any] = {}
+    """Build a Config from an optional TOML file, then flags (which win); alert rules are
+    parsed here, once, against the final set of log sources."""
+    values: Values = {}
     logs: dict[str, str] | None = None
     journals: dict[str, JournalSpec] = {}
+    raw_alerts: list[Any] = []
     if path:
         data = read_file(path)  # its errors already name the file
         try:
-            values, logs = _from_file(data)
+            logs, raw_alerts = _from_file(data, values)
             journals = _journals_from_table(data.get("journals", {}))
         except ConfigError as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
     flags = flags or {}
-    for flag, (field, check) in FLAG_KEYS.items():
+    for flag, (section, field, check) in FLAG_KEYS.items():
         value = flags.get(flag)
         if value is not None and value is not False:  # unset, or a store_true flag not given
-            values[field] = check(f"--{flag.replace('_', '-')}", value)
+            values.setdefault(section, {})[field] = check(f"--{flag.replace('_', '-')}", value)
     flag_logs = _logs_from_flags(flags.get("logs") or [])
     journals = {**journals, **_journals_from_flags(flags.get("journals") or [])}
     if logs is None and not flag_logs and not journals:
@@ -335,9 +340,22 @@ def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None)
         if name in logs:
             raise ConfigError(f"journal source {name!r}: a log source already has this name")
         _check_logs({name: f"journal:{name}"})  # the same name rules as log sources
-    config = replace(Config(), **values, logs=_check_logs(logs), journals=tuple(journals.values()))
+    try:
+        rules = parse_rules(raw_alerts, [*logs, *journals])
+    except ConfigError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    config = _build(values, logs=_check_logs(logs), journals=tuple(journals.values()))
+    config = replace(config, alerts=rules)
     _check_exposure(config)
     return config
+
+
+def _build(values: Values, **top: Any) -> Config:
+    sections = {
+        name: replace(getattr(Config(), name), **values.get(name, {}))
+        for name in ("tail", "stream", "metrics", "history")
+    }
+    return Config(**values.get("", {}), **sections, **top)
 
 
 def _check_exposure(config: Config) -> None:
@@ -362,16 +380,16 @@ def is_loopback(host: str) -> bool:
         return False  # a name: it may resolve to anything
 
 
-def _from_file(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str] | None]:
+def _from_file(data: dict[str, Any], values: Values) -> tuple[dict[str, str] | None, list[Any]]:
+    """Fill `values` from a parsed file; return its [logs] (None if absent) and [[alerts]]."""
     top = {k: v for k, v in data.items() if k not in (*SECTIONS, "logs", "journals", "alerts")}
-    values = _from_table(top, TOP_KEYS, "")
+    _from_table(top, TOP_KEYS, "", values)
     alerts = data.get("alerts", [])
     if not isinstance(alerts, list) or not all(isinstance(a, dict) for a in alerts):
         raise ConfigError("alerts: must be an array of tables ([[alerts]] ...)")
-    values["alerts"] = tuple(alerts)
     for section, keys in SECTIONS.items():
         table = data.get(section, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{section}: must be a table ([{section}])")
-        values.update(_from_table(table, keys, f"{section}."))
-    return values, _logs_from_table(data["logs"]) if "logs" in data else None
+        _from_table(table, keys, f"{section}.", values)
+    return (_logs_from_table(data["logs"]) if "logs" in data else None), alerts

@@ -10,14 +10,13 @@ import socket
 import ssl
 from collections.abc import Callable
 
-from aiohttp import web
-
 from monitor.config import Config, ConfigError
 from monitor.http.app import create_root
 from monitor.http.keys import HUB
-from monitor.hub.memory import EventHub
-from monitor.sources.supervisor import cancel_and_wait
+from monitor.http.runner import make_runner, start_site
+from monitor.hub.interface import Hub
 from monitor.systemd import notify, run_status, run_watchdog, watchdog_interval_s
+from monitor.tasks import cancel_and_wait
 
 log = logging.getLogger("monitor")
 
@@ -29,12 +28,6 @@ LISTEN_FDS_START = 3  # sd_listen_fds(3): passed sockets start at fd 3
 
 class StartupError(Exception):
     """The server could not start; the message says why and what to do."""
-
-
-def url_of(address: object, scheme: str = "http") -> str:
-    """scheme://host:port for a socket address (IPv6 in brackets)."""
-    host, port = address[0], address[1]  # type: ignore[index]
-    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def _no_passphrase() -> bytes:
@@ -80,34 +73,10 @@ def inherited_socket() -> socket.socket | None:
     return sock
 
 
-def status_of(config: Config, hub: EventHub) -> Callable[[], str]:
+def status_of(config: Config, hub: Hub) -> Callable[[], str]:
     """The STATUS= summary for systemctl status: clients and log sources."""
     logs = len(config.log_names())
-    return lambda: f"{hub.subscribers} clients, {logs} log sources"
-
-
-async def start_site(runner: web.AppRunner, config: Config, context: ssl.SSLContext | None) -> None:
-    """Listen on the socket systemd passed, or bind host:port; log where."""
-    sock = inherited_socket()
-    site: web.BaseSite
-    if sock is not None:
-        site = web.SockSite(runner, sock, ssl_context=context)
-    else:
-        site = web.TCPSite(runner, config.host, config.port, ssl_context=context)
-    try:
-        await site.start()
-    except OSError as exc:
-        raise StartupError(
-            f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
-        ) from None
-    how = " (socket activation)" if sock is not None else ""
-    for address in runner.addresses:
-        where = (
-            url_of(address, "https" if context else "http")
-            if isinstance(address, tuple)
-            else address
-        )
-        log.info("listening on %s%s", where, how)
+    return lambda: f"{hub.stats().subscribers} clients, {logs} log sources"
 
 
 async def serve(config: Config) -> None:
@@ -121,14 +90,7 @@ async def serve(config: Config) -> None:
         app = create_root(config)
     except ConfigError as exc:  # cli checks the users file first; this covers a later edit
         raise StartupError(str(exc)) from None
-    runner = web.AppRunner(
-        app,
-        handle_signals=False,
-        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-        # Cancel a handler when its client disconnects: an idle stream would otherwise
-        # hold its subscription until its next write.
-        handler_cancellation=True,
-    )
+    runner = make_runner(app, shutdown_timeout_s=SHUTDOWN_TIMEOUT_S)
     # Handle SIGTERM before accepting anyone: a stop right after start must still be clean.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -137,7 +99,16 @@ async def serve(config: Config) -> None:
     await runner.setup()
     tasks: list[asyncio.Task[None]] = []
     try:
-        await start_site(runner, config, context)
+        sock = inherited_socket()
+        try:
+            urls = await start_site(runner, config.host, config.port, sock, context)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+            ) from None
+        how = " (socket activation)" if sock is not None else ""
+        for url in urls:
+            log.info("listening on %s%s", url, how)
         notify("READY=1")
         tasks.append(asyncio.create_task(run_status(status_of(config, app[HUB]))))
         if (interval_s := watchdog_interval_s()) is not None:

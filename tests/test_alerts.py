@@ -8,15 +8,18 @@ import tomllib
 from typing import Any
 
 import pytest
-from conftest import wait_until
+from helpers import wait_until
 
 from monitor.alerts.engine import AlertEngine
-from monitor.alerts.rules import LogRule, MetricRule, lookup, parse_rules
-from monitor.client.printer import SSEEvent, SSEParser
-from monitor.config import Config, ConfigError
-from monitor.http.app import HUB, create_app
-from monitor.hub.events import ALERT, LOG, METRICS
-from monitor.hub.memory import EventHub, Selector
+from monitor.alerts.rules import LogRule, MetricRule, parse_rules
+from monitor.config import Config, ConfigError, MetricsConfig
+from monitor.http.app import create_app
+from monitor.http.keys import HUB
+from monitor.hub.events import ALERT, LOG, METRICS, STATUS
+from monitor.hub.interface import Selector
+from monitor.hub.memory import MemoryHub
+from monitor.hub.sse import SSEEvent, SSEParser
+from monitor.metrics.paths import lookup
 
 SOURCES = ("app", "db")
 
@@ -32,29 +35,41 @@ class Clock:
 
 
 class Rig:
-    """A hub with an engine observing it, and every alert event published through it."""
+    """A hub, an engine fed by it as the server's task would feed it (here, at once), and
+    every alert event published through the hub."""
 
     def __init__(self, toml: str) -> None:
-        self.hub = EventHub()
+        self.hub = MemoryHub()
         self.clock = Clock()
         self.engine = AlertEngine(
             self.hub, parse_rules(tomllib.loads(toml)["alerts"], SOURCES), clock=self.clock
         )
-        self.hub.add_observer(self.engine.observe)
+        self._engine_feed = self.hub.feed(frozenset({METRICS, LOG, ALERT}))
+        self._alert_feed = self.hub.feed(frozenset({ALERT}))
         self.alerts: list[dict[str, Any]] = []
-        self.hub.add_observer(lambda t, p, s: self.alerts.append(p) if t == ALERT else None)
+        self.statuses: list[dict[str, Any]] = []
+        self._status_feed = self.hub.feed(frozenset({STATUS}))
+
+    def publish(self, event_type: str, payload: dict[str, Any], source: str | None = None) -> None:
+        """Publish, then let the engine handle every event it was fed (its own alerts too)."""
+        self.hub.publish(event_type, payload, source)
+        while events := self._engine_feed.drain():
+            for event in events:
+                self.engine.handle(event)
+        self.alerts += [e.payload for e in self._alert_feed.drain()]
+        self.statuses += [e.payload for e in self._status_feed.drain()]
 
     def metrics(self, ts: float, **values: Any) -> None:
         """Publish a metrics payload at `ts`; `cpu=93` becomes {"cpu": {"percent": 93}}."""
         payload: dict[str, Any] = {"ts": ts}
         for group, value in values.items():
             payload[group] = value if isinstance(value, dict | list) else {"percent": value}
-        self.hub.publish(METRICS, payload)
+        self.publish(METRICS, payload)
 
     def log(self, at: float, *lines: str, source: str = "app") -> None:
         self.clock.now = at
         payload = {"source": source, "file": f"/var/log/{source}.log", "lines": list(lines)}
-        self.hub.publish(LOG, payload, source=source)
+        self.publish(LOG, payload, source=source)
 
     def states(self) -> list[tuple[str, str]]:
         return [(a["rule"], a["state"]) for a in self.alerts]
@@ -252,7 +267,7 @@ def test_log_rule_keeps_at_most_count_timestamps() -> None:
 def test_backlog_lines_do_not_fire() -> None:
     rig = Rig(APP_ERRORS.replace("count = 3", "count = 1"))
     payload = {"source": "app", "file": "/var/log/app.log", "lines": ["ERROR"], "backlog": True}
-    rig.hub.publish(LOG, payload, source="app")
+    rig.publish(LOG, payload, source="app")
     assert rig.alerts == []
 
 
@@ -261,8 +276,8 @@ def test_firing_alert_is_sticky_in_the_hub_and_in_a_new_clients_snapshot() -> No
     rig.metrics(1, cpu=99)
     for ts in range(2, 400):  # enough metrics to push the alert out of recent history
         rig.metrics(ts, cpu=85)
-    assert rig.hub.alerts()["cpu-high"]["state"] == "firing"
-    events = SSEParser().feed(rig.hub.snapshot(Selector(), {}, None))
+    assert rig.hub.latest(ALERT)["cpu-high"]["state"] == "firing"
+    events = SSEParser().feed(b"".join(f.data for f in rig.hub.snapshot(Selector(), {})))
     alerts = [e.json() for e in events if e.type == ALERT]
     assert alerts == [rig.alerts[0]]
     assert len(rig.alerts) == 1  # the engine ignored its own alert event
@@ -310,7 +325,7 @@ def log_rule(**keys: Any) -> dict[str, Any]:
         (log_rule(source="web"), "source: unknown log source 'web' (known: app, db)"),
         (log_rule(count=0), "count: must be an integer from 1 to 100000, got 0"),
         (log_rule(count=True), "count: must be an integer"),
-        (log_rule(window="0s"), "window: expected a duration"),
+        (log_rule(window="0s"), "window: must be longer than 0s"),
         (log_rule(window="1 week"), "window: expected a duration"),
         ({"name": "cpu-high", "severity": "info"}, "needs metric"),
     ],
@@ -341,8 +356,9 @@ async def test_configured_rule_fires_through_the_server_and_reaches_new_clients(
 ) -> None:
     # cpu.percent >= 0 holds on every sample: the real sampler fires it at once.
     rule = {"name": "always", "metric": "cpu.percent >= 0", "severity": "info"}
-    client = await aiohttp_client(create_app(Config(port=0, interval_s=0.05, alerts=(rule,))))
-    await wait_until(lambda: "always" in client.app[HUB].alerts())
+    config = Config(port=0, metrics=MetricsConfig(interval_s=0.05), alerts=parse_rules([rule], ()))
+    client = await aiohttp_client(create_app(config))
+    await wait_until(lambda: "always" in client.app[HUB].latest(ALERT))
     async with client.get("/events?types=alert") as resp:
         events = SSEParser()
         got: list[SSEEvent] = []

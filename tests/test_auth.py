@@ -15,7 +15,7 @@ import aiohttp
 import bcrypt
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import MONITOR
+from helpers import MONITOR
 
 from monitor.config import Config, ConfigError
 from monitor.http.app import create_app

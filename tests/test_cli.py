@@ -17,10 +17,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import MONITOR, Server
+from helpers import MONITOR, Server
 
 from monitor.cli import JournalFormatter
-from monitor.client.printer import iter_events
+from monitor.client.tail import iter_events
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import Config, ConfigError, LogSource, load_config
+from monitor.config import (
+    Config,
+    ConfigError,
+    LogSource,
+    MetricsConfig,
+    StreamConfig,
+    load_config,
+)
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -17,8 +24,8 @@ def write(tmp_path: Path, text: str) -> str:
 
 def test_defaults_bind_loopback_on_8765_every_second() -> None:
     config = load_config()
-    assert (config.host, config.port, config.interval_s) == ("127.0.0.1", 8765, 1.0)
-    assert config.heartbeat_s == 15.0 and config.logs == ()
+    assert (config.host, config.port, config.metrics.interval_s) == ("127.0.0.1", 8765, 1.0)
+    assert config.stream.heartbeat_s == 15.0 and config.logs == ()
 
 
 def test_file_values_then_flags_override_them(tmp_path: Path) -> None:
@@ -42,9 +49,8 @@ def test_file_values_then_flags_override_them(tmp_path: Path) -> None:
         host="0.0.0.0",
         allow_anonymous=True,
         port=9100,
-        interval_s=2.0,
-        heartbeat_s=5.0,
-        buffer_events=500,
+        metrics=MetricsConfig(interval_s=2.0),
+        stream=StreamConfig(heartbeat_s=5.0, buffer_events=500),
         logs=(LogSource("app", "/srv/app.log"), LogSource("web", "/var/log/web/*.log")),
     )
 

@@ -7,21 +7,24 @@ import os
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
+from helpers import wait_until
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.config import Config, LogSource
-from monitor.http.app import HUB, create_app
-from monitor.http.prometheus import TailerLike, build_registry, render
-from monitor.hub.events import METRICS
-from monitor.hub.memory import EventHub, Selector
-from monitor.sources.files import FileTailer
+from monitor.config import Config, LogSource, MetricsConfig
+from monitor.http.app import create_app
+from monitor.http.keys import HUB
+from monitor.http.prometheus import build_registry, render
+from monitor.hub.events import METRICS, STATUS
+from monitor.hub.interface import Selector
+from monitor.hub.memory import MemoryHub
+from monitor.metrics.history import MetricsHistory
+from monitor.sources.files import FileSource
 
 MB = 1024 * 1024
 DEVICE = ("device",)
@@ -58,6 +61,11 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "sse_monitor_cpu_usage_ratio": ("gauge", ()),
     "sse_monitor_memory_usage_ratio": ("gauge", ()),
     "sse_monitor_clients": ("gauge", ()),
+    "sse_monitor_clients_caught_up": ("gauge", ()),
+    "sse_monitor_sources_waiting": ("gauge", ()),
+    "sse_monitor_consumer_dropped_events_total": ("counter", ()),
+    "sse_monitor_history_dropped_series_total": ("counter", ()),
+    "sse_monitor_source_restarts_total": ("counter", ("source",)),
     "sse_monitor_events_published_total": ("counter", ()),
     "sse_monitor_gaps_total": ("counter", ()),
     "sse_monitor_clients_left_behind_total": ("counter", ()),
@@ -67,6 +75,7 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "sse_monitor_log_bytes_read_total": ("counter", ("source",)),
     "sse_monitor_log_rotations_total": ("counter", ("source",)),
     "sse_monitor_log_truncations_total": ("counter", ("source",)),
+    "sse_monitor_log_skipped_total": ("counter", ("source",)),
 }
 
 
@@ -92,17 +101,12 @@ class Scrape:
 
 
 @pytest.fixture
-def hub() -> EventHub:
-    return EventHub(max_events=4)
+def hub() -> MemoryHub:
+    return MemoryHub(max_events=4)
 
 
 @pytest.fixture
-def no_tailers() -> Callable[[], Sequence[TailerLike]]:
-    return lambda: []
-
-
-@pytest.fixture
-async def running() -> AsyncIterator[Callable[[FileTailer, EventHub], None]]:
+async def running() -> AsyncIterator[Callable[[FileSource, MemoryHub], None]]:
     """Runs tailers until the test ends."""
     tasks: list[asyncio.Task[None]] = []
     yield lambda tailer, hub: tasks.append(asyncio.create_task(tailer.run(hub)))
@@ -111,9 +115,9 @@ async def running() -> AsyncIterator[Callable[[FileTailer, EventHub], None]]:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def test_every_family_has_its_type_labels_and_sane_values(hub: EventHub) -> None:
-    tailer = FileTailer("app", "/nonexistent/app.log")
-    scrape = Scrape(build_registry(hub, lambda: [tailer]))
+async def test_every_family_has_its_type_labels_and_sane_values(hub: MemoryHub) -> None:
+    tailer = FileSource("app", "/nonexistent/app.log")
+    scrape = Scrape(build_registry(hub, [tailer], MetricsHistory()))
 
     for name, (kind, labels) in EXPECTED.items():
         assert scrape.types.get(name) == kind, name
@@ -145,10 +149,8 @@ async def test_every_family_has_its_type_labels_and_sane_values(hub: EventHub) -
     assert scrape.value("sse_monitor_log_lines_read_total", source="app") == 0
 
 
-def test_network_counters_count_loopback_traffic(
-    hub: EventHub, no_tailers: Callable[[], Sequence[TailerLike]]
-) -> None:
-    registry = build_registry(hub, no_tailers)
+def test_network_counters_count_loopback_traffic(hub: MemoryHub) -> None:
+    registry = build_registry(hub, [], MetricsHistory())
     before = Scrape(registry).value("node_network_receive_bytes_total", device="lo")
 
     with socket.create_server(("127.0.0.1", 0)) as server:
@@ -167,10 +169,8 @@ def test_network_counters_count_loopback_traffic(
     assert after - before >= 5 * MB
 
 
-def test_disk_counters_count_fsynced_writes(
-    hub: EventHub, no_tailers: Callable[[], Sequence[TailerLike]], tmp_path: Path
-) -> None:
-    registry = build_registry(hub, no_tailers)
+def test_disk_counters_count_fsynced_writes(hub: MemoryHub, tmp_path: Path) -> None:
+    registry = build_registry(hub, [], MetricsHistory())
     before = Scrape(registry)
 
     with open(tmp_path / "blob", "wb") as f:
@@ -186,10 +186,8 @@ def test_disk_counters_count_fsynced_writes(
     assert writes > before.total("node_disk_writes_completed_total")
 
 
-async def test_hub_counters_follow_the_hub(
-    hub: EventHub, no_tailers: Callable[[], Sequence[TailerLike]]
-) -> None:
-    registry = build_registry(hub, no_tailers)
+async def test_hub_counters_follow_the_hub(hub: MemoryHub) -> None:
+    registry = build_registry(hub, [], MetricsHistory())
     for i in range(10):
         hub.publish(METRICS, {"i": i})
     hub.read(1, Selector())  # a cursor the ring's tail (max_events=4) has passed: one gap
@@ -200,18 +198,18 @@ async def test_hub_counters_follow_the_hub(
     assert scrape.value("sse_monitor_events_published_total") == 10
     assert scrape.value("sse_monitor_gaps_total") == 1
     assert scrape.value("sse_monitor_buffer_events") == 4
-    assert scrape.value("sse_monitor_buffer_bytes") == hub.held_bytes > 0
+    assert scrape.value("sse_monitor_buffer_bytes") == hub.stats().held_bytes > 0
     assert Scrape(registry).value("sse_monitor_clients") == 0
 
 
 async def test_log_counters_follow_a_running_tailer(
-    tmp_path: Path, running: Callable[[FileTailer, EventHub], None]
+    tmp_path: Path, running: Callable[[FileSource, MemoryHub], None]
 ) -> None:
     log = tmp_path / "app.log"
     log.write_text("one\ntwo\nthree\n")
-    hub = EventHub()
-    tailer = FileTailer("app", str(log))
-    registry = build_registry(hub, lambda: [tailer])
+    hub = MemoryHub()
+    tailer = FileSource("app", str(log))
+    registry = build_registry(hub, [tailer], MetricsHistory())
     running(tailer, hub)
 
     def lines() -> float:
@@ -229,32 +227,29 @@ async def test_log_counters_follow_a_running_tailer(
     assert scrape.value("sse_monitor_log_truncations_total", source="app") == 0
 
 
-def test_two_apps_registries_do_not_collide(
-    no_tailers: Callable[[], Sequence[TailerLike]],
-) -> None:
-    first, second = EventHub(), EventHub()
+def test_two_apps_registries_do_not_collide() -> None:
+    first, second = MemoryHub(), MemoryHub()
     first.publish(METRICS, {})
     for _ in range(3):
         second.publish(METRICS, {})
 
-    one, two = build_registry(first, no_tailers), build_registry(second, no_tailers)
+    one, two = (
+        build_registry(first, [], MetricsHistory()),
+        build_registry(second, [], MetricsHistory()),
+    )
 
     assert Scrape(one).value("sse_monitor_events_published_total") == 1
     assert Scrape(two).value("sse_monitor_events_published_total") == 3
 
 
-def test_render_returns_the_classic_text_content_type(
-    hub: EventHub, no_tailers: Callable[[], Sequence[TailerLike]]
-) -> None:
-    body, content_type = render(build_registry(hub, no_tailers))
+def test_render_returns_the_classic_text_content_type(hub: MemoryHub) -> None:
+    body, content_type = render(build_registry(hub, [], MetricsHistory()))
     assert content_type == "text/plain; version=0.0.4; charset=utf-8"
     assert b"# TYPE node_cpu_seconds_total counter\n" in body
 
 
-def test_cpu_usage_ratio_is_measured_between_scrapes(
-    hub: EventHub, no_tailers: Callable[[], Sequence[TailerLike]]
-) -> None:
-    registry = build_registry(hub, no_tailers)
+def test_cpu_usage_ratio_is_measured_between_scrapes(hub: MemoryHub) -> None:
+    registry = build_registry(hub, [], MetricsHistory())
     Scrape(registry)
     deadline = time.monotonic() + 0.3
     while time.monotonic() < deadline:
@@ -267,9 +262,13 @@ def test_cpu_usage_ratio_is_measured_between_scrapes(
 async def test_metrics_endpoint_serves_the_text_format(aiohttp_client: Any, tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_text("one\ntwo\n")
-    config = Config(port=0, logs=(LogSource("app", str(log)),), interval_s=0.05)
+    config = Config(
+        port=0, logs=(LogSource("app", str(log)),), metrics=MetricsConfig(interval_s=0.05)
+    )
     client = await aiohttp_client(create_app(config))
-    await wait_until(lambda: client.app[HUB].statuses().get("app", {}).get("state") == "following")
+    await wait_until(
+        lambda: client.app[HUB].latest(STATUS).get("app", {}).get("state") == "following"
+    )
     resp = await client.get("/metrics")
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")

@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient
 
 import monitor.http.app
 from monitor.config import Config
-from monitor.http.app import create_app, find_web_dir
+from monitor.http.app import create_app
+from monitor.http.page import find_web_dir
 
 Client = TestClient[Any, Any]
 SECRET = "TOP-SECRET-7f3a"

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import wait_until
+from helpers import wait_until
 
-from monitor.config import Config
-from monitor.http.app import HISTORY, create_app
-from monitor.metrics.history import MetricsHistory, flatten, parse_window
+from monitor.config import Config, MetricsConfig
+from monitor.http.app import create_app
+from monitor.http.keys import HISTORY
+from monitor.metrics.history import MetricsHistory, series_of
+from monitor.metrics.paths import flatten, lookup
 
 T0 = 1_795_599_960.0  # a minute boundary, so bucket starts are easy to predict
 
@@ -67,10 +69,19 @@ def test_flatten_names_numeric_leaves_by_dotted_path() -> None:
         assert name in names
     assert names["cpu.per_core.1"] == 15.0
     assert "ts" not in names
+    assert names["cpu.count"] == 2 and names["disks./.total"] == 2  # a rule may name them
+
+
+def test_every_series_is_a_path_a_rule_can_name() -> None:
+    sample = payload(T0)
+    series = series_of(sample)
+    assert len(series) > 20
+    for name, value in series.items():
+        assert lookup(sample, name) == value, name
 
 
 def test_constants_and_clock_readings_are_not_series() -> None:
-    names = flatten(payload(T0))
+    names = series_of(payload(T0))
     for name in ("uptime_s", "cpu.count", "memory.total", "swap.total", "processes.sampled_at"):
         assert name not in names
     assert {"memory.used", "swap.used", "processes.count"} <= names.keys()
@@ -81,7 +92,14 @@ def test_flatten_skips_tables_but_keeps_disks_by_mount() -> None:
     assert not [n for n in names if n.startswith(("processes.top_", "disks.0", "disks.1"))]
     assert names["disks./.percent"] == 50.0 and names["disks./.used"] == 1.0
     assert names["disks./boot.percent"] == 25.0
-    assert not [n for n in names if n.startswith("disks.") and n.endswith((".total", ".device"))]
+    assert not [n for n in names if n.startswith("disks.") and n.endswith(".device")]
+    series = series_of(payload(T0))
+    assert {n for n in series if n.startswith("disks.")} == {
+        "disks./.percent",
+        "disks./.used",
+        "disks./boot.percent",
+        "disks./boot.used",
+    }
 
 
 def test_flatten_keeps_none_as_gap_and_ignores_bools_and_strings() -> None:
@@ -223,42 +241,10 @@ def test_stored_values_stay_bounded_over_many_samples() -> None:
     assert len(history.series_names()) == series
 
 
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("300", 300), ("90s", 90), ("5m", 300), ("15m", 900), ("1h", 3600), ("24h", 86400)],
-)
-def test_parse_window_accepts_durations(text: str, seconds: float) -> None:
-    assert parse_window(text) == seconds
-
-
-@pytest.mark.parametrize(
-    ("text", "problem"),
-    [
-        ("", "expected a duration like 5m"),
-        ("abc", "expected a duration like 5m, 15m, 1h or 24h, got 'abc'"),
-        ("5x", "got '5x'"),
-        ("-5m", "got '-5m'"),
-        ("1.5h", "got '1.5h'"),
-        ("0", "longer than 0s"),
-        ("0m", "longer than 0s"),
-        ("25h", "at most 24h, got '25h'"),
-        ("9" * 30, "at most 24h"),
-    ],
-)
-def test_parse_window_rejects_with_a_reason(text: str, problem: str) -> None:
-    with pytest.raises(ValueError, match="window: ") as err:
-        parse_window(text)
-    assert problem in str(err.value)
-
-
-def test_parse_window_max_is_adjustable() -> None:
-    assert parse_window("1h", max_s=3600) == 3600
-    with pytest.raises(ValueError, match="at most 15m"):
-        parse_window("1h", max_s=900)
-
-
 async def test_api_history_serves_chart_columns(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(create_app(Config(port=0, interval_s=0.05)))
+    client = await aiohttp_client(
+        create_app(Config(port=0, metrics=MetricsConfig(interval_s=0.05)))
+    )
     await wait_until(lambda: len(client.app[HISTORY].query(60)["ts"]) >= 5)
     resp = await client.get("/api/history?window=5m&keys=cpu.percent,memory.percent,nope")
     assert resp.status == 200

@@ -5,26 +5,33 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import wait_until
+from helpers import wait_until
 
-from monitor.client.printer import SSEEvent, SSEParser
-from monitor.hub.events import LOG, METRICS, STATUS, STREAM_TYPES, parse_id
-from monitor.hub.memory import EventHub, Selector, UnknownEventId
+from monitor.hub.events import ALERT, LOG, METRICS, STATUS, STREAM_TYPES, Frame, parse_id
+from monitor.hub.interface import Selector
+from monitor.hub.memory import MemoryHub, UnknownEventId
+from monitor.hub.sse import SSEEvent, SSEParser
 
 ALL = Selector()
 
 
-def parse(data: bytes) -> list[SSEEvent]:
+def parse(frames: list[Frame]) -> list[SSEEvent]:
+    """What a client reads of these frames."""
+    return SSEParser().feed(b"".join(f.data for f in frames))
+
+
+def parse_written(data: bytes) -> list[SSEEvent]:
+    """What a client reads of bytes a sink was handed."""
     return SSEParser().feed(data)
 
 
-def read_all(hub: EventHub, cursor: int, selector: Selector = ALL) -> tuple[list[SSEEvent], int]:
+def read_all(hub: MemoryHub, cursor: int, selector: Selector = ALL) -> tuple[list[SSEEvent], int]:
     data, cursor = hub.read(cursor, selector)
     return parse(data), cursor
 
 
 def test_ids_are_run_and_sequence_and_strictly_increase() -> None:
-    hub = EventHub()
+    hub = MemoryHub()
     ids = [hub.publish(METRICS, {"n": i}) for i in range(5)]
     parsed = [parse_id(i) for i in ids]
     assert all(p is not None and p[0] == hub.run_id for p in parsed)
@@ -33,15 +40,15 @@ def test_ids_are_run_and_sequence_and_strictly_increase() -> None:
 
 
 def test_two_hubs_started_apart_have_different_run_ids() -> None:
-    first = EventHub()
-    second = EventHub(run_id=str(int(first.run_id) + 1))
+    first = MemoryHub()
+    second = MemoryHub(run_id=str(int(first.run_id) + 1))
     assert first.publish(LOG, {}) != second.publish(LOG, {})
     with pytest.raises(UnknownEventId, match="another run"):
         second.resolve(first.publish(LOG, {}))
 
 
 def test_event_is_encoded_at_publish_not_at_read() -> None:
-    hub = EventHub()
+    hub = MemoryHub()
     payload = {"lines": ["first"]}
     hub.publish(LOG, payload, source="app")
     payload["lines"].append("changed after publish")
@@ -51,26 +58,26 @@ def test_event_is_encoded_at_publish_not_at_read() -> None:
 
 
 def test_ring_is_bounded_by_count() -> None:
-    hub = EventHub(max_events=16)
+    hub = MemoryHub(max_events=16)
     for i in range(100):
         hub.publish(METRICS, {"n": i})
-    assert hub.held_events == 16
+    assert hub.stats().held_events == 16
     events, _ = read_all(hub, hub.resolve(hub.publish(METRICS, {"n": 100})) - 16)
     assert [e.json()["n"] for e in events] == list(range(85, 101))
 
 
 def test_ring_is_bounded_by_bytes_but_keeps_the_newest_event() -> None:
-    hub = EventHub(max_events=10_000, max_bytes=64 * 1024)
+    hub = MemoryHub(max_events=10_000, max_bytes=64 * 1024)
     for i in range(1000):
         hub.publish(LOG, {"n": i, "text": "x" * 1000})
-    assert hub.held_bytes <= 64 * 1024
-    assert 50 < hub.held_events < 70
+    assert hub.stats().held_bytes <= 64 * 1024
+    assert 50 < hub.stats().held_events < 70
     hub.publish(LOG, {"text": "y" * 200_000})  # larger than the whole ring
-    assert hub.held_events == 1 and hub.held_bytes > 200_000
+    assert hub.stats().held_events == 1 and hub.stats().held_bytes > 200_000
 
 
 def test_reader_behind_the_tail_gets_gap_then_oldest_held() -> None:
-    hub = EventHub(max_events=16)
+    hub = MemoryHub(max_events=16)
     first = hub.publish(METRICS, {"n": 0})
     cursor = hub.resolve(first) - 1  # a reader that has read nothing yet
     for i in range(1, 40):
@@ -79,12 +86,12 @@ def test_reader_behind_the_tail_gets_gap_then_oldest_held() -> None:
     assert events[0].type == "gap"
     assert events[0].json()["missed"] == 24
     assert [e.json()["n"] for e in events[1:]] == list(range(24, 40))
-    assert hub.gaps == 1
+    assert hub.stats().gaps == 1
     assert read_all(hub, cursor) == ([], cursor)
 
 
 def test_resolve_honours_held_ids_and_refuses_the_rest() -> None:
-    hub = EventHub(max_events=4)
+    hub = MemoryHub(max_events=4)
     ids = [hub.publish(METRICS, {"n": i}) for i in range(10)]
     assert hub.resolve(ids[-1]) == hub.resolve(ids[-2]) + 1
     events, _ = read_all(hub, hub.resolve(ids[7]))
@@ -102,7 +109,7 @@ def test_resolve_honours_held_ids_and_refuses_the_rest() -> None:
 
 
 def test_selector_filters_by_type_and_by_log_source() -> None:
-    hub = EventHub()
+    hub = MemoryHub()
     hub.publish(METRICS, {"n": 1})
     hub.publish(LOG, {"n": 2}, source="app")
     hub.publish(LOG, {"n": 3}, source="db")
@@ -115,7 +122,7 @@ def test_selector_filters_by_type_and_by_log_source() -> None:
 
 
 def test_history_keeps_last_n_per_type_and_source_and_every_latest_status() -> None:
-    hub = EventHub(max_events=64, history_events=3)
+    hub = MemoryHub(max_events=64, history_events=3)
     hub.publish(STATUS, {"source": "app", "state": "running"}, source="app")
     for i in range(100):
         hub.publish(METRICS, {"n": i})
@@ -132,27 +139,27 @@ def test_history_keeps_last_n_per_type_and_source_and_every_latest_status() -> N
 
 
 def test_reset_snapshot_says_why() -> None:
-    hub = EventHub()
+    hub = MemoryHub()
     events = parse(hub.snapshot(ALL, {"host": "h"}, "invalid id"))
     assert events[0].type == "reset"
     assert events[0].json() == {"host": "h", "reason": "invalid id"}
 
 
 async def test_subscription_replays_exactly_what_followed_the_last_id() -> None:
-    hub = EventHub()
+    hub = MemoryHub()
     ids = [hub.publish(LOG, {"n": i}, source="app") for i in range(10)]
     async with hub.subscribe(ALL, last_event_id=ids[4]) as chunks:
         first = parse(await anext(chunks))
         assert [e.id for e in first] == ids[5:]
         later = asyncio.ensure_future(anext(chunks))
-        await asyncio.sleep(0)
+        await wait_until(lambda: hub.stats().caught_up == 1)
         assert not later.done()  # nothing new: it waits
         new_id = hub.publish(LOG, {"n": 10}, source="app")
         assert [e.id for e in parse(await asyncio.wait_for(later, 2))] == [new_id]
 
 
 async def test_events_published_while_the_snapshot_is_written_are_not_skipped() -> None:
-    hub = EventHub()
+    hub = MemoryHub()
     async with hub.subscribe(ALL) as chunks:
         snapshot = parse(await anext(chunks))
         assert snapshot[0].type == "hello"
@@ -161,7 +168,7 @@ async def test_events_published_while_the_snapshot_is_written_are_not_skipped() 
 
 
 async def test_close_ends_every_subscription() -> None:
-    hub = EventHub()
+    hub = MemoryHub()
 
     async def drain() -> int:
         count = 0
@@ -171,36 +178,54 @@ async def test_close_ends_every_subscription() -> None:
         return count
 
     readers = [asyncio.create_task(drain()) for _ in range(50)]
-    await asyncio.sleep(0)
-    assert hub.subscribers == 50
+    await wait_until(lambda: hub.stats().subscribers == 50)
     hub.close()
     counts = await asyncio.wait_for(asyncio.gather(*readers), 2)
     assert counts == [1] * 50  # each got its hello, then its stream ended
-    assert hub.subscribers == 0
+    assert hub.stats().subscribers == 0
 
 
-def test_observers_see_every_payload_at_publish() -> None:
-    hub = EventHub()
-    seen: list[tuple[str, dict[str, object], str | None]] = []
-    hub.add_observer(lambda t, p, s: seen.append((t, p, s)))
-    hub.publish(METRICS, {"n": 1})
-    hub.publish(LOG, {"n": 2}, source="app")
-    assert seen == [(METRICS, {"n": 1}, None), (LOG, {"n": 2}, "app")]
+async def test_a_consumer_gets_every_payload_of_its_types_in_order() -> None:
+    hub = MemoryHub()
+    async with hub.consume(frozenset({METRICS, LOG})) as events:
+        hub.publish(METRICS, {"n": 1})
+        hub.publish(STATUS, {"source": "x"})
+        hub.publish(LOG, {"n": 2}, source="app")
+        got = [await asyncio.wait_for(anext(events), 2) for _ in range(2)]
+        hub.close()
+        rest = [event async for event in events]  # the hub's close ends the consumer
+    assert [(e.type, e.payload, e.source) for e in got] == [
+        (METRICS, {"n": 1}, None),
+        (LOG, {"n": 2}, "app"),
+    ]
+    assert rest == []
+
+
+def test_a_consumer_that_falls_too_far_behind_loses_the_oldest_counted() -> None:
+    hub = MemoryHub()
+    feed = hub.feed(frozenset({LOG}), max_pending=3)
+    for i in range(5):
+        hub.publish(LOG, {"n": i}, source="app")
+    assert [e.payload["n"] for e in feed.drain()] == [2, 3, 4]
+    assert hub.stats().consumer_drops == 2
 
 
 def test_latest_alert_of_each_rule_is_part_of_a_new_clients_state() -> None:
-    hub = EventHub(max_events=16)
+    hub = MemoryHub(max_events=16)
     hub.publish("alert", {"rule": "cpu", "state": "firing"})
     hub.publish("alert", {"rule": "disk", "state": "firing"})
     hub.publish("alert", {"rule": "disk", "state": "resolved"})
     for i in range(100):
         hub.publish(METRICS, {"n": i})
-    assert {r: a["state"] for r, a in hub.alerts().items()} == {"cpu": "firing", "disk": "resolved"}
+    assert {r: a["state"] for r, a in hub.latest(ALERT).items()} == {
+        "cpu": "firing",
+        "disk": "resolved",
+    }
     alerts = [e.json() for e in parse(hub.snapshot(ALL, {}, None)) if e.type == "alert"]
     assert alerts == [{"rule": "cpu", "state": "firing"}, {"rule": "disk", "state": "resolved"}]
 
 
-async def fill_until_full(hub: EventHub, limit: int) -> int:
+async def fill_until_full(hub: MemoryHub, limit: int) -> int:
     """Publish small log events until the hub says a waiting source should stop."""
     count = 0
     while hub.has_room():
@@ -211,28 +236,28 @@ async def fill_until_full(hub: EventHub, limit: int) -> int:
 
 
 async def test_a_source_waits_for_a_reader_that_keeps_up_instead_of_lapping_it() -> None:
-    hub = EventHub(max_events=100)
+    hub = MemoryHub(max_events=100)
     async with hub.subscribe(ALL) as chunks:
         await anext(chunks)  # the hello
         published = await fill_until_full(hub, limit=100)
         waiting = asyncio.ensure_future(hub.wait_for_room())
-        await asyncio.sleep(0)
+        await wait_until(lambda: hub.stats().waiting_sources == 1)
         assert not waiting.done()
         got = parse(await anext(chunks))  # the reader catches up: the source may go on
         await asyncio.wait_for(waiting, 2)
         assert [e.json()["lines"][0] for e in got] == [f"line {i}" for i in range(published)]
-        assert hub.gaps == 0 and hub.left_behind == 0
+        assert hub.stats().gaps == 0 and hub.stats().left_behind == 0
 
 
 async def test_a_reader_that_stops_reading_is_left_behind_after_the_stall_time() -> None:
-    hub = EventHub(max_events=100, stall_s=0.2)
+    hub = MemoryHub(max_events=100, stall_s=0.2)
     async with hub.subscribe(ALL) as chunks:
         await anext(chunks)
         await fill_until_full(hub, limit=100)
         started = asyncio.get_running_loop().time()
         await asyncio.wait_for(hub.wait_for_room(), 2)
         assert asyncio.get_running_loop().time() - started >= 0.2
-        assert hub.left_behind == 1 and hub.has_room()
+        assert hub.stats().left_behind == 1 and hub.has_room()
         for i in range(200):  # the source goes on and laps the stalled reader
             hub.publish(LOG, {"lines": [f"more {i}"]}, source="app")
         caught_up = parse(await anext(chunks))
@@ -243,19 +268,19 @@ async def test_a_reader_that_stops_reading_is_left_behind_after_the_stall_time()
 
 
 async def test_a_reader_that_disconnects_releases_a_waiting_source() -> None:
-    hub = EventHub(max_events=100)
+    hub = MemoryHub(max_events=100)
     async with hub.subscribe(ALL) as chunks:
         await anext(chunks)
         await fill_until_full(hub, limit=100)
         waiting = asyncio.ensure_future(hub.wait_for_room())
-        await asyncio.sleep(0)
+        await wait_until(lambda: hub.stats().waiting_sources == 1)
         assert not waiting.done()
     await asyncio.wait_for(waiting, 2)
-    assert hub.left_behind == 0
+    assert hub.stats().left_behind == 0
 
 
 async def test_a_caught_up_reader_is_written_to_by_publish_itself() -> None:
-    hub = EventHub()
+    hub = MemoryHub()
     written: list[bytes] = []
 
     def sink(data: bytes) -> bool:
@@ -265,18 +290,18 @@ async def test_a_caught_up_reader_is_written_to_by_publish_itself() -> None:
     async with hub.subscribe(ALL, sink=sink) as chunks:
         await anext(chunks)  # the hello
         parked = asyncio.ensure_future(anext(chunks))
-        await asyncio.sleep(0)  # the reader parks
+        await wait_until(lambda: hub.stats().caught_up == 1)
         ids = [hub.publish(LOG, {"n": i}, source="app") for i in range(3)]
-        assert [e.id for data in written for e in parse(data)] == ids  # before any task ran
-        await asyncio.sleep(0)
-        assert not parked.done()  # nothing for the reader's own task to do
+        assert [e.id for data in written for e in parse_written(data)] == ids  # before any task ran
+        assert hub.stats().caught_up == 1  # still parked: nothing for the reader's own task
+        assert not parked.done()
         parked.cancel()
         with pytest.raises(asyncio.CancelledError):
             await parked
 
 
 async def test_a_refusing_sink_hands_the_frames_back_to_the_readers_task_in_order() -> None:
-    hub = EventHub()
+    hub = MemoryHub()
     written: list[bytes] = []
     is_open = True
 
@@ -288,21 +313,21 @@ async def test_a_refusing_sink_hands_the_frames_back_to_the_readers_task_in_orde
     async with hub.subscribe(ALL, sink=sink) as chunks:
         await anext(chunks)
         task_read = asyncio.ensure_future(anext(chunks))
-        await asyncio.sleep(0)
+        await wait_until(lambda: hub.stats().caught_up == 1)
         first = hub.publish(LOG, {"n": 0}, source="app")
         is_open = False  # the socket backs up: the task must take over, losing nothing
         rest = [hub.publish(LOG, {"n": i}, source="app") for i in range(1, 4)]
         got = [e.id for e in parse(await asyncio.wait_for(task_read, 2))]
-        assert [e.id for data in written for e in parse(data)] == [first]
+        assert [e.id for data in written for e in parse_written(data)] == [first]
         assert got == rest
 
 
 async def test_close_wakes_parked_readers() -> None:
-    hub = EventHub()
+    hub = MemoryHub()
     async with hub.subscribe(ALL, sink=lambda data: True) as chunks:
         await anext(chunks)
         parked = asyncio.ensure_future(anext(chunks))
-        await asyncio.sleep(0)
+        await wait_until(lambda: hub.stats().caught_up == 1)
         hub.close()
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(parked, 2)
@@ -311,7 +336,7 @@ async def test_close_wakes_parked_readers() -> None:
 async def test_a_reader_slower_than_a_burst_is_left_behind_though_it_catches_up_between_reads() -> (
     None
 ):
-    hub = EventHub(max_events=1000, stall_s=0.3)
+    hub = MemoryHub(max_events=1000, stall_s=0.3)
     got = 0
 
     async def slow_reader() -> None:
@@ -322,14 +347,14 @@ async def test_a_reader_slower_than_a_burst_is_left_behind_though_it_catches_up_
                 await asyncio.sleep(0.02)  # a client slower than the source
 
     reader = asyncio.create_task(slow_reader())
-    await wait_until(lambda: hub.subscribers == 1)
+    await wait_until(lambda: hub.stats().subscribers == 1)
     published = 0
     async with asyncio.timeout(10):
-        while hub.left_behind == 0:  # a source that waits for room, like a tailer
+        while hub.stats().left_behind == 0:  # a source that waits for room, like a tailer
             await hub.wait_for_room()
             hub.publish(LOG, {"lines": ["x" * 100]}, source="app")
             published += 1
     reader.cancel()
     await asyncio.gather(reader, return_exceptions=True)
     assert published > 1000  # it held the source back, and more than once caught up, first
-    assert hub.left_behind >= 1
+    assert hub.stats().left_behind >= 1

@@ -15,13 +15,13 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import wait_until
+from helpers import wait_until
 
-from monitor.client.printer import SSEParser
 from monitor.config import ConfigError, load_config
-from monitor.hub.events import LOG
-from monitor.hub.memory import EventHub, Selector
+from monitor.hub.events import LOG, STATUS
+from monitor.hub.memory import MemoryHub
 from monitor.sources.journal import JournalSource, entry_line
+from monitor.sources.supervisor import supervise
 
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 pytestmark = pytest.mark.skipif(
@@ -54,20 +54,16 @@ def past(seconds: float) -> str:
 class Follow:
     """A running JournalSource and what it published."""
 
-    def __init__(self, hub: EventHub, source: JournalSource) -> None:
+    def __init__(self, hub: MemoryHub, source: JournalSource) -> None:
         self.hub, self.source = hub, source
         self.events: list[dict[str, Any]] = []
         self.statuses: list[dict[str, Any]] = []
-        self._cursor = 1
-        self._parser = SSEParser()
+        # Read as the server's consumers read, in publish order; never more than the test holds.
+        self._feed = hub.feed(frozenset({LOG, STATUS}), max_pending=10_000_000)
 
     def poll(self) -> None:
-        while True:
-            data, self._cursor = self.hub.read(self._cursor, Selector())
-            if not data:
-                return
-            for event in self._parser.feed(data):
-                (self.events if event.type == LOG else self.statuses).append(event.json())
+        for event in self._feed.drain():
+            (self.events if event.type == LOG else self.statuses).append(event.payload)
 
     def lines(self) -> list[str]:
         self.poll()
@@ -86,10 +82,12 @@ class Follow:
 async def follow() -> AsyncIterator[Callable[..., Follow]]:
     tasks: list[asyncio.Task[None]] = []
 
-    def start(*args: Any, **kwargs: Any) -> Follow:
-        hub = EventHub(max_events=10_000, max_bytes=16 * 1024 * 1024)
+    def start(*args: Any, min_backoff_s: float = 1.0, **kwargs: Any) -> Follow:
+        hub = MemoryHub(max_events=10_000, max_bytes=16 * 1024 * 1024)
         source = JournalSource("journal", *args, **kwargs)
-        tasks.append(asyncio.create_task(source.run(hub)))
+        # As the server runs it: supervise() restarts journalctl when it exits.
+        run = supervise(source, hub, min_backoff_s=min_backoff_s)
+        tasks.append(asyncio.create_task(run))
         return Follow(hub, source)
 
     yield start
@@ -155,7 +153,7 @@ async def test_killed_journalctl_resumes_after_its_cursor(
     lines = await f.wait_lines(6)
     await asyncio.sleep(0.2)  # nothing repeated arrives late either
     assert f.lines() == ["b0", "b1", "b2", "l0", "l1", "l2"] and lines == f.lines()
-    assert "--after-cursor" in " ".join(f.source.command()) and f.source.restarts == 1
+    assert "--after-cursor" in " ".join(f.source.command()) and f.source.stats.restarts == 1
     error = next(s for s in f.statuses if s["state"] == "error")
     assert "journalctl exited" in error["detail"]
 

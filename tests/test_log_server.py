@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
-from conftest import Server, wait_until
+from helpers import Server, wait_until
 
-from monitor.client.printer import iter_events
+from monitor.client.tail import iter_events
 
 
 async def test_a_written_line_reaches_an_sse_client_quickly(

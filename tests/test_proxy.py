@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from monitor.config import Config, ConfigError, load_config
+from monitor.config import Config, ConfigError, StreamConfig, load_config
 from monitor.http.app import create_app
 from monitor.http.proxy import client_address, parse_networks
 
@@ -44,11 +44,17 @@ async def streams(client: Any, *forwarded_for: str) -> list[int]:
 async def test_per_address_cap_counts_forwarded_clients_behind_a_trusted_proxy(
     aiohttp_client: Any,
 ) -> None:
-    config = Config(port=0, max_clients_per_address=1, trusted_proxies=("127.0.0.1",))
+    config = Config(
+        port=0,
+        stream=StreamConfig(max_clients_per_address=1),
+        trusted_proxies=("127.0.0.1",),
+    )
     client = await aiohttp_client(create_app(config, sources=[]))
     assert await streams(client, "203.0.113.1", "203.0.113.2", "203.0.113.1") == [200, 200, 503]
 
 
 async def test_forwarded_header_is_ignored_unless_configured(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(create_app(Config(port=0, max_clients_per_address=1), sources=[]))
+    client = await aiohttp_client(
+        create_app(Config(port=0, stream=StreamConfig(max_clients_per_address=1)), sources=[])
+    )
     assert await streams(client, "203.0.113.1", "203.0.113.2") == [200, 503]

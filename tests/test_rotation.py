@@ -11,9 +11,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import Server, wait_until
+from helpers import Server, wait_until
 
-from monitor.client.printer import iter_events
+from monitor.client.tail import iter_events
 
 pytestmark = pytest.mark.skipif(not shutil.which("logrotate"), reason="needs logrotate")
 WRITER = Path(__file__).with_name("log_writer.py")

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
+from helpers import wait_until
 
-from monitor.hub.events import METRICS
-from monitor.hub.memory import EventHub
+from monitor.hub.events import METRICS, STATUS
+from monitor.hub.memory import MemoryHub
 from monitor.sources.sampler import (
     DISK_RATES,
     NET_RATES,
@@ -97,18 +97,18 @@ def burner() -> Iterator[subprocess.Popen[bytes]]:
 
 def test_payload_has_every_key_with_its_type() -> None:
     sampler = MetricsSampler(interval_s=1.0)
-    check_payload(sampler.sample())
-    payload = sampler.sample()
+    check_payload(sampler.measure())
+    payload = sampler.measure()
     check_payload(payload)
     assert "vda" in payload["disk_io"]["devices"] and "lo" in payload["net"]["interfaces"]
 
 
 def test_per_sample_cost_is_small() -> None:
     sampler = MetricsSampler(interval_s=1.0, process_interval_s=3600)
-    sampler.sample()
+    sampler.measure()
     started = time.perf_counter()
     for _ in range(50):
-        sampler.sample()
+        sampler.measure()
     per_sample_s = (time.perf_counter() - started) / 50
     started = time.perf_counter()
     for _ in range(5):
@@ -121,12 +121,12 @@ def test_per_sample_cost_is_small() -> None:
 def test_disk_write_shows_in_write_rate(tmp_path: Path) -> None:
     sampler = MetricsSampler(interval_s=1.0, process_interval_s=3600)
     started = time.monotonic()
-    sampler.sample()
+    sampler.measure()
     with open(tmp_path / "blob", "wb") as f:
         f.write(b"x" * (20 * MB))
         f.flush()
         os.fsync(f.fileno())
-    disk_io = sampler.sample()["disk_io"]
+    disk_io = sampler.measure()["disk_io"]
     elapsed_s = time.monotonic() - started  # at least the sampler's own interval
     assert disk_io["write_bytes_per_s"] * elapsed_s >= 10 * MB
     assert disk_io["devices"]["vda"]["write_bytes_per_s"] * elapsed_s >= 10 * MB
@@ -135,7 +135,7 @@ def test_disk_write_shows_in_write_rate(tmp_path: Path) -> None:
 def test_loopback_traffic_shows_on_lo_but_not_in_totals() -> None:
     sampler = MetricsSampler(interval_s=1.0, process_interval_s=3600)
     started = time.monotonic()
-    sampler.sample()
+    sampler.measure()
     with socket.create_server(("127.0.0.1", 0)) as server:
         with socket.create_connection(server.getsockname()) as sender:
             receiver, _ = server.accept()
@@ -146,7 +146,7 @@ def test_loopback_traffic_shows_on_lo_but_not_in_totals() -> None:
                 while received < 10 * MB:
                     received += len(receiver.recv(MB))
                 sending.join()
-    net = sampler.sample()["net"]
+    net = sampler.measure()["net"]
     elapsed_s = time.monotonic() - started
     assert net["interfaces"]["lo"]["rx_bytes_per_s"] * elapsed_s >= 10 * MB
     others = [r for nic, r in net["interfaces"].items() if nic != "lo"]
@@ -189,12 +189,13 @@ def test_cpu_split_is_percent_of_all_time() -> None:
 
 
 async def test_cpu_hog_appears_in_top_cpu(burner: subprocess.Popen[bytes]) -> None:
-    hub = EventHub()
+    hub = MemoryHub()
+    samples = hub.feed(frozenset({METRICS}))
     sampler = MetricsSampler(interval_s=0.05, process_interval_s=0.1)
     task = asyncio.create_task(sampler.run(hub))
 
     def hog_is_top() -> bool:
-        rows = sampler.latest["processes"]["top_cpu"] if sampler.latest else []
+        rows = [r for e in samples.drain() for r in e.payload["processes"]["top_cpu"]]
         return any(r["pid"] == burner.pid and r["cpu_percent"] > 50 for r in rows)
 
     try:
@@ -205,23 +206,27 @@ async def test_cpu_hog_appears_in_top_cpu(burner: subprocess.Popen[bytes]) -> No
 
 def test_process_table_is_reused_between_refreshes() -> None:
     sampler = MetricsSampler(interval_s=1.0, process_interval_s=3600)
-    first, second = sampler.sample(), sampler.sample()
+    first, second = sampler.measure(), sampler.measure()
     assert first["processes"] is second["processes"]
 
 
 async def test_run_publishes_growing_events_from_the_first() -> None:
-    hub = EventHub()
+    hub = MemoryHub()
     payloads: list[dict[str, Any]] = []
-    hub.add_observer(lambda kind, p, _: payloads.append(p) if kind == METRICS else None)
+    samples = hub.feed(frozenset({METRICS}))
     sampler = MetricsSampler(interval_s=0.02, process_interval_s=0.2)
     task = asyncio.create_task(sampler.run(hub))
+
+    def tables_seen() -> int:
+        payloads.extend(e.payload for e in samples.drain())
+        return len({p["processes"]["sampled_at"] for p in payloads})
+
     try:
-        await wait_until(lambda: len({p["processes"]["sampled_at"] for p in payloads}) >= 3)
+        await wait_until(lambda: tables_seen() >= 3)
     finally:
         task.cancel()
-    assert hub.statuses()["metrics"]["state"] == "running"
+    assert hub.latest(STATUS)["metrics"]["state"] == "running"
     check_payload(payloads[0])
-    assert sampler.latest is payloads[-1]
     # The table refreshes every 0.2 s while samples come every 0.02 s.
     assert len(payloads) >= 2 * len({p["processes"]["sampled_at"] for p in payloads})
     assert [p["ts"] for p in payloads] == sorted(p["ts"] for p in payloads)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from conftest import wait_until
+from helpers import wait_until
 
-from monitor.client.printer import SSEParser
 from monitor.config import Config
-from monitor.http.app import HUB, create_app
-from monitor.hub.events import METRICS
-from monitor.hub.memory import EventHub, Selector
+from monitor.http.app import create_app
+from monitor.http.keys import HUB
+from monitor.hub.events import METRICS, STATUS
+from monitor.hub.interface import Selector
+from monitor.hub.memory import MemoryHub
+from monitor.hub.sse import SSEParser
 from monitor.sources.sampler import MetricsSampler
-from monitor.sources.supervisor import supervise
+from monitor.sources.supervisor import SourceStats, supervise
 
 
 class Crashing:
@@ -24,23 +26,25 @@ class Crashing:
     def __init__(self, name: str = "flaky") -> None:
         self.name = name
         self.starts = 0
+        self.stats = SourceStats()
 
-    async def run(self, hub: EventHub) -> None:
+    async def run(self, hub: MemoryHub) -> None:
         self.starts += 1
         hub.publish("log", {"source": self.name, "lines": [f"start {self.starts}"]}, self.name)
         raise OSError(f"disk on fire #{self.starts}")
 
 
 async def test_crash_is_reported_and_retried_with_growing_backoff() -> None:
-    hub = EventHub()
+    hub = MemoryHub()
     source = Crashing()
     task = asyncio.create_task(supervise(source, hub, min_backoff_s=0.01, max_backoff_s=0.04))
     await wait_until(lambda: source.starts >= 5)
     task.cancel()
-    status = hub.statuses()["flaky"]
+    status = hub.latest(STATUS)["flaky"]
     assert status["state"] == "error"
     assert "OSError: disk on fire" in status["detail"]
     assert status["retry_in_s"] == 0.04  # capped
+    assert source.stats.restarts >= 4  # counted for /metrics
 
 
 async def test_crashing_source_does_not_stop_server_or_other_sources(
@@ -49,9 +53,9 @@ async def test_crashing_source_does_not_stop_server_or_other_sources(
     sampler = MetricsSampler(interval_s=0.05)
     client = await aiohttp_client(create_app(config, sources=[Crashing("app"), sampler]))
     hub = client.app[HUB]
-    await wait_until(lambda: hub.statuses().get("app", {}).get("state") == "error")
-    published = hub.published
-    await wait_until(lambda: hub.published >= published + 3)  # the sampler goes on
+    await wait_until(lambda: hub.latest(STATUS).get("app", {}).get("state") == "error")
+    published = hub.stats().published
+    await wait_until(lambda: hub.stats().published >= published + 3)  # the sampler goes on
     sources = {s["name"]: s for s in await (await client.get("/api/sources")).json()}
     assert sources["app"]["status"]["state"] == "error"
     assert "disk on fire" in sources["app"]["status"]["detail"]
@@ -60,12 +64,12 @@ async def test_crashing_source_does_not_stop_server_or_other_sources(
 
 
 async def test_sampler_publishes_the_metrics_contract() -> None:
-    hub = EventHub()
+    hub = MemoryHub()
     task = asyncio.create_task(MetricsSampler(interval_s=0.05).run(hub))
-    await wait_until(lambda: hub.published >= 3)
+    await wait_until(lambda: hub.stats().published >= 3)
     task.cancel()
-    data, _ = hub.read(1, Selector(frozenset({METRICS})))
-    events = SSEParser().feed(data)
+    frames, _ = hub.read(1, Selector(frozenset({METRICS})))
+    events = SSEParser().feed(b"".join(f.data for f in frames))
     assert events and all(e.type == METRICS for e in events)
     for event in events:
         sample = event.json()

@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
-from conftest import StreamReader, wait_until
+from helpers import StreamReader, wait_until
 
 from monitor.config import Config
-from monitor.http.app import HUB, create_app
+from monitor.http.app import create_app
+from monitor.http.keys import HUB
 from monitor.hub.events import LOG, METRICS, STATUS, parse_id
-from monitor.hub.memory import EventHub
+from monitor.hub.memory import MemoryHub
 
 Client = TestClient[Any, Any]
 OpenStream = Callable[..., Awaitable[StreamReader]]
@@ -29,7 +30,7 @@ async def client(aiohttp_client: Any, config: Config) -> Client:
 
 
 @pytest.fixture
-def hub(client: Client) -> EventHub:
+def hub(client: Client) -> MemoryHub:
     return client.app[HUB]
 
 
@@ -60,7 +61,7 @@ async def test_stream_headers_forbid_buffering_caching_and_compression(client: C
 
 
 async def test_wire_format_is_retry_then_typed_events_with_one_line_json(
-    client: Client, hub: EventHub
+    client: Client, hub: MemoryHub
 ) -> None:
     resp = await client.get("/events")
     hub.publish(LOG, {"source": "app", "lines": ["a\nb", "<b>x</b>"]}, source="app")
@@ -78,7 +79,7 @@ async def test_wire_format_is_retry_then_typed_events_with_one_line_json(
 
 
 async def test_first_connect_gets_hello_then_history_then_live(
-    open_stream: OpenStream, hub: EventHub, config: Config
+    open_stream: OpenStream, hub: MemoryHub, config: Config
 ) -> None:
     for i in range(20):
         hub.publish(METRICS, {"ts": i, "cpu": {"percent": 1.0}})
@@ -91,15 +92,17 @@ async def test_first_connect_gets_hello_then_history_then_live(
     assert info["run_id"] == hub.run_id and info["version"]
     assert info["host"] == socket.gethostname()
     assert [s["name"] for s in info["sources"]] == ["app", "db"]
-    history = await stream.take(2 * config.history_events + 1)
+    history = await stream.take(2 * config.stream.history_events + 1)
     assert [e.json()["ts"] for e in history if e.type == METRICS] == list(range(15, 20))
-    assert len([e for e in history if e.type == LOG]) == config.history_events
+    assert len([e for e in history if e.type == LOG]) == config.stream.history_events
     assert history[-1].type == STATUS
     live_id = hub.publish(METRICS, {"ts": 99})
     assert (await stream.next()).id == live_id
 
 
-async def test_ids_strictly_increase_across_a_burst(open_stream: OpenStream, hub: EventHub) -> None:
+async def test_ids_strictly_increase_across_a_burst(
+    open_stream: OpenStream, hub: MemoryHub
+) -> None:
     stream = await open_stream("?types=log")
     await stream.until("hello")
     for i in range(500):
@@ -111,7 +114,7 @@ async def test_ids_strictly_increase_across_a_burst(open_stream: OpenStream, hub
 
 
 async def test_types_and_sources_select_what_is_sent(
-    open_stream: OpenStream, hub: EventHub
+    open_stream: OpenStream, hub: MemoryHub
 ) -> None:
     stream = await open_stream("?types=log,status&sources=db")
     await stream.until("hello")
@@ -152,7 +155,7 @@ async def test_idle_stream_gets_comment_heartbeats(open_stream: OpenStream) -> N
 
 @pytest.mark.parametrize("how", ["header", "query"])
 async def test_resume_replays_exactly_the_missed_events(
-    open_stream: OpenStream, hub: EventHub, how: str
+    open_stream: OpenStream, hub: MemoryHub, how: str
 ) -> None:
     stream = await open_stream()
     await stream.until("hello")
@@ -173,7 +176,7 @@ async def test_resume_replays_exactly_the_missed_events(
 
 @pytest.mark.parametrize("bad_id", ["garbage", "123-not-ours", "previous-run"])
 async def test_unusable_last_event_id_gets_reset_first(
-    open_stream: OpenStream, hub: EventHub, bad_id: str
+    open_stream: OpenStream, hub: MemoryHub, bad_id: str
 ) -> None:
     if bad_id == "previous-run":
         bad_id = f"{int(hub.run_id) - 60_000}-5"
@@ -186,7 +189,7 @@ async def test_unusable_last_event_id_gets_reset_first(
 
 
 async def test_slow_consumer_is_bounded_gets_gap_and_delays_no_one(
-    client: Client, hub: EventHub, open_stream: OpenStream
+    client: Client, hub: MemoryHub, open_stream: OpenStream
 ) -> None:
     # A raw client with a tiny receive buffer that sends its request and never reads.
     stalled = socket.socket()
@@ -194,7 +197,7 @@ async def test_slow_consumer_is_bounded_gets_gap_and_delays_no_one(
     stalled.setblocking(False)
     await asyncio.get_running_loop().sock_connect(stalled, (client.host, client.port))
     stalled.send(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
-    await wait_until(lambda: hub.subscribers == 1)
+    await wait_until(lambda: hub.stats().subscribers == 1)
     fast = await open_stream()
     await fast.until("hello")
 
@@ -220,7 +223,7 @@ async def test_slow_consumer_is_bounded_gets_gap_and_delays_no_one(
     tracemalloc.stop()
     consumer.cancel()
     print(f"published {total * 1000 / 1e6:.0f} MB; server memory grew {grown / 1e6:.2f} MB")
-    assert hub.held_bytes <= 1024 * 1024
+    assert hub.stats().held_bytes <= 1024 * 1024
     assert grown < 5 * 1024 * 1024
 
     # When the stalled client finally reads, it is told what it missed.
@@ -244,7 +247,7 @@ async def test_shutdown_ends_open_streams(client: Client, open_stream: OpenStrea
             await stream.next(timeout_s=2)
 
 
-async def test_health_and_sources_are_json(client: Client, hub: EventHub) -> None:
+async def test_health_and_sources_are_json(client: Client, hub: MemoryHub) -> None:
     hub.publish(STATUS, {"source": "app", "state": "waiting", "detail": "no file"}, source="app")
     health = await (await client.get("/healthz")).json()
     assert health["status"] == "ok" and health["run_id"] == hub.run_id
@@ -256,7 +259,7 @@ async def test_health_and_sources_are_json(client: Client, hub: EventHub) -> Non
 
 
 async def test_state_is_hello_then_recent_history_as_json(
-    client: Client, hub: EventHub, open_stream: OpenStream
+    client: Client, hub: MemoryHub, open_stream: OpenStream
 ) -> None:
     hub.publish(STATUS, {"source": "app", "state": "following"}, source="app")
     for i in range(3):
@@ -286,7 +289,7 @@ async def test_unknown_path_is_json_404(client: Client) -> None:
     assert resp.status == 404 and (await resp.json()) == {"error": "Not Found"}
 
 
-async def test_stream_readable_by_a_plain_client_session(client: Client, hub: EventHub) -> None:
+async def test_stream_readable_by_a_plain_client_session(client: Client, hub: MemoryHub) -> None:
     url = f"http://{client.host}:{client.port}/events?types=log&sources=app"
     async with ClientSession() as session, session.get(url) as resp:
         stream = StreamReader(resp)
@@ -296,12 +299,12 @@ async def test_stream_readable_by_a_plain_client_session(client: Client, hub: Ev
 
 
 async def test_client_that_disconnects_from_an_idle_stream_is_released(
-    client: Client, hub: EventHub, open_stream: OpenStream
+    client: Client, hub: MemoryHub, open_stream: OpenStream
 ) -> None:
     stream = await open_stream("?types=alert")
     await stream.until("hello")
-    assert hub.subscribers == 1
+    assert hub.stats().subscribers == 1
     stream.resp.close()
-    await wait_until(lambda: hub.subscribers == 0)
+    await wait_until(lambda: hub.stats().subscribers == 0)
     health = await (await client.get("/healthz")).json()
     assert health["clients"] == 0

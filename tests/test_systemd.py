@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import MONITOR, Server
+from helpers import MONITOR, Server
 
 from monitor import systemd as notify_module
 from monitor.systemd import notify, watchdog_interval_s

@@ -16,7 +16,7 @@ import aiohttp
 import bcrypt
 import pytest
 import trustme
-from conftest import MONITOR, Server, wait_until
+from helpers import MONITOR, Server, wait_until
 from yarl import URL
 
 

@@ -1,8 +1,9 @@
-"""FileTailer on real files: backlog, appends, rotation, truncation, late and bad files."""
+"""FileSource on real files: backlog, appends, rotation, truncation, late and bad files."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 import tracemalloc
@@ -11,33 +12,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
+from helpers import wait_until
 
-from monitor.client.printer import SSEParser
-from monitor.config import default_logs
-from monitor.hub.events import LOG
-from monitor.hub.memory import EventHub, Selector
-from monitor.sources.files import FileTailer, TailOptions
+from monitor.config import TailConfig, default_logs
+from monitor.hub.events import LOG, STATUS
+from monitor.hub.interface import Selector
+from monitor.hub.memory import MemoryHub
+from monitor.sources.files import FileSource
 from monitor.sources.follower import TRUNCATED
 
 
 class Tail:
-    """A running FileTailer and everything it published, read back from the hub."""
+    """A running FileSource and everything it published, read back from the hub."""
 
-    def __init__(self, hub: EventHub, tailer: FileTailer) -> None:
+    def __init__(self, hub: MemoryHub, tailer: FileSource) -> None:
         self.hub, self.tailer = hub, tailer
         self.events: list[dict[str, Any]] = []
         self.statuses: list[dict[str, Any]] = []
-        self._cursor = 1
-        self._parser = SSEParser()
+        # Read as the server's consumers read, in publish order; never more than the test holds.
+        self._feed = hub.feed(frozenset({LOG, STATUS}), max_pending=10_000_000)
 
     def poll(self) -> None:
-        while True:
-            data, self._cursor = self.hub.read(self._cursor, Selector())
-            if not data:
-                return
-            for event in self._parser.feed(data):
-                (self.events if event.type == LOG else self.statuses).append(event.json())
+        for event in self._feed.drain():
+            (self.events if event.type == LOG else self.statuses).append(event.payload)
 
     def lines(self) -> list[str]:
         self.poll()
@@ -61,8 +58,8 @@ async def tail() -> AsyncIterator[Callable[..., Tail]]:
     tasks: list[asyncio.Task[None]] = []
 
     def start(pattern: str | Path, **options: Any) -> Tail:
-        hub = EventHub(max_events=100_000, max_bytes=256 * 1024 * 1024)
-        tailer = FileTailer("app", str(pattern), TailOptions(**options))
+        hub = MemoryHub(max_events=100_000, max_bytes=256 * 1024 * 1024)
+        tailer = FileSource("app", str(pattern), TailConfig(**options))
         tasks.append(asyncio.create_task(tailer.run(hub)))
         return Tail(hub, tailer)
 
@@ -189,7 +186,7 @@ async def test_rename_rotation_reads_old_file_to_its_end_then_new(
     append(log, "three (new file)\n")
     assert await t.wait_lines(3) == ["one", "two (old file, after rename)", "three (new file)"]
     assert any("rotated" in s.get("change", "") for s in t.statuses)
-    assert t.tailer.rotations == 1
+    assert t.tailer.stats.rotations == 1
 
 
 async def test_truncation_is_detected_and_reported(
@@ -313,7 +310,7 @@ async def test_a_burst_does_not_stall_the_event_loop(
 
     ticking = asyncio.create_task(ticker())
     append(log, numbered(0, 1_000_000))  # ~13 MB in one write
-    await wait_until(lambda: t.tailer.lines_read >= 1_000_000, timeout_s=60)
+    await wait_until(lambda: t.tailer.stats.lines_read >= 1_000_000, timeout_s=60)
     ticking.cancel()
     print(f"1M-line burst: worst loop lag {max(lags) * 1000:.1f} ms over {len(lags)} ticks")
     assert max(lags) < 0.25
@@ -340,7 +337,7 @@ async def test_status_events_are_published_only_on_change(
         await t.wait_lines(i + 1)
     t.poll()
     assert len([s for s in t.statuses if s["state"] == "following"]) == 1
-    assert t.hub.statuses()["app"]["state"] == "following"
+    assert t.hub.latest(STATUS)["app"]["state"] == "following"
 
 
 async def test_a_burst_larger_than_the_ring_reaches_a_slow_reader_complete(
@@ -349,27 +346,26 @@ async def test_a_burst_larger_than_the_ring_reaches_a_slow_reader_complete(
     """The file is the buffer: the tailer reads on only as fast as a live client keeps up."""
     log = tmp_path / "app.log"
     log.touch()
-    hub = EventHub(max_events=1000, max_bytes=256 * 1024)  # 32 KiB per read
-    tailer = FileTailer("app", str(log), TailOptions(backlog_lines=0))
+    hub = MemoryHub(max_events=1000, max_bytes=256 * 1024)  # 32 KiB per read
+    tailer = FileSource("app", str(log), TailConfig(backlog_lines=0))
     task = asyncio.create_task(tailer.run(hub))
     got: list[str] = []
     gaps = 0
-    parser = SSEParser()
     try:
-        await wait_until(lambda: hub.statuses().get("app", {}).get("state") == "following")
+        await wait_until(lambda: hub.latest(STATUS).get("app", {}).get("state") == "following")
         async with hub.subscribe(Selector(types=frozenset({LOG}))) as chunks:
             append(log, numbered(0, 200_000))  # ~2.5 MB: ten rings' worth
             async with asyncio.timeout(60):
-                async for chunk in chunks:
-                    for event in parser.feed(chunk):
-                        gaps += event.type == "gap"
-                        if event.type == LOG:
-                            got.extend(event.json()["lines"])
+                async for frames in chunks:
+                    for frame in frames:
+                        gaps += frame.type == "gap"
+                        if frame.type == LOG:
+                            got.extend(json.loads(frame.json)["lines"])
                     if len(got) >= 200_000:
                         break
                     await asyncio.sleep(0.002)  # a client slower than the tailer
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert gaps == 0 and hub.left_behind == 0
+    assert gaps == 0 and hub.stats().left_behind == 0
     assert got == numbered(0, 200_000).splitlines()

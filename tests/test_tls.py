@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from conftest import MONITOR, Server
+from helpers import MONITOR, Server
 
 
 @pytest.fixture

@@ -1,20 +1,32 @@
-"""Alert rules evaluated as events pass the hub (rules are parsed in monitor.alerts.rules).
+"""The alert engine: a hub consumer that evaluates rules (parsed in monitor.alerts.rules) on
+every metrics and log event.
 
-The engine is a hub observer. It publishes an `alert` event on each transition (firing ->
-resolved and back), never while a state holds; the hub keeps the latest one per rule sticky.
+It publishes an `alert` event on each transition (firing -> resolved and back), never while a
+state holds; the hub keeps the latest one per rule sticky. It runs in its own task, on the
+hub's feed: never inside publish().
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.alerts.rules import OPS, LogRule, MetricRule, Rule, as_number, lookup
-from monitor.hub.events import ALERT, LOG, METRICS
-from monitor.hub.memory import EventHub
+from monitor.alerts.rules import OPS, LogRule, MetricRule, Rule
+from monitor.hub.events import ALERT, LOG, METRICS, STATUS, Event
+from monitor.hub.interface import Consumable, Publisher
+from monitor.metrics.paths import as_float, flatten
+
+log = logging.getLogger(__name__)
+
+# A metric rule whose path is in none of the first this many samples is reported: it would
+# never fire (a typo, a disk that is not mounted here).
+FIRST_SAMPLES = 3
+STATUS_SOURCE = "alerts"  # the name the engine's own status events carry
 
 
 @dataclass(slots=True)
@@ -38,38 +50,73 @@ class AlertEngine:
     """
 
     def __init__(
-        self, hub: EventHub, rules: Sequence[Rule], *, clock: Callable[[], float] = time.time
+        self, hub: Publisher, rules: Sequence[Rule], *, clock: Callable[[], float] = time.time
     ) -> None:
         self.hub = hub
         self.clock = clock
         self._metric = [(r, _MetricState()) for r in rules if isinstance(r, MetricRule)]
         self._log = [(r, _LogState(deque(maxlen=r.count))) for r in rules if isinstance(r, LogRule)]
         self._active: dict[str, dict[str, Any]] = {}  # rule name -> firing payload
+        self._samples = 0  # metrics events seen, until FIRST_SAMPLES
+        self._seen_paths: set[str] = set()  # rules' paths that had a value in the first samples
+
+    async def run(self, hub: Consumable) -> None:
+        """Evaluate every metrics and log event published from now on, until the hub closes."""
+        async with hub.consume(frozenset({METRICS, LOG})) as events:
+            async for event in events:
+                self.handle(event)
 
     def active(self) -> list[dict[str, Any]]:
         """The payloads of the alerts firing now, in the order they fired."""
         return list(self._active.values())
 
-    def observe(self, event_type: str, payload: dict[str, Any], source: str | None) -> None:
-        """Hub observer: `hub.add_observer(engine.observe)`. Ignores `alert` (its own) events."""
-        if event_type == METRICS:
-            ts = as_number(payload.get("ts"))
+    def handle(self, event: Event) -> None:
+        """Evaluate the rules on one event; other types than metrics and log are ignored."""
+        payload = event.payload
+        if event.type == METRICS:
+            ts = as_float(payload.get("ts"))
             now = self.clock() if ts is None else ts
+            values = flatten(payload) if self._metric else {}
             for metric_rule, metric_state in self._metric:
-                self._check_metric(
-                    metric_rule, metric_state, lookup(payload, metric_rule.metric), now
-                )
+                value = values.get(metric_rule.metric)
+                self._check_metric(metric_rule, metric_state, value, now)
+            if self._metric and self._samples < FIRST_SAMPLES:
+                self._note_paths(values)
             self._expire_logs(now)
         # Start-up backlog lines were written before we started: old news, not alerts.
-        elif event_type == LOG and not payload.get("backlog"):
+        elif event.type == LOG and not payload.get("backlog"):
             now = self.clock()
             self._expire_logs(now)
             lines = payload.get("lines")
-            name = source or payload.get("source")
+            name = event.source or payload.get("source")
             if isinstance(lines, list):
                 for rule, state in self._log:
                     if rule.source == name:
                         self._check_log(rule, state, lines, now)
+
+    def _note_paths(self, values: dict[str, float | None]) -> None:
+        """After the first samples, report every rule whose metric none of them had."""
+        self._samples += 1
+        self._seen_paths.update(
+            r.metric for r, _ in self._metric if values.get(r.metric) is not None
+        )
+        if self._samples < FIRST_SAMPLES:
+            return
+        problems = []
+        for rule, _ in self._metric:
+            if rule.metric not in self._seen_paths:
+                close = difflib.get_close_matches(rule.metric, values, n=3)
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                problems.append(
+                    f"rule {rule.name!r}: metric {rule.metric} is in none of the first "
+                    f"{FIRST_SAMPLES} samples, so it cannot fire{hint}"
+                )
+        for problem in problems:
+            log.warning("alerts: %s", problem)
+        if problems:
+            detail = "; ".join(problems)
+            status = {"source": STATUS_SOURCE, "kind": "alerts", "state": "error", "detail": detail}
+            self.hub.publish(STATUS, status | {"ts": self.clock()})
 
     def _check_metric(
         self, rule: MetricRule, state: _MetricState, value: float | None, now: float

@@ -1,15 +1,16 @@
-"""Alert rules: parsed and checked from the config's [[alerts]] tables, and the metric-path
-lookup they use. Evaluation is monitor.alerts.engine'."""
+"""Alert rules: parsed and checked from the config's [[alerts]] tables. Evaluation is
+monitor.alerts.engine's; metric paths are monitor.metrics.paths'."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.config import ConfigError
+from monitor.duration import parse_duration
+from monitor.values import ConfigError, require_text
 
 SEVERITIES = ("info", "warning", "critical")
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -27,9 +28,6 @@ METRIC_RE = re.compile(
     r"(?:\s+for\s+(?P<duration>.+?))?\s*",
     re.IGNORECASE,
 )
-DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)")
-UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600}
-MAX_DURATION_S = 86400.0
 DEFAULT_WINDOW_S = 60.0
 # A log rule keeps `count` timestamps; the cap keeps that memory small whatever the config says.
 MAX_COUNT = 100_000
@@ -96,7 +94,7 @@ def _parse_rule(table: dict[str, Any], log_sources: Collection[str]) -> Rule:
     for key in table:
         if key not in keys:
             raise ConfigError(f"{key}: unknown key (known: {', '.join(keys)})")
-    name = _text("name", table.get("name"))
+    name = require_text("name", table.get("name"))
     severity = table.get("severity", "warning")
     if severity not in SEVERITIES:
         raise ConfigError(f"severity: must be one of {', '.join(SEVERITIES)}, got {severity!r}")
@@ -148,11 +146,11 @@ def _check_path(path: str) -> None:
 def _log_rule(
     name: str, severity: str, table: dict[str, Any], log_sources: Collection[str]
 ) -> LogRule:
-    source = _text("source", table.get("source"))
+    source = require_text("source", table.get("source"))
     if source not in log_sources:
         known = ", ".join(sorted(log_sources)) or "none are configured; add one under [logs]"
         raise ConfigError(f"source: unknown log source {source!r} (known: {known})")
-    text = _text("pattern", table.get("pattern"))
+    text = require_text("pattern", table.get("pattern"))
     try:
         pattern = re.compile(text)
     except re.error as exc:
@@ -164,64 +162,8 @@ def _log_rule(
     return LogRule(name, source, pattern, count, window_s, severity)
 
 
-def _text(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{key}: must be a non-empty string, got {value!r}")
-    return value.strip()
-
-
 def _duration(key: str, value: Any, *, allow_zero: bool) -> float:
-    """Seconds from "30s", "5m", "1h", "90" or a plain number."""
-    seconds: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := DURATION_RE.fullmatch(value.strip())):
-        seconds = float(match[1]) * UNIT_S[match[2]]
-    lo = 0.0 if allow_zero else 0.001
-    if seconds is None or not lo <= seconds <= MAX_DURATION_S:
-        raise ConfigError(
-            f'{key}: expected a duration such as "30s", "5m", "1h" or plain seconds '
-            f"({'up to' if allow_zero else 'more than 0, up to'} 24h), got {value!r}"
-        )
-    return seconds
-
-
-def lookup(payload: Mapping[str, Any], path: str) -> float | None:
-    """The number at a dotted metric path in a metrics payload; None if absent or not a number.
-
-    `disks.<mount>.<key>` picks the entry of the `disks` list whose mount matches (mounts hold
-    slashes and dots, so the key is the last segment and the mount is everything between).
-    Other lists are indexed by number, as the charts name them (`cpu.per_core.0`).
-    """
-    if path.startswith("disks.") and isinstance(payload.get("disks"), list):
-        mount, _, key = path.removeprefix("disks.").rpartition(".")
-        for disk in payload["disks"]:
-            if isinstance(disk, Mapping) and disk.get("mount") == mount:
-                return as_number(disk.get(key))
-        return None
-    node: Any = payload
-    rest = path
-    while rest:
-        if isinstance(node, list):
-            index, _, rest = rest.partition(".")
-            if not index.isdigit() or int(index) >= len(node):
-                return None
-            node = node[int(index)]
-        elif isinstance(node, Mapping):
-            if rest in node:
-                return as_number(node[rest])
-            # Longest key first: keys such as interface names ("eth0.100") may hold dots.
-            dots = [i for i, c in enumerate(rest) if c == "."]
-            head = next((rest[:i] for i in reversed(dots) if rest[:i] in node), None)
-            if head is None:
-                return None
-            node, rest = node[head], rest[len(head) + 1 :]
-        else:
-            return None
-    return as_number(node)
-
-
-def as_number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return value
+    try:
+        return parse_duration(value, allow_zero=allow_zero)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None

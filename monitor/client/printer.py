@@ -1,107 +1,19 @@
-"""Reading an SSE stream (an incremental parser that follows the HTML event-stream rules), and
-what `sse-monitor tail` prints from it; the command itself is monitor.tailclient."""
+"""What `sse-monitor tail` prints of a server's events: the backlog once, live lines, none twice
+across reconnects and restarts. The connection loop is monitor.client.tail."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-import aiohttp
-
 from monitor.hub.events import GAP, HELLO, LOG, RESET
+from monitor.hub.sse import SSEEvent
 
-LINE_END = re.compile(rb"\r\n|\r|\n")
 # Lines remembered per file, to find where we left off when a restarted server resends them.
 SEEN_LINES = 256
-
-
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
-    """One dispatched event: its type, the last event id at dispatch, and its data."""
-
-    type: str
-    id: str
-    data: str
-
-    def json(self) -> Any:
-        """The data parsed as JSON."""
-        return json.loads(self.data)
-
-
-class SSEParser:
-    """Feed bytes in any chunking; get whole events out. Counts comments (heartbeats)."""
-
-    def __init__(self) -> None:
-        self._buf = b""
-        self._data: list[str] = []
-        self._type = ""
-        self.last_id = ""
-        self.retry_ms: int | None = None
-        self.comments = 0
-
-    def feed(self, chunk: bytes) -> list[SSEEvent]:
-        """Parse what `chunk` completes; keep any partial line for the next call."""
-        buf = self._buf + chunk
-        events: list[SSEEvent] = []
-        pos = 0
-        for match in LINE_END.finditer(buf):
-            if match.group() == b"\r" and match.end() == len(buf):
-                break  # maybe the first half of \r\n: wait for the next chunk
-            event = self._line(buf[pos : match.start()].decode("utf-8", "replace"))
-            pos = match.end()
-            if event is not None:
-                events.append(event)
-        self._buf = buf[pos:]
-        return events
-
-    def _line(self, line: str) -> SSEEvent | None:
-        if not line:
-            return self._dispatch()
-        if line.startswith(":"):
-            self.comments += 1
-            return None
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "data":
-            self._data.append(value)
-        elif field == "event":
-            self._type = value
-        elif field == "id" and "\0" not in value:
-            self.last_id = value
-        elif field == "retry" and value.isdigit():
-            self.retry_ms = int(value)
-        return None
-
-    def _dispatch(self) -> SSEEvent | None:
-        if not self._data:
-            self._type = ""
-            return None
-        event = SSEEvent(self._type or "message", self.last_id, "\n".join(self._data))
-        self._data, self._type = [], ""
-        return event
-
-
-async def iter_events(
-    response: aiohttp.ClientResponse, parser: SSEParser | None = None
-) -> AsyncIterator[SSEEvent]:
-    """The events of an open `text/event-stream` response, as they arrive."""
-    parser = parser or SSEParser()
-    async for chunk in response.content.iter_any():
-        for event in parser.feed(chunk):
-            yield event
-
-
-async def iter_chunk_events(
-    response: aiohttp.ClientResponse, parser: SSEParser | None = None
-) -> AsyncIterator[tuple[list[SSEEvent], bool]]:
-    """The events of each read, and whether the read ended an HTTP chunk (one server write)."""
-    parser = parser or SSEParser()
-    async for chunk, is_chunk_end in response.content.iter_chunks():
-        yield parser.feed(chunk), is_chunk_end
 
 
 def resume_point(seen: Sequence[str], lines: Sequence[str]) -> int | None:

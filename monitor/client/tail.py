@@ -14,11 +14,14 @@ import socket
 import ssl
 import stat
 import sys
+from collections.abc import AsyncIterator
 
 import aiohttp
 
-from monitor.client.printer import TailPrinter, iter_chunk_events
-from monitor.sources.supervisor import cancel_and_wait
+from monitor.client.printer import TailPrinter
+from monitor.hub.sse import SSEEvent, SSEParser
+from monitor.tasks import cancel_and_wait
+from monitor.values import ConfigError, read_text
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
@@ -45,6 +48,25 @@ class Dropped(Exception):
         self.delay_s = delay_s
 
 
+async def iter_events(
+    response: aiohttp.ClientResponse, parser: SSEParser | None = None
+) -> AsyncIterator[SSEEvent]:
+    """The events of an open `text/event-stream` response, as they arrive."""
+    parser = parser or SSEParser()
+    async for chunk in response.content.iter_any():
+        for event in parser.feed(chunk):
+            yield event
+
+
+async def iter_chunk_events(
+    response: aiohttp.ClientResponse, parser: SSEParser | None = None
+) -> AsyncIterator[tuple[list[SSEEvent], bool]]:
+    """The events of each read, and whether the read ended an HTTP chunk (one server write)."""
+    parser = parser or SSEParser()
+    async for chunk, is_chunk_end in response.content.iter_chunks():
+        yield parser.feed(chunk), is_chunk_end
+
+
 def note(message: str) -> None:
     """One line on stderr."""
     print(f"sse-monitor tail: {message}", file=sys.stderr, flush=True)
@@ -59,12 +81,10 @@ def read_auth(args: argparse.Namespace) -> aiohttp.BasicAuth | None:
     if ":" in args.user:
         raise TailError(f"--user {args.user!r}: a user name cannot contain ':'", 2)
     try:
-        with open(args.password_file, encoding="utf-8") as f:
-            password = f.readline().rstrip("\r\n")
-    except OSError as exc:
-        raise TailError(f"--password-file {args.password_file}: {exc.strerror}", 2) from None
-    except UnicodeDecodeError:
-        raise TailError(f"--password-file {args.password_file}: not UTF-8 text", 2) from None
+        text = read_text(args.password_file, "--password-file")
+    except ConfigError as exc:
+        raise TailError(str(exc), 2) from None
+    password = text.partition("\n")[0].rstrip("\r")
     return aiohttp.BasicAuth(args.user, password)
 
 
@@ -120,7 +140,7 @@ def describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class Follower:
+class TailClient:
     """Connects, prints, reconnects with capped jittered backoff; only a TailError ends it."""
 
     def __init__(self, url: str, printer: TailPrinter, tls: ssl.SSLContext | bool) -> None:
@@ -231,12 +251,12 @@ async def watch_stdout(closed: asyncio.Event) -> None:
         loop.remove_reader(fd)
 
 
-async def tail(follower: Follower, auth: aiohttp.BasicAuth | None) -> bool:
+async def tail(client: TailClient, auth: aiohttp.BasicAuth | None) -> bool:
     """Follow until a TailError; False when stdout's reader went away instead."""
     timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S)
     closed = asyncio.Event()
     async with aiohttp.ClientSession(timeout=timeout, auth=auth) as session:
-        following = asyncio.create_task(follower.run(session))
+        following = asyncio.create_task(client.run(session))
         watching = asyncio.create_task(watch_stdout(closed))
         try:
             await asyncio.wait({following, watching}, return_when=asyncio.FIRST_COMPLETED)
@@ -253,10 +273,10 @@ def run_tail(args: argparse.Namespace) -> int:
         if not re.match(r"https?://[^/]", args.url):
             raise TailError(f"{args.url}: expected an http:// or https:// URL", 2)
         auth, tls = read_auth(args), read_tls(args)
-        follower = Follower(args.url, make_printer(args), tls)
+        client = TailClient(args.url, make_printer(args), tls)
         if isinstance(sys.stdout, io.TextIOWrapper):
             sys.stdout.reconfigure(errors="backslashreplace")
-        is_pipe_open = asyncio.run(tail(follower, auth))
+        is_pipe_open = asyncio.run(tail(client, auth))
     except TailError as exc:
         note(str(exc))
         return exc.status

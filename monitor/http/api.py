@@ -10,40 +10,33 @@ from typing import Any
 from aiohttp import web
 
 from monitor import __version__
-from monitor.client.printer import SSEParser
-from monitor.http.keys import (
-    CONFIG,
-    HISTORY,
-    HUB,
-    PROMETHEUS,
-    SOURCES,
-    STARTED,
-    json_error,
-    reject_unknown_params,
-)
+from monitor.duration import parse_duration
+from monitor.http.errors import json_error, reject_unknown_params
+from monitor.http.keys import CONFIG, HISTORY, HUB, PROMETHEUS, SOURCES, STARTED
 from monitor.http.stream import hello_payload
-from monitor.hub.memory import Selector
-from monitor.metrics.history import parse_window
+from monitor.hub.events import STATUS, Frame
+from monitor.hub.interface import Selector
 
 
 async def healthz(request: web.Request) -> web.Response:
     """GET /healthz: liveness, with a few figures."""
     hub = request.app[HUB]
+    stats = hub.stats()
     return web.json_response(
         {
             "status": "ok",
             "version": __version__,
             "run_id": hub.run_id,
             "uptime_s": round(time.time() - request.app[STARTED], 3),
-            "clients": hub.subscribers,
-            "events_published": hub.published,
+            "clients": stats.subscribers,
+            "events_published": stats.published,
         }
     )
 
 
 async def api_sources(request: web.Request) -> web.Response:
     """GET /api/sources: every configured source with its latest status."""
-    statuses = request.app[HUB].statuses()
+    statuses = request.app[HUB].latest(STATUS)
     paths = {s.name: s.path for s in request.app[CONFIG].logs}
     listed: list[dict[str, Any]] = [{"name": s.name, "kind": s.kind} for s in request.app[SOURCES]]
     names = request.app[CONFIG].log_names()
@@ -70,9 +63,9 @@ async def api_history(request: web.Request) -> web.Response:
     full_s, per-bucket min/avg/max beyond."""
     reject_unknown_params(request, ("window", "keys"))
     try:
-        window_s = parse_window(request.query.get("window", "15m"))
+        window_s = parse_duration(request.query.get("window", "15m"))
     except ValueError as exc:
-        raise json_error(400, str(exc)) from None
+        raise json_error(400, f"window: {exc}") from None
     keys = [k.strip() for k in request.query.get("keys", "").split(",") if k.strip()]
     data = request.app[HISTORY].query(window_s, keys or None)
     # A day of every series is ~1 MB of JSON: encode it off the loop.
@@ -86,17 +79,18 @@ async def api_state(request: web.Request) -> web.Response:
     A dashboard tab that shares another tab's stream starts from this, then applies the
     forwarded events newer than its last id.
     """
-    snapshot = request.app[HUB].snapshot(Selector(), hello_payload(request.app), None)
-    # Hundreds of metrics events are ~1 MB: parse and encode off the loop.
-    body = await asyncio.to_thread(_state_json, snapshot)
-    return web.Response(text=body, content_type="application/json")
+    frames = request.app[HUB].snapshot(Selector(), hello_payload(request.app))
+    # Hundreds of metrics events are ~1 MB: join them off the loop.
+    body = await asyncio.to_thread(_state_json, frames)
+    return web.Response(body=body, content_type="application/json")
 
 
-def _state_json(snapshot: bytes) -> str:
-    # Each frame's data line is already one line of JSON, encoded once at publish: splice it
+def _state_json(frames: list[Frame]) -> bytes:
+    # Each frame's payload is already one line of JSON, encoded once at publish: splice it
     # in rather than decode and encode it again.
-    events = ",".join(
-        f'{{"type":{json.dumps(e.type)},"id":{json.dumps(e.id)},"data":{e.data}}}'
-        for e in SSEParser().feed(snapshot)
+    events = b",".join(
+        b'{"type":%b,"id":%b,"data":%b}'
+        % (json.dumps(f.type).encode(), json.dumps(f.id).encode(), f.json)
+        for f in frames
     )
-    return f'{{"events":[{events}]}}'
+    return b'{"events":[%b]}' % events

@@ -18,7 +18,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from monitor.config import ConfigError
+from monitor.values import ConfigError, read_text
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +63,7 @@ def parse_users(text: str, path: str) -> dict[str, bytes]:
 
 def read_users(path: str) -> dict[str, bytes]:
     """Read and check a users file; any failure is a one-line ConfigError."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise ConfigError(f"users file {path}: not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"users file {path}: is a directory, not a file") from None
-    except PermissionError:
-        raise ConfigError(f"users file {path}: permission denied") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"users file {path}: not UTF-8 text") from None
-    users = parse_users(text, path)
+    users = parse_users(read_text(path, "users file"), path)
     if not users:
         raise ConfigError(
             f"users file {path}: no users; add lines from `sse-monitor hash-password`"

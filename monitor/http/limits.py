@@ -30,7 +30,3 @@ class StreamLimiter:
         self._per_address[address] -= 1
         if self._per_address[address] <= 0:
             del self._per_address[address]
-
-    def open_from(self, address: str) -> int:
-        """Streams open from `address` now."""
-        return self._per_address.get(address, 0)

@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import psutil
@@ -18,8 +18,10 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, gener
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitor.hub.memory import EventHub
+from monitor.hub.interface import HubStats
+from monitor.metrics.history import MetricsHistory
 from monitor.sources.sampler import VIRTUAL_DISKS
+from monitor.sources.supervisor import Source
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +46,18 @@ DISK_FIELDS = (  # (name, help, psutil field)
 )
 
 
-class TailerLike(Protocol):
-    """What the exporter reads from a log source (monitor.tailer.FileTailer fits)."""
+class HubStatsReader(Protocol):
+    """What the exporter reads from the hub."""
 
-    @property
-    def name(self) -> str: ...
-    @property
-    def lines_read(self) -> int: ...
-    @property
-    def bytes_read(self) -> int: ...
-    @property
-    def rotations(self) -> int: ...
-    @property
-    def truncations(self) -> int: ...
+    def stats(self) -> HubStats: ...
 
 
-def build_registry(hub: EventHub, tailers: Callable[[], Sequence[TailerLike]]) -> CollectorRegistry:
+def build_registry(
+    hub: HubStatsReader, sources: list[Source], history: MetricsHistory
+) -> CollectorRegistry:
     """A new registry holding one MonitorCollector; render() it on each scrape."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MonitorCollector(hub, tailers))
+    registry.register(MonitorCollector(hub, sources, history))
     return registry
 
 
@@ -75,11 +70,12 @@ def render(registry: CollectorRegistry) -> tuple[bytes, str]:
 
 class MonitorCollector(Collector):
     """Yields fresh metric families per scrape; safe to run in a worker thread: it only reads
-    the hub's and tailers' ints, and guards its own CPU baseline with a lock."""
+    the hub's, sources' and history's ints, and guards its own CPU baseline with a lock."""
 
-    def __init__(self, hub: EventHub, tailers: Callable[[], Sequence[TailerLike]]) -> None:
+    def __init__(self, hub: HubStatsReader, sources: list[Source], history: MetricsHistory) -> None:
         self._hub = hub
-        self._tailers = tailers
+        self._sources = sources
+        self._history = history
         self._lock = threading.Lock()
         # The baseline for sse_monitor_cpu_usage_ratio: the first scrape reports usage since
         # the app started (since boot if this read fails); each later one, since the previous.
@@ -101,7 +97,7 @@ class MonitorCollector(Collector):
             _network,
             _host,
             self._monitor,
-            self._logs,
+            self._source_counters,
         ]
         for group in groups:
             try:
@@ -140,43 +136,75 @@ class MonitorCollector(Collector):
             return self._cpu_ratio
 
     def _monitor(self) -> list[Metric]:
-        hub = self._hub
+        stats, history = self._hub.stats(), self._history
         return [
-            GaugeMetricFamily("sse_monitor_clients", "Connected SSE clients.", hub.subscribers),
-            CounterMetricFamily(
-                "sse_monitor_events_published_total", "Events published to the hub.", hub.published
+            GaugeMetricFamily("sse_monitor_clients", "Connected SSE clients.", stats.subscribers),
+            GaugeMetricFamily(
+                "sse_monitor_clients_caught_up",
+                "Clients with nothing left to read, written to as events are published.",
+                stats.caught_up,
+            ),
+            GaugeMetricFamily(
+                "sse_monitor_sources_waiting",
+                "Log sources waiting now for a client that keeps up to read on.",
+                stats.waiting_sources,
             ),
             CounterMetricFamily(
-                "sse_monitor_gaps_total", "Times a slow client lost events (gap frames).", hub.gaps
+                "sse_monitor_events_published_total",
+                "Events published to the hub.",
+                stats.published,
+            ),
+            CounterMetricFamily(
+                "sse_monitor_gaps_total",
+                "Times a slow client lost events (gap frames).",
+                stats.gaps,
             ),
             CounterMetricFamily(
                 "sse_monitor_clients_left_behind_total",
                 "Times a client held the log sources back for 5 s and was left to get a gap.",
-                hub.left_behind,
+                stats.left_behind,
             ),
             GaugeMetricFamily(
-                "sse_monitor_buffer_events", "Events the replay ring holds.", hub.held_events
+                "sse_monitor_buffer_events", "Events the replay ring holds.", stats.held_events
             ),
             GaugeMetricFamily(
-                "sse_monitor_buffer_bytes", "Encoded bytes the replay ring holds.", hub.held_bytes
+                "sse_monitor_buffer_bytes", "Encoded bytes the replay ring holds.", stats.held_bytes
+            ),
+            CounterMetricFamily(
+                "sse_monitor_consumer_dropped_events_total",
+                "Events history or alert rules fell too far behind to see.",
+                stats.consumer_drops,
+            ),
+            CounterMetricFamily(
+                "sse_monitor_history_dropped_series_total",
+                "Metric names not kept as chart history (over its series cap).",
+                history.dropped_series,
             ),
         ]
 
-    def _logs(self) -> list[Metric]:
+    def _source_counters(self) -> list[Metric]:
+        restarts = CounterMetricFamily(
+            "sse_monitor_source_restarts_total",
+            "Times a source stopped or crashed and was started again.",
+            labels=["source"],
+        )
         fields = [
             ("lines_read", "Log lines read."),
-            ("bytes_read", "Log bytes read, newlines included."),
+            ("bytes_read", "Log bytes read from files, newlines included."),
             ("rotations", "Times a followed log file was rotated away."),
             ("truncations", "Times a followed log file was truncated."),
+            ("skipped", "Log input skipped as unreadable (journal entries that are not JSON)."),
         ]
         families = [
             CounterMetricFamily(f"sse_monitor_log_{field}_total", doc, labels=["source"])
             for field, doc in fields
         ]
-        for tailer in self._tailers():
-            for family, (field, _) in zip(families, fields, strict=True):
-                family.add_metric([tailer.name], getattr(tailer, field))
-        return list(families)
+        for source in self._sources:
+            restarts.add_metric([source.name], source.stats.restarts)
+            if source.kind == "log":
+                for family, (field, _) in zip(families, fields, strict=True):
+                    family.add_metric([source.name], getattr(source.stats, field))
+        return [restarts, *families]
 
 
 def _cpu_busy_total() -> tuple[float, float]:

@@ -10,14 +10,17 @@ from aiohttp import hdrs, web
 from aiohttp_sse import EventSourceResponse
 
 from monitor import __version__
-from monitor.http.keys import BUSY_RETRY_S, CONFIG, HUB, LIMITER, json_error, reject_unknown_params
+from monitor.http.errors import json_error, reject_unknown_params
+from monitor.http.keys import CONFIG, HUB, LIMITER
 from monitor.hub.events import STREAM_TYPES
-from monitor.hub.memory import Selector, Sink
+from monitor.hub.interface import Selector, Sink
 
 # A client whose socket accepts nothing for this long is cut off (and TCP_USER_TIMEOUT is set
 # to it), so a vanished peer does not hold a handler forever.
 SEND_TIMEOUT_S = 60.0
 EVENTS_PARAMS = ("types", "sources", "last_event_id")
+# How long a client refused for too many streams should wait before trying again.
+BUSY_RETRY_S = 5
 
 
 def _names(request: web.Request, key: str, known: list[str]) -> frozenset[str] | None:
@@ -52,7 +55,7 @@ def hello_payload(app: web.Application) -> dict[str, Any]:
         "host": socket.gethostname(),
         "version": __version__,
         "run_id": app[HUB].run_id,
-        "interval_s": config.interval_s,
+        "interval_s": config.metrics.interval_s,
         "sources": [{"name": n, "kind": "log"} for n in config.log_names()],
     }
 
@@ -74,20 +77,21 @@ async def _stream(
     request: web.Request, selector: Selector, last_id: str | None
 ) -> web.StreamResponse:
     config = request.app[CONFIG]
-    resp = EventSourceResponse(ping_interval=config.heartbeat_s, send_timeout=SEND_TIMEOUT_S)
+    resp = EventSourceResponse(ping_interval=config.stream.heartbeat_s, send_timeout=SEND_TIMEOUT_S)
     # Proxies must neither cache nor transform (compress, buffer) the stream.
     resp.headers["Cache-Control"] = "no-cache, no-transform"
     await resp.prepare(request)
     async with resp:  # stops aiohttp-sse's heartbeat task on the way out
         hub = request.app[HUB]
-        if await write_chunk(request, resp, f"retry: {config.retry_ms}\n\n".encode()):
+        if await write_chunk(request, resp, f"retry: {config.stream.retry_ms}\n\n".encode()):
             hello = hello_payload(request.app)
             sink = direct_writer(request, resp)
             async with hub.subscribe(
                 selector, last_event_id=last_id, hello=hello, sink=sink
-            ) as chunks:
-                async for chunk in chunks:  # ends when the hub closes at shutdown
-                    if not await write_chunk(request, resp, chunk):
+            ) as batches:
+                async for frames in batches:  # ends when the hub closes at shutdown
+                    data = b"".join([f.data for f in frames])
+                    if not await write_chunk(request, resp, data):
                         break
     return resp
 

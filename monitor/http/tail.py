@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from aiohttp import web
 
-from monitor.client.printer import SSEEvent, SSEParser
-from monitor.http.keys import CONFIG, HUB, json_error, reject_unknown_params
+from monitor.http.errors import json_error, reject_unknown_params
+from monitor.http.keys import CONFIG, HUB
 from monitor.http.stream import write_chunk
-from monitor.hub.events import LOG
-from monitor.hub.memory import Selector
+from monitor.hub.events import LOG, Frame
+from monitor.hub.interface import Selector
 
 TAIL_PARAMS = ("lines",)
 DEFAULT_LINES = 10
@@ -43,12 +44,12 @@ class LineBudget:
         self.left = count
         self.is_snapshot = True  # the hub's first chunk is the hello plus recent history
 
-    def lines(self, events: list[SSEEvent]) -> list[str]:
-        """The lines of a chunk's log events that are due."""
+    def lines(self, frames: list[Frame]) -> list[str]:
+        """The lines of a batch's log events that are due."""
         is_snapshot, self.is_snapshot = self.is_snapshot, False
         due: list[str] = []
-        for event in events:
-            payload: Any = event.json() if event.type == LOG else None
+        for frame in frames:
+            payload: Any = json.loads(frame.json) if frame.type == LOG else None
             if not isinstance(payload, dict) or not isinstance(payload.get("lines"), list):
                 continue
             lines = [str(line) for line in payload["lines"]]
@@ -73,11 +74,11 @@ async def tail_source(request: web.Request) -> web.StreamResponse:
     resp.headers["Cache-Control"] = "no-cache, no-transform"
     resp.headers["X-Accel-Buffering"] = "no"
     await resp.prepare(request)
-    parser, budget = SSEParser(), LineBudget(count)
+    budget = LineBudget(count)
     selector = Selector(frozenset({LOG}), frozenset({name}))
-    async with request.app[HUB].subscribe(selector) as chunks:
-        async for chunk in chunks:  # ends when the hub closes at shutdown
-            lines = budget.lines(parser.feed(chunk))
+    async with request.app[HUB].subscribe(selector) as batches:
+        async for frames in batches:  # ends when the hub closes at shutdown
+            lines = budget.lines(frames)
             text = "".join(f"{line}\n" for line in lines)
             if text and not await write_chunk(request, resp, text.encode("utf-8", "replace")):
                 break

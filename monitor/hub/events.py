@@ -1,8 +1,9 @@
-"""Event types, event ids and the SSE wire format of one event."""
+"""Event types, event ids, and the two forms an event takes: a Frame (encoded once, for
+clients) and an Event (the payload, for in-process consumers)."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from typing import Any
 
 # Published by sources; a client chooses among these with ?types=.
@@ -12,6 +13,8 @@ ALERT = "alert"
 STATUS = "status"
 STREAM_TYPES = frozenset({METRICS, LOG, ALERT, STATUS})
 MAX_LINES_PER_EVENT = 2000  # a `log` event carries at most this many lines
+# Event types whose latest event per key is always part of a new client's state.
+STICKY_KEYS = {STATUS: "source", ALERT: "rule"}
 
 # Written by the stream itself to one client; never published, never filtered out.
 HELLO = "hello"
@@ -32,10 +35,35 @@ def parse_id(text: str) -> tuple[str, int] | None:
     return run_id, int(seq)
 
 
-def encode_frame(event_type: str, event_id: str, payload: Any) -> bytes:
-    """One SSE frame: `event:`, `id:` and a one-line JSON `data:`."""
-    # json.dumps escapes every newline, so data is always one line. backslashreplace turns
-    # a lone surrogate into a JSON \\uXXXX escape instead of raising.
-    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    text = f"event: {event_type}\nid: {event_id}\ndata: {data}\n\n"
-    return text.encode("utf-8", "backslashreplace")
+@dataclass(slots=True)
+class Frame:
+    """One event encoded once as an SSE frame; its payload's JSON is kept addressable, so an
+    endpoint that needs the payload (or JSON to splice) never parses SSE."""
+
+    seq: int
+    type: str
+    source: str | None
+    data: bytes  # `event:`, `id:`, `data: <json>`, blank line
+    json_at: int  # data[json_at:-2] is the payload's JSON
+    run_id: str
+    end: int = 0  # bytes published in this run up to and including this frame (the ring's)
+
+    @property
+    def id(self) -> str:
+        """The event id, as the frame's `id:` line carries it."""
+        return format_id(self.run_id, self.seq)
+
+    @property
+    def json(self) -> bytes:
+        """The payload as one line of JSON."""
+        return self.data[self.json_at : -2]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One published event as an in-process consumer (history, alert rules) sees it."""
+
+    type: str
+    id: str
+    source: str | None
+    payload: dict[str, Any]

@@ -1,39 +1,28 @@
-"""EventHub: event ids, subscriptions, replay and history over one bounded ring of frames.
+"""MemoryHub: the embedded hub. Event ids, subscriptions, replay and recent history over one
+bounded ring of frames; in-process consumers over bounded feeds.
 
 Sources publish; each event is encoded once into the ring (ring.py); every client is only a
-cursor into it (readers.py), so memory is bounded by the ring whatever the clients do. A
-source that can wait asks has_room()/wait_for_room() before reading on. The interface a
-distributed backend must offer is small: publish(), resolve() an id to a cursor, read() from
-a cursor, a wake-up (or a write) for a caught-up reader, close()."""
+cursor into it (readers.py), so memory is bounded by the ring whatever the clients do.
+It implements monitor.hub.interface.Hub.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from monitor.hub.events import (
-    ALERT,
-    GAP,
-    HELLO,
-    RESET,
-    STATUS,
-    encode_frame,
-    format_id,
-    parse_id,
-)
-from monitor.hub.readers import STALL_S, Reader, Readers, Sink
-from monitor.hub.ring import Frame, Ring, Selector
-
-Observer = Callable[[str, dict[str, Any], "str | None"], None]
-# Event types whose latest event per key is always part of a new client's state.
-STICKY_KEYS = {STATUS: "source", ALERT: "rule"}
+from monitor.hub.events import GAP, HELLO, RESET, STICKY_KEYS, Event, Frame, format_id, parse_id
+from monitor.hub.feeds import MAX_PENDING, Feed
+from monitor.hub.interface import HubStats, Selector, Sink
+from monitor.hub.readers import STALL_S, Reader, Readers
+from monitor.hub.ring import Ring
+from monitor.hub.sse import encode_frame
 
 # One read hands a client at most this much (plus one frame), so a client that stops
 # reading holds at most one such chunk in its socket's buffer.
 READ_CHUNK_BYTES = 256 * 1024
-__all__ = ["STALL_S", "EventHub", "Frame", "Selector", "Sink", "UnknownEventId"]
 
 
 class UnknownEventId(Exception):
@@ -44,7 +33,7 @@ class UnknownEventId(Exception):
         self.reason = reason
 
 
-class EventHub:
+class MemoryHub:
     """In-process hub: publish never waits for a client; clients read by cursor."""
 
     def __init__(
@@ -62,71 +51,48 @@ class EventHub:
         # Ids are <run>-<seq>, from <run>-1; <run>-0 means "before all".
         self._ring = Ring(max_events, max_bytes)
         self._readers = Readers(self._ring, stall_s)
+        self._feeds: list[Feed] = []
         self._is_closed = False
         # The latest event of each source (status) and each alert rule (alert), kept outside
         # the ring: a new client must learn them even if they last changed long ago.
         self._sticky: dict[tuple[str, str], tuple[Frame, dict[str, Any]]] = {}
-        self._observers: list[Observer] = []
         self._recent_cache: tuple[int, Selector, list[Frame]] | None = None
-        self.gaps = 0
+        self._gaps = 0
 
-    @property
-    def subscribers(self) -> int:
-        """Clients subscribed now."""
-        return len(self._readers)
+    def stats(self) -> HubStats:
+        """The hub's figures now."""
+        ring = self._ring
+        return HubStats(
+            subscribers=len(self._readers),
+            caught_up=self._readers.caught_up,
+            waiting_sources=self._readers.waiting_sources,
+            published=ring.head - 1,
+            gaps=self._gaps,
+            left_behind=self._readers.left_behind,
+            held_events=ring.head - ring.tail,
+            held_bytes=ring.held_bytes,
+            consumer_drops=sum(f.dropped for f in self._feeds),
+        )
 
-    @property
-    def published(self) -> int:
-        """Events published in this run (sequence numbers start at 1)."""
-        return self._ring.head - 1
-
-    @property
-    def held_bytes(self) -> int:
-        """Bytes of encoded frames the ring holds now."""
-        return self._ring.held_bytes
-
-    @property
-    def held_events(self) -> int:
-        """Number of events the ring holds now."""
-        return self._ring.head - self._ring.tail
-
-    @property
-    def is_closed(self) -> bool:
-        """True once close() was called."""
-        return self._is_closed
-
-    def statuses(self) -> Mapping[str, dict[str, Any]]:
-        """The latest status payload of each source, by source name."""
-        return {key: p for (kind, key), (_, p) in self._sticky.items() if kind == STATUS}
-
-    def alerts(self) -> Mapping[str, dict[str, Any]]:
-        """The latest alert payload of each rule, by rule name."""
-        return {key: p for (kind, key), (_, p) in self._sticky.items() if kind == ALERT}
-
-    def add_observer(self, observer: Observer) -> None:
-        """Call `observer(type, payload, source)` on every publish, before it returns.
-
-        For in-process consumers (history, alert rules) that need the payload, not the
-        bytes; an observer must be quick and must not raise.
-        """
-        self._observers.append(observer)
+    def latest(self, event_type: str) -> Mapping[str, dict[str, Any]]:
+        """The latest payload of each key of a sticky type (status by source, alert by rule)."""
+        return {key: p for (kind, key), (_, p) in self._sticky.items() if kind == event_type}
 
     def publish(self, event_type: str, payload: dict[str, Any], source: str | None = None) -> str:
-        """Encode the event once, append it to the ring, wake readers; returns its id."""
-        event_id = format_id(self.run_id, self._ring.head)
-        frame = self._ring.append(event_type, source, encode_frame(event_type, event_id, payload))
+        """Encode the event once, append it to the ring, write or wake readers, feed
+        consumers; returns its id."""
+        frame = encode_frame(event_type, self._ring.head, self.run_id, payload, source)
+        self._ring.append(frame)
         sticky_key = STICKY_KEYS.get(event_type)
         if sticky_key:
             self._sticky[(event_type, str(payload[sticky_key]))] = (frame, payload)
         self._readers.fan_out(frame)
-        for observer in self._observers:
-            observer(event_type, payload, source)
-        return event_id
-
-    @property
-    def left_behind(self) -> int:
-        """Times a reader stalled a waiting source for STALL_S and was left behind."""
-        return self._readers.left_behind
+        event = None
+        for feed in self._feeds:
+            if event_type in feed.types:
+                event = event or Event(event_type, frame.id, source, payload)
+                feed.put(event)
+        return frame.id
 
     @property
     def read_budget_bytes(self) -> int:
@@ -140,6 +106,23 @@ class EventHub:
     async def wait_for_room(self) -> None:
         """Wait until has_room(); a reader that holds it back for STALL_S is left behind."""
         await self._readers.wait_for_room()
+
+    def feed(self, types: frozenset[str], max_pending: int = MAX_PENDING) -> Feed:
+        """A consumer's feed of the events of these types published from now on."""
+        feed = Feed(types, max_pending)
+        if self._is_closed:
+            feed.close()
+        self._feeds.append(feed)
+        return feed
+
+    @asynccontextmanager
+    async def consume(self, types: frozenset[str]) -> AsyncIterator[AsyncIterator[Event]]:
+        """The events of these types published from now on; ends when the hub closes."""
+        feed = self.feed(types)
+        try:
+            yield aiter(feed)
+        finally:
+            self._feeds.remove(feed)
 
     def resolve(self, event_id: str) -> int:
         """The cursor just after `event_id`; raises UnknownEventId if it can't be honoured."""
@@ -155,27 +138,27 @@ class EventHub:
             raise UnknownEventId("id too old: events after it were dropped")
         return seq + 1
 
-    def read(self, cursor: int, selector: Selector) -> tuple[bytes, int]:
-        """Frames from `cursor` on that the selector wants, joined; and the next cursor.
+    def read(self, cursor: int, selector: Selector) -> tuple[list[Frame], int]:
+        """Frames from `cursor` on that the selector wants; and the next cursor.
 
         A cursor the ring's tail has passed gets a `gap` frame first and moves to the tail.
         """
-        parts = []
+        frames = []
         ring = self._ring
         if cursor < ring.tail:
             missed = ring.tail - cursor
             cursor = ring.tail
-            self.gaps += 1
+            self._gaps += 1
             gap = {"missed": missed, "resume_id": format_id(self.run_id, cursor - 1)}
-            parts.append(encode_frame(GAP, format_id(self.run_id, cursor - 1), gap))
+            frames.append(encode_frame(GAP, cursor - 1, self.run_id, gap))
         size, head = 0, ring.head
         while cursor < head and size < READ_CHUNK_BYTES:
             frame = ring.get(cursor)
             cursor += 1
             if frame is not None and selector.matches(frame):
-                parts.append(frame.data)
+                frames.append(frame)
                 size += len(frame.data)
-        return b"".join(parts), cursor
+        return frames, cursor
 
     def recent(self, selector: Selector) -> list[Frame]:
         """Recent history for a new client: the last `history_events` frames of each
@@ -200,23 +183,26 @@ class EventHub:
         self._recent_cache = (ring.head, selector, picked)
         return picked
 
-    def snapshot(self, selector: Selector, hello: dict[str, Any], reason: str | None) -> bytes:
+    def snapshot(
+        self, selector: Selector, hello: dict[str, Any], reason: str | None = None
+    ) -> list[Frame]:
         """A `hello` (or, with a reason, `reset`) frame followed by recent history."""
         frames = self.recent(selector)
-        first_seq = frames[0].seq if frames else self._ring.head
         # The control frame's id sits just before the history, so resuming from it replays
         # everything that followed.
-        control_id = format_id(self.run_id, first_seq - 1)
+        control_seq = (frames[0].seq if frames else self._ring.head) - 1
         if reason is None:
-            head = encode_frame(HELLO, control_id, hello)
+            head = encode_frame(HELLO, control_seq, self.run_id, hello)
         else:
-            head = encode_frame(RESET, control_id, {**hello, "reason": reason})
-        return head + b"".join(f.data for f in frames)
+            head = encode_frame(RESET, control_seq, self.run_id, {**hello, "reason": reason})
+        return [head, *frames]
 
     def close(self) -> None:
-        """End every subscription; publishing afterwards is harmless but unread."""
+        """End every subscription and feed; publishing afterwards is harmless but unread."""
         self._is_closed = True
         self._readers.close()
+        for feed in self._feeds:
+            feed.close()
 
     @asynccontextmanager
     async def subscribe(
@@ -226,24 +212,24 @@ class EventHub:
         last_event_id: str | None = None,
         hello: dict[str, Any] | None = None,
         sink: Sink | None = None,
-    ) -> AsyncIterator[AsyncIterator[bytes]]:
-        """A client's stream of ready-to-write chunks; ends when the hub closes.
+    ) -> AsyncIterator[AsyncIterator[list[Frame]]]:
+        """A client's stream of frames to write; ends when the hub closes.
 
-        With a sink, a caught-up client is written to by publish() itself; the chunks are
+        With a sink, a caught-up client is written to by publish() itself; the batches are
         then only what it reads to catch up (the snapshot, replay, after a refusal). Without
         one, it is woken by the next frame it wants."""
         reader = Reader(self._ring.head, selector, sink)
         self._readers.add(reader)
-        chunks = self._chunks(reader, selector, last_event_id, hello or {})
+        batches = self._batches(reader, selector, last_event_id, hello or {})
         try:
-            yield chunks
+            yield batches
         finally:
             self._readers.remove(reader)
-            await chunks.aclose()
+            await batches.aclose()
 
-    async def _chunks(
+    async def _batches(
         self, reader: Reader, selector: Selector, last_event_id: str | None, hello: dict[str, Any]
-    ) -> AsyncGenerator[bytes, None]:
+    ) -> AsyncGenerator[list[Frame], None]:
         reason = None
         try:
             cursor = self.resolve(last_event_id) if last_event_id is not None else None
@@ -256,9 +242,9 @@ class EventHub:
             yield self.snapshot(selector, hello, reason)
         self._readers.moved(reader, cursor)
         while not self._is_closed:
-            data, cursor = self.read(cursor, selector)
+            frames, cursor = self.read(cursor, selector)
             self._readers.moved(reader, cursor)
-            if data:
-                yield data
+            if frames:
+                yield frames
             else:
                 cursor = await self._readers.park(reader)

@@ -13,14 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from monitor.hub.ring import Frame, Ring, Selector
+from monitor.hub.events import Frame
+from monitor.hub.interface import Selector, Sink
+from monitor.hub.ring import Ring
 
-# Writes one encoded frame to a client at once, never waiting; False if it cannot now (its
-# socket is backed up or closing): the client then reads from its cursor instead.
-Sink = Callable[[bytes], bool]
 # A reader that holds a waiting source back this long is left behind: it gets a `gap` rather
 # than setting every source's pace. Held-back time decays with STALL_DECAY_S, so a reader
 # slower than a burst for 5 s is left behind even though it catches up between reads, while
@@ -66,9 +64,15 @@ class Readers:
         self._spare_bytes = ring.max_bytes // 4
         self._spare_events = ring.max_events // 4
         self.left_behind = 0  # readers that stalled a waiting source for STALL_S
+        self.waiting_sources = 0  # sources in wait_for_room() now
 
     def __len__(self) -> int:
         return len(self._all)
+
+    @property
+    def caught_up(self) -> int:
+        """Readers parked now: publish() writes to them (or wakes them) directly."""
+        return sum(len(group) for group in self._parked.values())
 
     def add(self, reader: Reader) -> None:
         """Count a new subscriber."""
@@ -160,6 +164,13 @@ class Readers:
     async def wait_for_room(self) -> None:
         """Wait until has_room(); a reader that holds it back for STALL_S is left behind."""
         loop = asyncio.get_running_loop()
+        self.waiting_sources += 1
+        try:
+            await self._wait_for_room(loop)
+        finally:
+            self.waiting_sources -= 1
+
+    async def _wait_for_room(self, loop: asyncio.AbstractEventLoop) -> None:
         while not self.has_room() and not self._is_closed:
             holding = [r for r in self._all if self._is_holding_back(r)]
             self._progress.clear()

@@ -1,5 +1,5 @@
-"""Ring: the hub's store of encoded frames by sequence number, bounded by count and by bytes;
-and the Selector by which a client picks frames.
+"""Ring: the in-memory hub's store of encoded frames by sequence number, bounded by count and
+by bytes.
 
 It knows nothing of clients: the hub keeps their cursors (sequence numbers) and asks the ring
 what it holds from a cursor on, and how far a cursor is behind.
@@ -7,34 +7,7 @@ what it holds from a cursor on, and how far a cursor is behind.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from monitor.hub.events import STREAM_TYPES
-
-
-@dataclass(slots=True)
-class Frame:
-    """One published event, encoded once."""
-
-    seq: int
-    type: str
-    source: str | None
-    data: bytes
-    end: int  # bytes published in this run up to and including this frame
-
-
-@dataclass(frozen=True, slots=True)
-class Selector:
-    """What a client asked for: event types, and log sources (None: all)."""
-
-    types: frozenset[str] = STREAM_TYPES
-    sources: frozenset[str] | None = None
-
-    def matches(self, frame: Frame) -> bool:
-        """True if the client wants this frame."""
-        return frame.type in self.types and (
-            self.sources is None or frame.source is None or frame.source in self.sources
-        )
+from monitor.hub.events import Frame
 
 
 class Ring:
@@ -49,11 +22,13 @@ class Ring:
         self._slots: list[Frame | None] = [None] * max_events
         self._total = 0  # bytes ever appended: Frame.end is measured on it
 
-    def append(self, event_type: str, source: str | None, data: bytes) -> Frame:
-        """Hold `data` as frame `head`; the newest frame is kept even if alone over max_bytes."""
-        seq = self.head
+    def append(self, frame: Frame) -> None:
+        """Hold `frame` (encoded as number `head`); the newest frame is kept even if alone over
+        max_bytes."""
+        seq, data = self.head, frame.data
+        assert frame.seq == seq
         self._total += len(data)
-        frame = Frame(seq, event_type, source, data, self._total)
+        frame.end = self._total
         if seq - self.tail >= self.max_events:
             self._evict_oldest()
         self._slots[seq % self.max_events] = frame
@@ -61,7 +36,6 @@ class Ring:
         self.held_bytes += len(data)
         while self.held_bytes > self.max_bytes and self.tail < seq:
             self._evict_oldest()
-        return frame
 
     def get(self, seq: int) -> Frame | None:
         """Frame `seq`, or None if it is not held (evicted, or not yet published)."""

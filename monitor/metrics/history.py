@@ -1,13 +1,20 @@
-"""MetricsHistory: recent metrics payloads as chart columns, every sample then per-bucket stats."""
+"""MetricsHistory: a hub consumer keeping recent metrics as chart columns, every sample then
+per-bucket stats."""
 
 from __future__ import annotations
 
+import logging
 import math
-import re
 from array import array
 from bisect import bisect_right
 from collections.abc import Collection, Hashable, Mapping
 from typing import Any, Generic, TypeVar
+
+from monitor.hub.events import METRICS
+from monitor.hub.interface import Consumable
+from monitor.metrics.paths import as_float, flatten
+
+log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 STATS = ("min", "avg", "max")
@@ -17,86 +24,20 @@ NAN = math.nan  # a gap inside the float arrays; None outside them
 NOT_SERIES = frozenset(
     {"uptime_s", "cpu.count", "memory.total", "swap.total", "processes.sampled_at"}
 )
-
-_WINDOW_RE = re.compile(r"(\d+)([smh]?)")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600}
-
-
-def parse_window(text: str, max_s: float = 86400) -> float:
-    """Seconds in a window such as "300", "90s", "5m", "1h" or "24h"; ValueError says why not."""
-    match = _WINDOW_RE.fullmatch(text.strip().lower())
-    if match is None:
-        raise ValueError(f"window: expected a duration like 5m, 15m, 1h or 24h, got {_shown(text)}")
-    number, unit = match.groups()
-    # int() refuses very long digit strings; anything that long is over any sane max anyway
-    seconds = float(int(number) * _UNIT_S[unit]) if len(number) <= 15 else math.inf
-    if seconds <= 0:
-        raise ValueError(f"window: must be longer than 0s, got {_shown(text)}")
-    if seconds > max_s:
-        raise ValueError(f"window: at most {_duration(max_s)}, got {_shown(text)}")
-    return seconds
+# Of each disk's figures, the ones that change (total is constant, free mirrors used).
+DISK_SERIES = (".percent", ".used")
 
 
-def _shown(text: str) -> str:
-    return repr(text if len(text) <= 40 else text[:40] + "...")
-
-
-def _duration(seconds: float) -> str:
-    for unit, size in (("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
-
-
-def flatten(payload: Mapping[str, Any]) -> dict[str, float | None]:
-    """Numeric leaves of a metrics payload by dotted name (`cpu.per_core.0`); `ts` and
-    NOT_SERIES are left out."""
-    out: dict[str, float | None] = {}
-    _flatten_mapping("", {k: v for k, v in payload.items() if k not in ("ts", "disks")}, out)
-    for name in NOT_SERIES.intersection(out):
-        del out[name]
-    disks = payload.get("disks")
-    # Disks are a table, but a mount point is a stable identity worth a line of its own.
-    for disk in disks if isinstance(disks, list | tuple) else ():
-        if isinstance(disk, Mapping) and isinstance(disk.get("mount"), str):
-            fields = {k: disk[k] for k in ("percent", "used") if k in disk}
-            _flatten_mapping(f"disks.{disk['mount']}.", fields, out)
-    return out
-
-
-def _flatten_mapping(prefix: str, mapping: Mapping[Any, Any], out: dict[str, float | None]) -> None:
-    # Runs for every leaf of every sample, so the common exact types are tested first.
-    for key, value in mapping.items():
-        kind = type(value)
-        if kind is float:
-            out[f"{prefix}{key}"] = value if math.isfinite(value) else None
-        elif kind is int:
-            out[f"{prefix}{key}"] = _as_float(value)
-        elif kind is dict or isinstance(value, Mapping):
-            _flatten_mapping(f"{prefix}{key}.", value, out)
-        elif kind is list or kind is tuple:
-            # Numbers in a list keep their meaning by index (per core). Rows of a table (top
-            # processes) change identity every sample, so a line per index would chart nonsense.
-            for i, item in enumerate(value):
-                if type(item) is not dict and (item is None or _is_number(item)):
-                    out[f"{prefix}{key}.{i}"] = _as_float(item)
-        elif value is None or _is_number(value):
-            out[f"{prefix}{key}"] = _as_float(value)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _as_float(value: int | float | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond float range
-        return None
-    # NaN and inf are not JSON; a chart shows them as a gap anyway
-    return number if math.isfinite(number) else None
+def series_of(payload: Mapping[str, Any]) -> dict[str, float | None]:
+    """The values of a metrics payload worth a chart, by metric path (monitor.metrics.paths):
+    no constants or clock readings (NOT_SERIES), and of each disk only `percent` and `used`."""
+    values = flatten(payload)
+    for name in NOT_SERIES.intersection(values):
+        del values[name]
+    for name in [n for n in values if n.startswith("disks.")]:
+        if not name.endswith(DISK_SERIES):
+            del values[name]
+    return values
 
 
 def _stats(values: array[float]) -> tuple[float, float, float] | None:
@@ -200,15 +141,24 @@ class MetricsHistory:
         self._open_rows = 0  # rows of the open bucket, the newest in the full ring
         self._newest: float | None = None
 
+    async def run(self, hub: Consumable) -> None:
+        """Record every metrics event published from now on, until the hub closes."""
+        async with hub.consume(frozenset({METRICS})) as events:
+            async for event in events:
+                try:
+                    self.add(event.payload)
+                except ValueError:
+                    log.warning("metrics event without a usable ts; not kept in history")
+
     def add(self, payload: Mapping[str, Any]) -> None:
         """Record one metrics payload; its `ts` (epoch seconds) is the time axis."""
         raw_ts = payload.get("ts")
-        ts = _as_float(raw_ts) if _is_number(raw_ts) else None
+        ts = as_float(raw_ts)
         if ts is None:
             raise ValueError(f"metrics payload needs a finite number 'ts', got {raw_ts!r}")
         if self._newest is not None and ts < self._newest:
             self._reset()  # the wall clock stepped back; a chart's time axis must only grow
-        values = self._admit(flatten(payload), ts)
+        values = self._admit(series_of(payload), ts)
         bucket_start = math.floor(ts / self.bucket_s) * self.bucket_s
         if self._bucket_start is not None and bucket_start != self._bucket_start:
             self._close_bucket()

@@ -1,4 +1,4 @@
-"""FileTailer: follows a named path or glob like `tail -F` and publishes `log` events.
+"""FileSource: follows a named path or glob like `tail -F` and publishes `log` events.
 
 Files are tracked by inode, not by name: a rotated (renamed) file is read to its end while
 its successor is read from its start; a shrunken file was truncated; a vanished name means
@@ -14,14 +14,14 @@ import glob
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from monitor.config import TailConfig
 from monitor.hub.events import LOG, MAX_LINES_PER_EVENT
-from monitor.hub.memory import EventHub
+from monitor.hub.interface import Publisher
 from monitor.sources.follower import Chunk, FileFollower, Position
 from monitor.sources.inotify import DirWatcher
-from monitor.sources.supervisor import report
+from monitor.sources.supervisor import SourceStats, report
 
 log = logging.getLogger(__name__)
 
@@ -30,42 +30,28 @@ ROTATED_GRACE_S = 5.0  # keep reading a rotated-away file until it has been quie
 COPY_CANDIDATES = 3  # after copytruncate, the newest files named like the log may be its copy
 
 
-@dataclass(frozen=True, slots=True)
-class TailOptions:
-    """How every log source is followed."""
-
-    backlog_lines: int = 100
-    max_line_bytes: int = 64 * 1024
-    partial_flush_s: float = 0.5
-    poll_interval_s: float = 0.25
-    use_inotify: bool = True
-
-
-class FileTailer:
+class FileSource:
     """One log source: a path or glob, followed by name across rotations."""
 
     kind = "log"
 
-    def __init__(self, name: str, pattern: str, options: TailOptions | None = None) -> None:
+    def __init__(self, name: str, pattern: str, options: TailConfig | None = None) -> None:
         self.name = name
         self.pattern = pattern
-        self.options = options or TailOptions()
+        self.options = options or TailConfig()
         self.is_glob = glob.has_magic(pattern)
-        self.lines_read = 0
-        self.bytes_read = 0
-        self.rotations = 0
-        self.truncations = 0
+        self.stats = SourceStats()
         self._live: dict[str, FileFollower] = {}  # by path: the files the pattern names now
         self._rotated: list[FileFollower] = []  # renamed or deleted, still being drained
         self._errors: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._needs_match = False  # a name may have changed: glob and stat again
         self._watcher = DirWatcher(self._on_change, enabled=self.options.use_inotify)
-        self._hub: EventHub | None = None
+        self._hub: Publisher | None = None
         self._is_recovering = False  # reading a copy: the live file's lines must wait
         self._last_status: tuple[Any, ...] = ()
 
-    async def run(self, hub: EventHub) -> None:
+    async def run(self, hub: Publisher) -> None:
         """Follow the files until cancelled."""
         self._hub = hub
         self._watcher.start()
@@ -130,7 +116,7 @@ class FileTailer:
         due = [t - time.monotonic() for t in flushes if t is not None]
         return max(0.0, min([base, *due]))
 
-    async def _scan(self, hub: EventHub, *, is_first: bool, is_full: bool) -> None:
+    async def _scan(self, hub: Publisher, *, is_first: bool, is_full: bool) -> None:
         """One pass: see what the pattern names now (if full); drain rotated files, then read
         live ones."""
         if is_full:
@@ -146,7 +132,7 @@ class FileTailer:
                 self._rotated.remove(follower)
         for follower in list(self._live.values()):
             if was := follower.truncated():
-                self.truncations += 1
+                self.stats.truncations += 1
                 self._is_recovering = True
                 try:
                     copy = await self._read_copy(hub, follower, was)
@@ -161,7 +147,7 @@ class FileTailer:
         if is_full:  # what a status says changes only when names are matched again
             self._publish_status(hub)
 
-    async def _read_copy(self, hub: EventHub, follower: FileFollower, was: Position) -> str | None:
+    async def _read_copy(self, hub: Publisher, follower: FileFollower, was: Position) -> str | None:
         """After copytruncate, lines written between our last read and the copy are only in
         the copy (app.log.1): find it by its bytes at our old offset and read them there."""
         directory, base = os.path.split(follower.path)
@@ -203,7 +189,7 @@ class FileTailer:
             if keys.get(path) != follower.key:
                 del self._live[path]
                 self._rotated.append(follower)
-                self.rotations += 1
+                self.stats.rotations += 1
                 if path in keys:
                     changes.append(f"rotated: {path} is a new file; the old one is read to its end")
                 else:
@@ -232,7 +218,7 @@ class FileTailer:
             # Permission denied, a directory, a FIFO: say so, keep trying, serve the rest.
             self._errors[path] = str(exc) if not exc.strerror else f"{path}: {exc.strerror}"
 
-    async def _drain(self, hub: EventHub, follower: FileFollower) -> None:
+    async def _drain(self, hub: Publisher, follower: FileFollower) -> None:
         while True:
             await hub.wait_for_room()  # the file keeps what a client is not ready for
             if (chunk := follower.read(hub.read_budget_bytes)) is None:
@@ -240,17 +226,17 @@ class FileTailer:
             self._publish(hub, follower, chunk)
             await asyncio.sleep(0)  # let metrics, heartbeats and clients run between chunks
 
-    def _flush(self, hub: EventHub, follower: FileFollower, *, force: bool) -> None:
+    def _flush(self, hub: Publisher, follower: FileFollower, *, force: bool) -> None:
         due = follower.flush_due_at(self.options.partial_flush_s)
         if due is not None and (force or time.monotonic() >= due):
             chunk = follower.flush()
             if chunk:
                 self._publish(hub, follower, chunk)
 
-    def _publish(self, hub: EventHub, follower: FileFollower, chunk: Chunk) -> None:
+    def _publish(self, hub: Publisher, follower: FileFollower, chunk: Chunk) -> None:
         lines = chunk.lines
-        self.lines_read += len(lines)
-        self.bytes_read += chunk.nbytes
+        self.stats.lines_read += len(lines)
+        self.stats.bytes_read += chunk.nbytes
         for start in range(0, len(lines), MAX_LINES_PER_EVENT):
             batch = lines[start : start + MAX_LINES_PER_EVENT]
             payload: dict[str, Any] = {"source": self.name, "file": follower.path, "lines": batch}
@@ -260,7 +246,7 @@ class FileTailer:
                 payload["partial"] = True  # the last line was flushed without a newline
             hub.publish(LOG, payload, source=self.name)
 
-    def _publish_status(self, hub: EventHub, change: str | None = None) -> None:
+    def _publish_status(self, hub: Publisher, change: str | None = None) -> None:
         files = sorted(self._live)
         if files:
             state, detail = "following", ", ".join(files)

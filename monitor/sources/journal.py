@@ -15,14 +15,11 @@ import time
 from typing import Any
 
 from monitor.hub.events import LOG, MAX_LINES_PER_EVENT
-from monitor.hub.memory import EventHub
-from monitor.sources.supervisor import report
+from monitor.hub.interface import Publisher
+from monitor.sources.supervisor import SourceStats, SourceStopped, report
 
 log = logging.getLogger(__name__)
 
-MIN_BACKOFF_S = 1.0
-MAX_BACKOFF_S = 30.0
-HEALTHY_RUN_S = 60.0  # a journalctl that ran this long before exiting starts the backoff over
 BATCH_WAIT_S = 0.02  # after one entry, gather those that follow this closely into one event
 
 
@@ -30,19 +27,19 @@ def entry_line(entry: dict[str, Any]) -> str:
     """`unit[pid]: MESSAGE`, like syslog; binary messages arrive as byte lists."""
     ident = entry.get("_SYSTEMD_UNIT") or entry.get("SYSLOG_IDENTIFIER") or entry.get("_COMM")
     pid = entry.get("_PID") or entry.get("SYSLOG_PID")
-    message = _text(entry.get("MESSAGE"))
+    message = _message_text(entry.get("MESSAGE"))
     if not ident:
         return message
     return f"{ident}[{pid}]: {message}" if pid else f"{ident}: {message}"
 
 
-def _text(value: Any) -> str:
+def _message_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list) and all(isinstance(b, int) for b in value):
         return bytes(b & 0xFF for b in value).decode("utf-8", "replace")
     if isinstance(value, list):  # a field given more than once: each value in turn
-        return " ".join(_text(v) for v in value)
+        return " ".join(_message_text(v) for v in value)
     # journalctl prints null for a field over its size threshold (4096 bytes without --all)
     return "" if value is None else str(value)
 
@@ -68,8 +65,6 @@ class JournalSource:
         *,
         max_line_bytes: int = 64 * 1024,
         journalctl: str = "journalctl",
-        min_backoff_s: float = MIN_BACKOFF_S,
-        max_backoff_s: float = MAX_BACKOFF_S,
     ) -> None:
         self.name = name
         self.matches = matches
@@ -77,13 +72,9 @@ class JournalSource:
         self.backlog_lines = backlog_lines
         self.max_line_bytes = max_line_bytes
         self.journalctl = journalctl
-        self.min_backoff_s = min_backoff_s
-        self.max_backoff_s = max_backoff_s
         self.process: asyncio.subprocess.Process | None = None
         self.cursor: str | None = None
-        self.lines_read = 0
-        self.skipped = 0
-        self.restarts = 0
+        self.stats = SourceStats()
         self._started_us = 0
 
     def command(self) -> list[str]:
@@ -97,23 +88,14 @@ class JournalSource:
             argv.append(f"--directory={self.directory}")
         return [*argv, *self.matches]
 
-    async def run(self, hub: EventHub) -> None:
-        """Follow the journal until cancelled, restarting journalctl when it exits."""
-        self._started_us = int(time.time() * 1_000_000)
-        backoff_s = self.min_backoff_s
-        while True:
-            started = time.monotonic()
-            problem = await self._follow(hub)
-            if time.monotonic() - started > HEALTHY_RUN_S:
-                backoff_s = self.min_backoff_s
-            self._report(
-                hub, "error", f"{problem}; restarting in {backoff_s:g}s", retry_in_s=backoff_s
-            )
-            await asyncio.sleep(backoff_s)
-            backoff_s = min(backoff_s * 2, self.max_backoff_s)
-            self.restarts += 1
+    async def run(self, hub: Publisher) -> None:
+        """Follow the journal with one journalctl, until cancelled or it exits (SourceStopped);
+        supervise() starts the next one, which continues after the last cursor."""
+        # Entries older than the first start are the backlog.
+        self._started_us = self._started_us or int(time.time() * 1_000_000)
+        raise SourceStopped(await self._follow(hub))
 
-    async def _follow(self, hub: EventHub) -> str:
+    async def _follow(self, hub: Publisher) -> str:
         """Run journalctl once; returns why it stopped."""
         try:
             self.process = await asyncio.create_subprocess_exec(
@@ -157,7 +139,7 @@ class JournalSource:
             if text := line.decode("utf-8", "replace").strip():
                 errors[:] = [text]
 
-    async def _read_entries(self, hub: EventHub, stdout: asyncio.StreamReader) -> None:
+    async def _read_entries(self, hub: Publisher, stdout: asyncio.StreamReader) -> None:
         """Read until EOF, one event per burst of entries."""
         while True:
             await hub.wait_for_room()  # journalctl's pipe, and the journal, hold the rest
@@ -177,7 +159,7 @@ class JournalSource:
             if line == b"":
                 return
 
-    async def _readline(self, hub: EventHub, stdout: asyncio.StreamReader) -> bytes:
+    async def _readline(self, hub: Publisher, stdout: asyncio.StreamReader) -> bytes:
         while True:
             try:
                 return await stdout.readline()
@@ -185,7 +167,7 @@ class JournalSource:
                 # Over the limit: the StreamReader dropped it (the rest fails to parse).
                 self._skip(hub, f"skipped an entry over {self.max_line_bytes} bytes")
 
-    def _parse(self, hub: EventHub, line: bytes) -> dict[str, Any] | None:
+    def _parse(self, hub: Publisher, line: bytes) -> dict[str, Any] | None:
         try:
             entry = json.loads(line)
         except ValueError:
@@ -197,11 +179,11 @@ class JournalSource:
             self.cursor = cursor
         return entry
 
-    def _skip(self, hub: EventHub, change: str) -> None:
-        self.skipped += 1
-        self._report(hub, "following", self._describe(), change=change, skipped=self.skipped)
+    def _skip(self, hub: Publisher, change: str) -> None:
+        self.stats.skipped += 1
+        self._report(hub, "following", self._describe(), change=change, skipped=self.stats.skipped)
 
-    def _publish(self, hub: EventHub, entries: list[dict[str, Any]]) -> None:
+    def _publish(self, hub: Publisher, entries: list[dict[str, Any]]) -> None:
         # Backlog entries come first (older than our start): split the batch once.
         groups: list[tuple[bool, list[dict[str, Any]]]] = []
         for entry in entries:
@@ -226,14 +208,14 @@ class JournalSource:
             }
             if is_backlog:
                 payload["backlog"] = True
-            self.lines_read += len(group)
+            self.stats.lines_read += len(group)
             hub.publish(LOG, payload, source=self.name)
 
     def _describe(self) -> str:
         where = f"journal in {self.directory}" if self.directory else "journal"
         return f"{where}: {' '.join(self.matches)}" if self.matches else where
 
-    def _report(self, hub: EventHub, state: str, detail: str, **extra: Any) -> None:
+    def _report(self, hub: Publisher, state: str, detail: str, **extra: Any) -> None:
         report(hub, self, state, detail, mode="journalctl", matches=list(self.matches), **extra)
 
 

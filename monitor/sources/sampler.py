@@ -15,9 +15,9 @@ from typing import Any
 import psutil
 
 from monitor.hub.events import METRICS
-from monitor.hub.memory import EventHub
+from monitor.hub.interface import Publisher
 from monitor.sources.processes import ProcessTable
-from monitor.sources.supervisor import report
+from monitor.sources.supervisor import SourceStats, report
 
 PARTITIONS_EVERY_S = 30.0
 DISK_RATES = ("read_bytes_per_s", "write_bytes_per_s", "read_ops_per_s", "write_ops_per_s")
@@ -153,7 +153,7 @@ class MetricsSampler:
         self.name = name
         self.interval_s = interval_s
         self.process_interval_s = process_interval_s
-        self.latest: dict[str, Any] | None = None
+        self.stats = SourceStats()
         self._boot_time = psutil.boot_time()
         self._table = ProcessTable(top_n)
         self._processes: dict[str, Any] | None = None
@@ -166,19 +166,14 @@ class MetricsSampler:
         self._net = read_net_counters()
         self._read_at = time.monotonic()
 
-    def sample(self) -> dict[str, Any]:
-        """One metrics payload (refreshing the process table first if it is due)."""
-        if time.monotonic() >= self._processes_due:
-            self.refresh_processes()
-        return self._measure()
-
     def refresh_processes(self) -> None:
         """Walk the process table (blocking, ~10 ms); later samples reuse the result."""
         self._processes = self._table.snapshot()
         self._processes_due = time.monotonic() + self.process_interval_s
 
-    def _measure(self) -> dict[str, Any]:
-        """One payload with the last process table (walked now only if there is none yet)."""
+    def measure(self) -> dict[str, Any]:
+        """One metrics payload, with the last process table (walked now if there is none yet;
+        run() refreshes it off the loop when due)."""
         if self._processes is None:
             self.refresh_processes()
         assert self._processes is not None
@@ -253,7 +248,7 @@ class MetricsSampler:
             )
         return disks
 
-    async def run(self, hub: EventHub) -> None:
+    async def run(self, hub: Publisher) -> None:
         """Publish a sample every interval, on a fixed schedule that does not drift."""
         report(hub, self, "running", f"sampling every {self.interval_s:g}s")
         # The first walk only primes per-process CPU; walk again at the first tick.
@@ -268,8 +263,7 @@ class MetricsSampler:
             await asyncio.sleep(delay)
             if time.monotonic() >= self._processes_due:
                 await asyncio.to_thread(self.refresh_processes)
-            self.latest = self._measure()
-            hub.publish(METRICS, self.latest)
+            hub.publish(METRICS, self.measure())
 
 
 def _sum_times(cpus: list[CpuTimes]) -> CpuTimes:

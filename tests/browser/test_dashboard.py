@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 import bcrypt
 import pytest
-from conftest import Server, Watched
+from helpers import Server
+from pages import Watched
 from playwright.async_api import BrowserContext, Page, expect
 
 pytestmark = pytest.mark.browser

@@ -1,0 +1,30 @@
+"""HTTP errors as JSON (`{"error": ...}`), never text with details, and the query checks that
+raise them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+
+def json_error(
+    status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> web.HTTPException:
+    """An HTTP error whose body is `{"error": message, ...}`, with extra response headers."""
+    body = json.dumps({"error": message, **extra})
+    exc_class = web.HTTPBadRequest if status == 400 else web.HTTPException
+    exc = exc_class(text=body, content_type="application/json")
+    exc.set_status(status)
+    exc.headers.update(headers or {})
+    return exc
+
+
+def reject_unknown_params(request: web.Request, allowed: Sequence[str]) -> None:
+    """A 400 with a JSON body for a query parameter the endpoint does not take (a typo such
+    as ?type=log would otherwise be silently ignored)."""
+    for key in request.query:
+        if key not in allowed:
+            raise json_error(400, f"unknown query parameter {key!r}", allowed=list(allowed))

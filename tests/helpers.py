@@ -1,0 +1,107 @@
+"""What tests share that is not a fixture: waiting on a condition, reading a stream, and the
+`serve` subprocess. Fixtures are in conftest.py (browser ones in browser/conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import ClientResponse
+
+from monitor.hub.sse import SSEEvent, SSEParser
+
+LISTENING = re.compile(r"listening on (https?://\S+)")
+MONITOR = [sys.executable, "-m", "monitor"]
+
+
+async def wait_until(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Poll `check` until it is true; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout_s}s")
+        await asyncio.sleep(0.02)
+
+
+class StreamReader:
+    """Reads typed events off an open SSE response, with a deadline per call."""
+
+    def __init__(self, resp: ClientResponse) -> None:
+        self.resp = resp
+        self.parser = SSEParser()
+        self._pending: list[SSEEvent] = []
+
+    async def next(self, timeout_s: float = 5.0) -> SSEEvent:
+        """The next event (heartbeat comments are counted, not returned)."""
+        async with asyncio.timeout(timeout_s):
+            while not self._pending:
+                chunk = await self.resp.content.readany()
+                if not chunk:
+                    raise EOFError("stream ended")
+                self._pending.extend(self.parser.feed(chunk))
+        return self._pending.pop(0)
+
+    async def take(self, n: int, timeout_s: float = 5.0) -> list[SSEEvent]:
+        """The next `n` events."""
+        return [await self.next(timeout_s) for _ in range(n)]
+
+    async def until(self, event_type: str, timeout_s: float = 5.0) -> list[SSEEvent]:
+        """Events up to and including the first of `event_type`."""
+        seen = []
+        while not seen or seen[-1].type != event_type:
+            seen.append(await self.next(timeout_s))
+        return seen
+
+
+@dataclass
+class Server:
+    """A running `serve` subprocess; a thread drains its stderr into `lines` and `stderr`."""
+
+    proc: subprocess.Popen[str]
+    lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
+    stderr: list[str] = field(default_factory=list)
+    pump: threading.Thread = field(init=False)
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        self.pump = threading.Thread(target=self._drain, daemon=True)
+        self.pump.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        with self.proc.stderr:
+            for line in self.proc.stderr:
+                self.stderr.append(line)
+                self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for_url(self, timeout_s: float = 15.0) -> str:
+        """The URL of the first `listening on` line; fail at EOF or after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no 'listening on' after {timeout_s}s") from None
+            assert line is not None, f"stderr ended before 'listening on': {self.stderr}"
+            if match := LISTENING.search(line):
+                return match.group(1)
+
+    def all_stderr(self) -> str:
+        """Everything the process wrote to stderr; call once it has exited."""
+        assert self.proc.poll() is not None
+        self.pump.join(timeout=5)
+        return "".join(self.stderr)
+
+
+def base_path(flags: tuple[str, ...]) -> str:
+    """The --base-path among serve flags (the last one wins, as in argparse), or ""."""
+    paths = [flags[i + 1] for i, flag in enumerate(flags[:-1]) if flag == "--base-path"]
+    return paths[-1].rstrip("/") if paths else ""
