@@ -2,6 +2,7 @@
 import uPlot from "../vendor/uPlot-1.6.32.esm.js";
 import { bytes, percent, rate, short } from "./format.js";
 import { config } from "./config.js";
+import { scheduler } from "./frame.js";
 
 const WINDOWS = { "5m": 300, "15m": 900, "1h": 3600, "24h": 86400 };
 const PLOT_HEIGHT = 150;
@@ -25,7 +26,6 @@ const store = { window: "15m", bucket_s: 0, xs: [], cols: new Map(), bucketCount
 const charts = new Map(); // id → uPlot
 let loading = 0;          // token of the history request in flight; live points wait for it
 let queued = [];
-let frame = 0;
 let cores = 0;
 
 const get = (m, key) => key.split(".").reduce((o, k) => (o == null ? undefined : o[k]), m);
@@ -112,12 +112,9 @@ function dataFor(def) {
   return [store.xs.slice(), ...ys];
 }
 
-function schedule() {
-  if (!frame && !document.hidden) frame = requestAnimationFrame(render);
-}
+const schedule = scheduler(render);
 
 function render() {
-  frame = 0;
   for (const def of DEFS) charts.get(def.id)?.setData(dataFor(def));
   summarize();
 }
@@ -245,7 +242,6 @@ export function install(on) {
     clear();
     loadHistory();
   });
-  document.addEventListener("visibilitychange", schedule);
   matchMedia("(prefers-color-scheme: dark)").addEventListener("change", buildAll);
   const resize = new ResizeObserver((entries) => {
     for (const entry of entries) {

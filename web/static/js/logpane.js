@@ -1,5 +1,6 @@
 // One log source's tab and pane: lines batched per frame, filter, levels, follow/pause, status.
 import { clock, el } from "./format.js";
+import { scheduler } from "./frame.js";
 
 const MAX_LINES = 5000;
 // Lines live in blocks of this many, each with CSS containment: a new line lays out and paints
@@ -54,9 +55,7 @@ export class LogPane {
     this.unread = 0;
     this.active = false;
     this.filter = null;
-    this.frame = 0;
-    this.timer = 0;
-    this.lastFlush = 0;
+    this.schedule = scheduler(() => this.flush(), { minIntervalMs: MIN_REDRAW_MS });
     this.expectedTop = 0;
     this.count = 0; // lines (and gap marks) in the pane
     this.buildTab(onSelect);
@@ -132,22 +131,8 @@ export class LogPane {
     this.schedule();
   }
 
-  schedule() {
-    if (this.frame || this.timer || document.hidden) return;
-    const wait = this.lastFlush + MIN_REDRAW_MS - performance.now();
-    if (wait <= 0) {
-      this.frame = requestAnimationFrame(() => this.flush());
-    } else {
-      this.timer = setTimeout(() => {
-        this.timer = 0;
-        this.frame = requestAnimationFrame(() => this.flush());
-      }, wait);
-    }
-  }
-
+  // Called through this.schedule (or .now()), never directly: the storm throttle times from it.
   flush() {
-    this.frame = 0;
-    this.lastFlush = performance.now();
     const batch = this.pending;
     this.pending = [];
     const box = this.lines;
@@ -221,7 +206,7 @@ export class LogPane {
   }
 
   pause() {
-    if (this.pending.length) this.flush(); // lines that came before the pause are not "new"
+    if (this.pending.length) this.schedule.now(); // lines that came before the pause are not "new"
     this.following = false;
     this.drawFollow();
   }
@@ -229,7 +214,7 @@ export class LogPane {
   resume() {
     this.following = true;
     this.newWhilePaused = 0;
-    this.flush();
+    this.schedule.now();
   }
 
   drawFollow() {
@@ -275,7 +260,7 @@ export class LogPane {
     this.tab.setAttribute("aria-selected", String(active));
     if (active) {
       this.unread = 0;
-      this.flush();
+      this.schedule.now();
     }
   }
 
@@ -285,6 +270,6 @@ export class LogPane {
     this.count = 0;
     this.newWhilePaused = 0;
     this.unread = 0;
-    this.flush();
+    this.schedule.now();
   }
 }
