@@ -10,15 +10,16 @@ const PCT = { range: [0, 100], axis: (v) => `${v}%`, value: (v) => percent(v) };
 const BYTES = { axis: (v) => bytes(v, 0), value: rate, bytes: true };
 const LOAD = { axis: short, value: (v) => (v == null ? "–" : v.toFixed(2)) };
 
-// Each chart: the history keys it plots, their labels, and how values read.
-const DEFS = [
-  { id: "cpu", keys: ["cpu.user", "cpu.system", "cpu.iowait"], labels: ["user", "system", "iowait"], stacked: true, ...PCT },
-  { id: "cores", keys: [], labels: [], ...PCT },
-  { id: "load", keys: ["load.1m", "load.5m", "load.15m"], labels: ["1 min", "5 min", "15 min"], ...LOAD },
-  { id: "memory", keys: ["memory.percent", "swap.percent"], labels: ["memory", "swap"], ...PCT },
-  { id: "diskio", keys: ["disk_io.read_bytes_per_s", "disk_io.write_bytes_per_s"], labels: ["read", "write"], ...BYTES },
-  { id: "netio", keys: ["net.rx_bytes_per_s", "net.tx_bytes_per_s"], labels: ["rx", "tx"], ...BYTES },
-];
+// Each chart, by its id in the page (data-chart): the history keys it plots, their labels, and
+// how values read. The per-core chart's keys are cpu.per_core.0 … n-1, n known once data comes.
+const DEFS = {
+  cpu: { keys: ["cpu.user", "cpu.system", "cpu.iowait"], labels: ["user", "system", "iowait"], stacked: true, ...PCT },
+  cores: { perCore: true, ...PCT },
+  load: { keys: ["load.1m", "load.5m", "load.15m"], labels: ["1 min", "5 min", "15 min"], ...LOAD },
+  memory: { keys: ["memory.percent", "swap.percent"], labels: ["memory", "swap"], ...PCT },
+  diskio: { keys: ["disk_io.read_bytes_per_s", "disk_io.write_bytes_per_s"], labels: ["read", "write"], ...BYTES },
+  netio: { keys: ["net.rx_bytes_per_s", "net.tx_bytes_per_s"], labels: ["rx", "tx"], ...BYTES },
+};
 // Byte axes tick at 1, 2, 5 × powers of 1024, so labels read "200 KiB", not "195.3 KiB".
 const BYTE_INCRS = [0, 1, 2, 3, 4, 5].flatMap((k) => [1, 2, 5, 10, 20, 50, 100, 200, 500].map((m) => m * 1024 ** k));
 
@@ -30,7 +31,7 @@ let cores = 0;
 
 const get = (m, key) => key.split(".").reduce((o, k) => (o == null ? undefined : o[k]), m);
 const col = (key) => store.cols.get(key) || store.cols.set(key, store.xs.map(() => null)).get(key);
-const keysOf = (def) => (def.id === "cores" ? coreKeys() : def.keys);
+const keysOf = (id) => (DEFS[id].perCore ? coreKeys() : DEFS[id].keys);
 const coreKeys = () => Array.from({ length: cores }, (_, i) => `cpu.per_core.${i}`);
 
 function palette() {
@@ -39,14 +40,15 @@ function palette() {
   return { axis: v("--muted"), grid: v("--grid"), series: [1, 2, 3, 4, 5, 6, 7, 8].map((i) => v(`--c${i}`)) };
 }
 
-function options(def, width) {
+function options(id, width) {
+  const def = DEFS[id];
   const pal = palette();
-  const keys = keysOf(def);
+  const keys = keysOf(id);
   const color = (i) => pal.series[i % pal.series.length];
   const series = [{}];
   keys.forEach((key, i) => {
-    const label = def.id === "cores" ? `cpu${i}` : def.labels[i];
-    const s = { label, stroke: color(i), width: def.id === "cores" ? 1 : 1.5, points: { size: 4 } };
+    const label = def.perCore ? `cpu${i}` : def.labels[i];
+    const s = { label, stroke: color(i), width: def.perCore ? 1 : 1.5, points: { size: 4 } };
     // Off the plot, the legend shows the newest value; on it, the value under the cursor.
     s.value = (u, _v, _si, di) => {
       const c = store.cols.get(key);
@@ -61,7 +63,7 @@ function options(def, width) {
   const windowS = WINDOWS[store.window];
   return {
     width, height: PLOT_HEIGHT, series, pxAlign: 0,
-    legend: { show: def.id !== "cores" || keys.length <= 8, live: true },
+    legend: { show: !def.perCore || keys.length <= 8, live: true },
     cursor: { drag: { x: false, y: false }, points: { size: 5 } },
     bands: def.stacked ? [{ series: [2, 1], fill: `${color(1)}99` }, { series: [3, 2], fill: `${color(2)}99` }] : [],
     scales: {
@@ -90,19 +92,20 @@ function timeLabels(u, vals) {
   return vals.map((v) => new Date(v * 1000).toLocaleTimeString([], opts));
 }
 
-function build(def) {
-  const box = document.querySelector(`[data-chart="${def.id}"]`);
-  charts.get(def.id)?.destroy();
-  const u = new uPlot(options(def, Math.max(box.clientWidth, 100)), dataFor(def), box);
-  charts.set(def.id, u);
+function build(id) {
+  const box = document.querySelector(`[data-chart="${id}"]`);
+  charts.get(id)?.destroy();
+  const u = new uPlot(options(id, Math.max(box.clientWidth, 100)), dataFor(id), box);
+  charts.set(id, u);
 }
 
 function buildAll() {
-  for (const def of DEFS) build(def);
+  for (const id of Object.keys(DEFS)) build(id);
 }
 
-function dataFor(def) {
-  const keys = keysOf(def);
+function dataFor(id) {
+  const def = DEFS[id];
+  const keys = keysOf(id);
   const ys = keys.map((k) => (store.cols.get(k) || store.xs.map(() => null)).slice());
   if (def.stacked) {
     for (let j = 1; j < ys.length; j++) {
@@ -115,7 +118,7 @@ function dataFor(def) {
 const schedule = scheduler(render);
 
 function render() {
-  for (const def of DEFS) charts.get(def.id)?.setData(dataFor(def));
+  for (const [id, u] of charts) u.setData(dataFor(id));
   summarize();
 }
 
@@ -139,7 +142,7 @@ function summarize() {
 function setCores(n) {
   if (n === cores || !(n > 0)) return;
   cores = n;
-  build(DEFS[1]);
+  build("cores");
 }
 
 /** Add one metrics sample: a new point, or (beyond 15 min) into the open bucket's average. */
@@ -148,7 +151,7 @@ function addSample(m) {
   if (loading) { if (queued.push(m) > 2000) queued.shift(); return; }
   setCores(m.cpu?.count ?? m.cpu?.per_core?.length ?? 0);
   const n = store.xs.length;
-  const keys = new Set([...DEFS.flatMap((d) => d.keys), ...coreKeys()]);
+  const keys = new Set([...Object.values(DEFS).flatMap((d) => d.keys ?? []), ...coreKeys()]);
   const value = (k) => { const v = get(m, k); return typeof v === "number" ? v : null; };
   if (store.bucket_s) {
     const start = Math.floor(m.ts / store.bucket_s) * store.bucket_s;
