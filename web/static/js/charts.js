@@ -3,6 +3,7 @@ import uPlot from "../vendor/uPlot-1.6.32.esm.js";
 import { bytes, percent, rate, short } from "./format.js";
 import { config } from "./config.js";
 import { scheduler } from "./frame.js";
+import { Series, valueAt } from "./series.js";
 
 const WINDOWS = { "5m": 300, "15m": 900, "1h": 3600, "24h": 86400 };
 const PLOT_HEIGHT = 150;
@@ -23,16 +24,18 @@ const DEFS = {
 // Byte axes tick at 1, 2, 5 × powers of 1024, so labels read "200 KiB", not "195.3 KiB".
 const BYTE_INCRS = [0, 1, 2, 3, 4, 5].flatMap((k) => [1, 2, 5, 10, 20, 50, 100, 200, 500].map((m) => m * 1024 ** k));
 
-const store = { window: "15m", bucket_s: 0, xs: [], cols: new Map(), bucketCount: 0 };
+const store = new Series();
+let windowName = "15m";
 const charts = new Map(); // id → uPlot
 let loading = 0;          // token of the history request in flight; live points wait for it
 let queued = [];
 let cores = 0;
 
-const get = (m, key) => key.split(".").reduce((o, k) => (o == null ? undefined : o[k]), m);
-const col = (key) => store.cols.get(key) || store.cols.set(key, store.xs.map(() => null)).get(key);
 const keysOf = (id) => (DEFS[id].perCore ? coreKeys() : DEFS[id].keys);
-const coreKeys = () => Array.from({ length: cores }, (_, i) => `cpu.per_core.${i}`);
+const coreKeys = (n = cores) => Array.from({ length: n }, (_, i) => `cpu.per_core.${i}`);
+const CORE_KEY = /^cpu\.per_core\.\d+$/;
+// every key some chart plots, the per-core ones for `n` cores
+const allKeys = (n = cores) => [...Object.values(DEFS).flatMap((d) => d.keys ?? []), ...coreKeys(n)];
 
 function palette() {
   const css = getComputedStyle(document.documentElement);
@@ -60,7 +63,7 @@ function options(id, width) {
     series.push(s);
   });
   const axis = { stroke: pal.axis, grid: { stroke: pal.grid, width: 1 }, ticks: { show: false }, font: "11px system-ui, sans-serif" };
-  const windowS = WINDOWS[store.window];
+  const windowS = WINDOWS[windowName];
   return {
     width, height: PLOT_HEIGHT, series, pxAlign: 0,
     legend: { show: !def.perCore || keys.length <= 8, live: true },
@@ -103,17 +106,7 @@ function buildAll() {
   for (const id of Object.keys(DEFS)) build(id);
 }
 
-function dataFor(id) {
-  const def = DEFS[id];
-  const keys = keysOf(id);
-  const ys = keys.map((k) => (store.cols.get(k) || store.xs.map(() => null)).slice());
-  if (def.stacked) {
-    for (let j = 1; j < ys.length; j++) {
-      ys[j] = ys[j].map((v, i) => (v == null && ys[j - 1][i] == null ? null : (v || 0) + (ys[j - 1][i] || 0)));
-    }
-  }
-  return [store.xs.slice(), ...ys];
-}
+const dataFor = (id) => store.data(keysOf(id), DEFS[id].stacked);
 
 const schedule = scheduler(render);
 
@@ -150,46 +143,15 @@ function addSample(m) {
   latest = m;
   if (loading) { if (queued.push(m) > 2000) queued.shift(); return; }
   setCores(m.cpu?.count ?? m.cpu?.per_core?.length ?? 0);
-  const n = store.xs.length;
-  const keys = new Set([...Object.values(DEFS).flatMap((d) => d.keys ?? []), ...coreKeys()]);
-  const value = (k) => { const v = get(m, k); return typeof v === "number" ? v : null; };
-  if (store.bucket_s) {
-    const start = Math.floor(m.ts / store.bucket_s) * store.bucket_s;
-    if (n && start === store.xs[n - 1]) {
-      const count = ++store.bucketCount;
-      for (const k of keys) {
-        const c = col(k), v = value(k);
-        if (v != null) c[n - 1] = c[n - 1] == null ? v : c[n - 1] + (v - c[n - 1]) / count;
-      }
-      return schedule();
-    }
-    if (n && start < store.xs[n - 1]) return;
-    store.bucketCount = 1;
-    store.xs.push(start);
-  } else {
-    if (n && m.ts <= store.xs[n - 1]) return; // already in the history
-    store.xs.push(m.ts);
-  }
-  for (const k of keys) col(k).push(value(k));
-  for (const c of store.cols.values()) if (c.length < store.xs.length) c.push(null);
-  trim();
+  const values = Object.fromEntries(allKeys().map((k) => [k, valueAt(m, k)]));
+  if (!store.add(m.ts, values)) return;
+  store.trim(WINDOWS[windowName]);
   schedule();
-}
-
-function trim() {
-  const cutoff = store.xs[store.xs.length - 1] - WINDOWS[store.window] - store.bucket_s;
-  let drop = 0;
-  while (drop < store.xs.length && store.xs[drop] < cutoff) drop++;
-  if (!drop) return;
-  store.xs.splice(0, drop);
-  for (const c of store.cols.values()) c.splice(0, drop);
 }
 
 function clear() {
   latest = null;
-  store.xs = [];
-  store.cols = new Map();
-  store.bucketCount = 0;
+  store.reset(store.bucketS);
   schedule();
 }
 
@@ -198,7 +160,7 @@ export async function loadHistory() {
   const token = ++loading;
   const note = document.getElementById("charts-note");
   try {
-    const resp = await fetch(`${config.history_url}?window=${encodeURIComponent(store.window)}`);
+    const resp = await fetch(`${config.history_url}?window=${encodeURIComponent(windowName)}`);
     if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
     const data = await resp.json();
     if (token !== loading) return;
@@ -217,19 +179,10 @@ export async function loadHistory() {
   schedule();
 }
 
+/** Take the charts' keys from /api/history's one shape (see Series.load). */
 function fill(data) {
-  const bucketed = data.resolution_s >= 60 && data.series && Object.values(data.series).some((s) => s && !Array.isArray(s));
-  store.bucket_s = bucketed ? data.resolution_s : 0;
-  store.xs = data.ts.slice();
-  store.cols = new Map();
-  store.bucketCount = 1;
-  for (const [key, s] of Object.entries(data.series || {})) {
-    if (key.startsWith("cpu.") || key.startsWith("load.") || key.startsWith("memory.") || key.startsWith("swap.")
-        || key.startsWith("disk_io.") || key.startsWith("net.")) {
-      store.cols.set(key, (Array.isArray(s) ? s : s.avg).slice());
-    }
-  }
-  const n = Object.keys(data.series || {}).filter((k) => /^cpu\.per_core\.\d+$/.test(k)).length;
+  const n = Object.keys(data.series).filter((k) => CORE_KEY.test(k)).length;
+  store.load(data, allKeys(n));
   if (n) setCores(n);
 }
 
@@ -238,9 +191,9 @@ export function install(on) {
   on("metrics", addSample);
   on("clear", clear);
   const select = document.getElementById("window");
-  select.value = store.window;
+  select.value = windowName;
   select.addEventListener("change", () => {
-    store.window = select.value;
+    windowName = select.value;
     buildAll();
     clear();
     loadHistory();
