@@ -110,7 +110,7 @@ def setup_logging() -> None:
 
 def validate(path: str | None, flags: dict[str, Any]) -> tuple[Config, int]:
     """Load and check a config as serve needs it: (config, number of alert rules)."""
-    from monitor.rules import parse_rules
+    from monitor.alerts.rules import parse_rules
 
     config = load_config(path, flags)
     try:
@@ -118,7 +118,7 @@ def validate(path: str | None, flags: dict[str, Any]) -> tuple[Config, int]:
     except ConfigError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
     if config.users_file:
-        from monitor.auth import read_users
+        from monitor.http.auth import read_users
 
         read_users(config.users_file)  # a bad line is exit 2 here, not a traceback later
     return config, len(rules)
@@ -167,11 +167,11 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point of `sse-monitor` and `python -m monitor`."""
     args = build_parser().parse_args(argv)
     if args.command == "tail":
-        from monitor.tailclient import run_tail
+        from monitor.client.tail import run_tail
 
         sys.exit(run_tail(args))
     if args.command == "hash-password":
-        from monitor.auth import run_hash_password
+        from monitor.http.auth import run_hash_password
 
         sys.exit(run_hash_password(args))
     if args.command == "check-config":

@@ -12,12 +12,12 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from monitor.app import create_root
 from monitor.config import Config, ConfigError
-from monitor.hub import EventHub
-from monitor.keys import HUB
-from monitor.notify import notify, run_status, run_watchdog, watchdog_interval_s
-from monitor.sources import cancel_and_wait
+from monitor.http.app import create_root
+from monitor.http.keys import HUB
+from monitor.hub.memory import EventHub
+from monitor.sources.supervisor import cancel_and_wait
+from monitor.systemd import notify, run_status, run_watchdog, watchdog_interval_s
 
 log = logging.getLogger("monitor")
 

@@ -21,7 +21,7 @@ import pytest
 from aiohttp import ClientResponse
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_playwright
 
-from monitor.client import SSEEvent, SSEParser
+from monitor.client.printer import SSEEvent, SSEParser
 from monitor.config import Config
 
 LISTENING = re.compile(r"listening on (https?://\S+)")

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from conftest import wait_until
 
-from monitor.alerts import AlertEngine
-from monitor.app import HUB, create_app
-from monitor.client import SSEEvent, SSEParser
+from monitor.alerts.engine import AlertEngine
+from monitor.alerts.rules import LogRule, MetricRule, lookup, parse_rules
+from monitor.client.printer import SSEEvent, SSEParser
 from monitor.config import Config, ConfigError
-from monitor.events import ALERT, LOG, METRICS
-from monitor.hub import EventHub, Selector
-from monitor.rules import LogRule, MetricRule, lookup, parse_rules
+from monitor.http.app import HUB, create_app
+from monitor.hub.events import ALERT, LOG, METRICS
+from monitor.hub.memory import EventHub, Selector
 
 SOURCES = ("app", "db")
 

@@ -17,10 +17,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from conftest import MONITOR
 
-from monitor.app import create_app
-from monitor.auth import Authenticator, FailureLimiter, UsersFile, read_users
 from monitor.config import Config, ConfigError
-from monitor.keys import AUTH
+from monitor.http.app import create_app
+from monitor.http.auth import Authenticator, FailureLimiter, UsersFile, read_users
+from monitor.http.keys import AUTH
 
 Client = TestClient[Any, Any]
 CHALLENGE = 'Basic realm="sse-monitor", charset="UTF-8"'

@@ -20,7 +20,7 @@ import pytest
 from conftest import MONITOR, Server
 
 from monitor.cli import JournalFormatter
-from monitor.client import iter_events
+from monitor.client.printer import iter_events
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

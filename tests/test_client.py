@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.client import SSEEvent, SSEParser
+from monitor.client.printer import SSEEvent, SSEParser
 
 STREAM = (
     b"retry: 1500\n\n"

@@ -16,12 +16,12 @@ from conftest import wait_until
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.app import HUB, create_app
 from monitor.config import Config, LogSource
-from monitor.events import METRICS
-from monitor.exporter import TailerLike, build_registry, render
-from monitor.hub import EventHub, Selector
-from monitor.tailer import FileTailer
+from monitor.http.app import HUB, create_app
+from monitor.http.prometheus import TailerLike, build_registry, render
+from monitor.hub.events import METRICS
+from monitor.hub.memory import EventHub, Selector
+from monitor.sources.files import FileTailer
 
 MB = 1024 * 1024
 DEVICE = ("device",)

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-import monitor.app
-from monitor.app import create_app, find_web_dir
+import monitor.http.app
 from monitor.config import Config
+from monitor.http.app import create_app, find_web_dir
 
 Client = TestClient[Any, Any]
 SECRET = "TOP-SECRET-7f3a"
@@ -31,7 +31,7 @@ def web_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (web / "static" / "css" / "escape.css").symlink_to(tmp_path / "site" / "secret.txt")
     (web / "static" / "outside").symlink_to(outside, target_is_directory=True)
     (web / "static" / "passwd.js").symlink_to("/etc/passwd")
-    monkeypatch.setattr(monitor.app, "find_web_dir", lambda: web)
+    monkeypatch.setattr(monitor.http.app, "find_web_dir", lambda: web)
     return web
 
 

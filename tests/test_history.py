@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from conftest import wait_until
 
-from monitor.app import HISTORY, create_app
 from monitor.config import Config
-from monitor.history import MetricsHistory, flatten, parse_window
+from monitor.http.app import HISTORY, create_app
+from monitor.metrics.history import MetricsHistory, flatten, parse_window
 
 T0 = 1_795_599_960.0  # a minute boundary, so bucket starts are easy to predict
 
@@ -125,13 +125,13 @@ def test_none_rate_is_a_gap_in_full_and_ignored_by_buckets() -> None:
         history.add(payload(T0 + i, net={"rx_bytes_per_s": rate, "unknown": None}))
     full = history.query(4)["series"]["net.rx_bytes_per_s"]
     assert full == [56.0, None, 58.0, None]
-    buckets = history.query(120)["series"]
-    assert buckets["net.rx_bytes_per_s"] == {
-        "min": [0.0, 0.0],
-        "avg": [29.0, 29.0],
-        "max": [58.0, 58.0],
-    }
-    assert buckets["net.unknown"] == {"min": [None, None], "avg": [None, None], "max": [None, None]}
+    buckets = history.query(120)
+    assert buckets["is_bucketed"] is True
+    assert buckets["min"]["net.rx_bytes_per_s"] == [0.0, 0.0]
+    assert buckets["series"]["net.rx_bytes_per_s"] == [29.0, 29.0]
+    assert buckets["max"]["net.rx_bytes_per_s"] == [58.0, 58.0]
+    for stats in ("min", "series", "max"):
+        assert buckets[stats]["net.unknown"] == [None, None]
 
 
 def test_buckets_hold_exact_min_avg_max() -> None:
@@ -144,9 +144,9 @@ def test_buckets_hold_exact_min_avg_max() -> None:
     assert result["ts"][0] <= newest - 7200 < result["ts"][0] + 60
     assert result["ts"][-1] == T0 + 3 * 3600 - 60  # the open bucket
     assert result["ts"] == sorted(result["ts"]) and len(result["ts"]) == 121
-    v, w = result["series"]["v"], result["series"]["w"]
-    assert set(v["min"]) == {0.0} and set(v["max"]) == {59.0} and set(v["avg"]) == {29.5}
-    assert w["avg"] == [float(m) for m in range(59, 180)] == w["min"] == w["max"]
+    low, avg, high = result["min"], result["series"], result["max"]
+    assert set(low["v"]) == {0.0} and set(high["v"]) == {59.0} and set(avg["v"]) == {29.5}
+    assert avg["w"] == [float(m) for m in range(59, 180)] == low["w"] == high["w"]
 
 
 def test_open_bucket_is_readable_while_partial() -> None:
@@ -155,7 +155,9 @@ def test_open_bucket_is_readable_while_partial() -> None:
         history.add({"ts": T0 + i, "v": float(i)})
     result = history.query(3600)
     assert result["ts"] == [T0, T0 + 60]
-    assert result["series"]["v"] == {"min": [0.0, 60.0], "avg": [29.5, 64.5], "max": [59.0, 69.0]}
+    assert result["min"]["v"] == [0.0, 60.0]
+    assert result["series"]["v"] == [29.5, 64.5]
+    assert result["max"]["v"] == [59.0, 69.0]
 
 
 def test_bucket_ring_is_bounded_by_downsampled_s() -> None:
@@ -203,8 +205,9 @@ def test_settings_that_cannot_work_are_refused() -> None:
 
 def test_empty_history_answers_with_empty_columns() -> None:
     history = MetricsHistory()
-    assert history.query(300) == {"resolution_s": 1.0, "ts": [], "series": {}}
-    assert history.query(3600) == {"resolution_s": 60, "ts": [], "series": {}}
+    empty = {"ts": [], "series": {}, "min": {}, "max": {}}
+    assert history.query(300) == {"resolution_s": 1.0, "is_bucketed": False, **empty}
+    assert history.query(3600) == {"resolution_s": 60, "is_bucketed": True, **empty}
     with pytest.raises(ValueError, match="ts"):
         history.add({"cpu": {"percent": 1.0}})
 
@@ -264,8 +267,11 @@ async def test_api_history_serves_chart_columns(aiohttp_client: Any) -> None:
     assert set(data["series"]) == {"cpu.percent", "memory.percent"}
     assert len(data["series"]["cpu.percent"]) == len(data["ts"]) >= 5
     assert data["ts"] == sorted(data["ts"])
+    assert data["is_bucketed"] is False and data["min"] == data["max"] == {}
     day = await (await client.get("/api/history?window=24h&keys=memory.percent")).json()
-    assert set(day["series"]["memory.percent"]) == {"min", "avg", "max"}
+    assert day["is_bucketed"] is True
+    for stats in ("min", "series", "max"):
+        assert len(day[stats]["memory.percent"]) == len(day["ts"])
 
 
 @pytest.mark.parametrize(

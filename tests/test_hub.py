@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from conftest import wait_until
 
-from monitor.client import SSEEvent, SSEParser
-from monitor.events import LOG, METRICS, STATUS, STREAM_TYPES, parse_id
-from monitor.hub import EventHub, Selector, UnknownEventId
+from monitor.client.printer import SSEEvent, SSEParser
+from monitor.hub.events import LOG, METRICS, STATUS, STREAM_TYPES, parse_id
+from monitor.hub.memory import EventHub, Selector, UnknownEventId
 
 ALL = Selector()
 

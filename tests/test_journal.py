@@ -17,11 +17,11 @@ import psutil
 import pytest
 from conftest import wait_until
 
-from monitor.client import SSEParser
+from monitor.client.printer import SSEParser
 from monitor.config import ConfigError, load_config
-from monitor.events import LOG
-from monitor.hub import EventHub, Selector
-from monitor.journal import JournalSource, entry_line
+from monitor.hub.events import LOG
+from monitor.hub.memory import EventHub, Selector
+from monitor.sources.journal import JournalSource, entry_line
 
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 pytestmark = pytest.mark.skipif(

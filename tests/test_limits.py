@@ -11,9 +11,9 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from conftest import wait_until
 
-from monitor.app import create_app
 from monitor.config import Config
-from monitor.keys import LIMITER
+from monitor.http.app import create_app
+from monitor.http.keys import LIMITER
 
 Client = TestClient[Any, Any]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 from conftest import Server, wait_until
 
-from monitor.client import iter_events
+from monitor.client.printer import iter_events
 
 
 async def test_a_written_line_reaches_an_sse_client_quickly(

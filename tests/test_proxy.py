@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from monitor.app import create_app
 from monitor.config import Config, ConfigError, load_config
-from monitor.proxy import client_address, parse_networks
+from monitor.http.app import create_app
+from monitor.http.proxy import client_address, parse_networks
 
 TRUSTED = parse_networks(["127.0.0.1", "10.0.0.0/8"])
 

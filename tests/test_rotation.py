@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from conftest import Server, wait_until
 
-from monitor.client import iter_events
+from monitor.client.printer import iter_events
 
 pytestmark = pytest.mark.skipif(not shutil.which("logrotate"), reason="needs logrotate")
 WRITER = Path(__file__).with_name("log_writer.py")

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from conftest import wait_until
 
-from monitor.events import METRICS
-from monitor.hub import EventHub
-from monitor.sampler import (
+from monitor.hub.events import METRICS
+from monitor.hub.memory import EventHub
+from monitor.sources.sampler import (
     DISK_RATES,
     NET_RATES,
     MetricsSampler,

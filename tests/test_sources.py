@@ -7,13 +7,13 @@ from typing import Any
 
 from conftest import wait_until
 
-from monitor.app import HUB, create_app
-from monitor.client import SSEParser
+from monitor.client.printer import SSEParser
 from monitor.config import Config
-from monitor.events import METRICS
-from monitor.hub import EventHub, Selector
-from monitor.sampler import MetricsSampler
-from monitor.sources import supervise
+from monitor.http.app import HUB, create_app
+from monitor.hub.events import METRICS
+from monitor.hub.memory import EventHub, Selector
+from monitor.sources.sampler import MetricsSampler
+from monitor.sources.supervisor import supervise
 
 
 class Crashing:

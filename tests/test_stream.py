@@ -14,10 +14,10 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 from conftest import StreamReader, wait_until
 
-from monitor.app import HUB, create_app
 from monitor.config import Config
-from monitor.events import LOG, METRICS, STATUS, parse_id
-from monitor.hub import EventHub
+from monitor.http.app import HUB, create_app
+from monitor.hub.events import LOG, METRICS, STATUS, parse_id
+from monitor.hub.memory import EventHub
 
 Client = TestClient[Any, Any]
 OpenStream = Callable[..., Awaitable[StreamReader]]

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from conftest import wait_until
 
-from monitor.client import SSEParser
+from monitor.client.printer import SSEParser
 from monitor.config import default_logs
-from monitor.events import LOG
-from monitor.follow import TRUNCATED
-from monitor.hub import EventHub, Selector
-from monitor.tailer import FileTailer, TailOptions
+from monitor.hub.events import LOG
+from monitor.hub.memory import EventHub, Selector
+from monitor.sources.files import FileTailer, TailOptions
+from monitor.sources.follower import TRUNCATED
 
 
 class Tail:

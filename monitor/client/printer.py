@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from monitor.events import GAP, HELLO, LOG, RESET
+from monitor.hub.events import GAP, HELLO, LOG, RESET
 
 LINE_END = re.compile(rb"\r\n|\r|\n")
 # Lines remembered per file, to find where we left off when a restarted server resends them.

@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from monitor.events import (
+from monitor.hub.events import (
     ALERT,
     GAP,
     HELLO,
@@ -23,8 +23,8 @@ from monitor.events import (
     format_id,
     parse_id,
 )
-from monitor.readers import STALL_S, Reader, Readers, Sink
-from monitor.ring import Frame, Ring, Selector
+from monitor.hub.readers import STALL_S, Reader, Readers, Sink
+from monitor.hub.ring import Frame, Ring, Selector
 
 Observer = Callable[[str, dict[str, Any], "str | None"], None]
 # Event types whose latest event per key is always part of a new client's state.

@@ -7,11 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.client import SSEEvent, SSEParser
-from monitor.events import LOG
-from monitor.hub import Selector
-from monitor.keys import CONFIG, HUB, json_error, reject_unknown_params
-from monitor.stream import write_chunk
+from monitor.client.printer import SSEEvent, SSEParser
+from monitor.http.keys import CONFIG, HUB, json_error, reject_unknown_params
+from monitor.http.stream import write_chunk
+from monitor.hub.events import LOG
+from monitor.hub.memory import Selector
 
 TAIL_PARAMS = ("lines",)
 DEFAULT_LINES = 10

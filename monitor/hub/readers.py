@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from monitor.ring import Frame, Ring, Selector
+from monitor.hub.ring import Frame, Ring, Selector
 
 # Writes one encoded frame to a client at once, never waiting; False if it cannot now (its
 # socket is backed up or closing): the client then reads from its cursor instead.

@@ -14,10 +14,10 @@ from typing import Any
 
 import psutil
 
-from monitor.events import METRICS
-from monitor.hub import EventHub
-from monitor.procs import ProcessTable
-from monitor.sources import report
+from monitor.hub.events import METRICS
+from monitor.hub.memory import EventHub
+from monitor.sources.processes import ProcessTable
+from monitor.sources.supervisor import report
 
 PARTITIONS_EVERY_S = 30.0
 DISK_RATES = ("read_bytes_per_s", "write_bytes_per_s", "read_ops_per_s", "write_ops_per_s")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitor.events import STREAM_TYPES
+from monitor.hub.events import STREAM_TYPES
 
 
 @dataclass(slots=True)

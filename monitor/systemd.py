@@ -8,7 +8,7 @@ import os
 import socket
 from collections.abc import Callable
 
-log = logging.getLogger("monitor.notify")
+log = logging.getLogger("monitor.systemd")
 
 STATUS_INTERVAL_S = 10.0
 

@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.events import LOG, MAX_LINES_PER_EVENT
-from monitor.follow import Chunk, FileFollower, Position
-from monitor.hub import EventHub
-from monitor.sources import report
-from monitor.watch import DirWatcher
+from monitor.hub.events import LOG, MAX_LINES_PER_EVENT
+from monitor.hub.memory import EventHub
+from monitor.sources.follower import Chunk, FileFollower, Position
+from monitor.sources.inotify import DirWatcher
+from monitor.sources.supervisor import report
 
 log = logging.getLogger(__name__)
 

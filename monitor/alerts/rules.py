@@ -1,5 +1,5 @@
 """Alert rules: parsed and checked from the config's [[alerts]] tables, and the metric-path
-lookup they use. Evaluation is monitor.alerts'."""
+lookup they use. Evaluation is monitor.alerts.engine'."""
 
 from __future__ import annotations
 

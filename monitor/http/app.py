@@ -17,15 +17,12 @@ import jinja2
 from aiohttp import hdrs, web
 
 from monitor import __version__
-from monitor.alerts import AlertEngine
-from monitor.api import api_history, api_sources, api_state, healthz, prometheus_metrics
-from monitor.auth import Authenticator, UsersFile
+from monitor.alerts.engine import AlertEngine
+from monitor.alerts.rules import parse_rules
 from monitor.config import Config
-from monitor.events import METRICS
-from monitor.history import MetricsHistory
-from monitor.hub import EventHub
-from monitor.journal import JournalSource
-from monitor.keys import (
+from monitor.http.api import api_history, api_sources, api_state, healthz, prometheus_metrics
+from monitor.http.auth import Authenticator, UsersFile
+from monitor.http.keys import (
     ALERTS,
     AUTH,
     CONFIG,
@@ -38,14 +35,17 @@ from monitor.keys import (
     TEMPLATES,
     json_error,
 )
-from monitor.limits import StreamLimiter
-from monitor.plaintail import tail_source
-from monitor.proxy import forwarded_middleware, parse_networks
-from monitor.rules import parse_rules
-from monitor.sampler import MetricsSampler
-from monitor.sources import Source, cancel_and_wait, supervise
-from monitor.stream import events
-from monitor.tailer import FileTailer, TailOptions
+from monitor.http.limits import StreamLimiter
+from monitor.http.proxy import forwarded_middleware, parse_networks
+from monitor.http.stream import events
+from monitor.http.tail import tail_source
+from monitor.hub.events import METRICS
+from monitor.hub.memory import EventHub
+from monitor.metrics.history import MetricsHistory
+from monitor.sources.files import FileTailer, TailOptions
+from monitor.sources.journal import JournalSource
+from monitor.sources.sampler import MetricsSampler
+from monitor.sources.supervisor import Source, cancel_and_wait, supervise
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -61,7 +61,7 @@ CSP = (
 
 def find_web_dir() -> Path:
     """The templates and static assets: inside the installed package, or the checkout's web/."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the monitor package
     for candidate in (here / "web", here.parent / "web"):
         if (candidate / "templates").is_dir():
             return candidate
@@ -98,7 +98,7 @@ def lazy_registry(app: web.Application) -> Callable[[], CollectorRegistry]:
 
     @cache
     def registry() -> CollectorRegistry:
-        from monitor.exporter import build_registry
+        from monitor.http.prometheus import build_registry
 
         # Read at scrape time: SOURCES holds the sampler too; only tailers have log counters.
         return build_registry(

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from aiohttp import web
 
-from monitor.alerts import AlertEngine
-from monitor.auth import Authenticator
+from monitor.alerts.engine import AlertEngine
 from monitor.config import Config
-from monitor.history import MetricsHistory
-from monitor.hub import EventHub
-from monitor.limits import StreamLimiter
-from monitor.sources import Source
+from monitor.http.auth import Authenticator
+from monitor.http.limits import StreamLimiter
+from monitor.hub.memory import EventHub
+from monitor.metrics.history import MetricsHistory
+from monitor.sources.supervisor import Source
 
 if TYPE_CHECKING:  # prometheus-client is imported at the first scrape, not at start
     from prometheus_client import CollectorRegistry

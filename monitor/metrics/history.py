@@ -274,9 +274,11 @@ class MetricsHistory:
     def query(self, window_s: float, keys: Collection[str] | None = None) -> dict[str, Any]:
         """Columns for the last `window_s` seconds: every sample if within `full_s`, else buckets.
 
-        Samples: {"resolution_s", "ts": [...], "series": {name: [value | None, ...]}}.
-        Buckets: {"resolution_s", "ts": [bucket starts], "series": {name: {"min", "avg", "max"}}},
-        the last bucket still open. Unknown keys are left out; None means no value.
+        One shape either way: {"resolution_s", "is_bucketed", "ts": [...], "series": {name:
+        [value | None, ...]}, "min": {name: [...]}, "max": {name: [...]}}. At full resolution
+        `series` holds every sample and min/max are empty; bucketed, `ts` are bucket starts (the
+        last bucket still open), `series` each bucket's average, min/max its extremes. Unknown
+        keys are left out; None means no value.
         """
         if not window_s > 0:
             raise ValueError(f"window_s must be positive, got {window_s!r}")
@@ -290,19 +292,37 @@ class MetricsHistory:
         ts = self._full.times()
         start = bisect_right(ts, ts[-1] - window_s) if ts else 0
         series = {name: self._full.column(name, start) for name in names}
-        return {"resolution_s": self.interval_s, "ts": ts[start:], "series": series}
+        return _shaped(self.interval_s, False, ts[start:], series, {}, {})
 
     def _query_buckets(self, window_s: float, names: list[str]) -> dict[str, Any]:
         if self._newest is None or self._bucket_start is None:
-            return {"resolution_s": self.bucket_s, "ts": [], "series": {}}
+            return _shaped(self.bucket_s, True, [], {}, {}, {})
         ts = self._buckets.times()
         # every bucket that ends after the window starts, then the open one
         start = bisect_right(ts, self._newest - window_s - self.bucket_s)
         ts.append(self._bucket_start)
-        series: dict[str, dict[str, list[float | None]]] = {}
+        stats: dict[str, dict[str, list[float | None]]] = {stat: {} for stat in STATS}
         for name in names:
-            series[name] = {stat: self._buckets.column((name, stat), start) for stat in STATS}
             open_stats = self._open_stats(name) or (None, None, None)
             for stat, value in zip(STATS, open_stats, strict=True):
-                series[name][stat].append(value)
-        return {"resolution_s": self.bucket_s, "ts": ts[start:], "series": series}
+                stats[stat][name] = [*self._buckets.column((name, stat), start), value]
+        return _shaped(self.bucket_s, True, ts[start:], stats["avg"], stats["min"], stats["max"])
+
+
+def _shaped(
+    resolution_s: float,
+    is_bucketed: bool,
+    ts: list[float],
+    series: dict[str, list[float | None]],
+    minima: dict[str, list[float | None]],
+    maxima: dict[str, list[float | None]],
+) -> dict[str, Any]:
+    """The one shape of a history answer (see MetricsHistory.query)."""
+    return {
+        "resolution_s": resolution_s,
+        "is_bucketed": is_bucketed,
+        "ts": ts,
+        "series": series,
+        "min": minima,
+        "max": maxima,
+    }

@@ -17,8 +17,8 @@ import psutil
 import pytest
 from conftest import MONITOR, Server
 
-from monitor import notify as notify_module
-from monitor.notify import notify, watchdog_interval_s
+from monitor import systemd as notify_module
+from monitor.systemd import notify, watchdog_interval_s
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
@@ -120,7 +120,7 @@ def test_unreachable_notify_socket_is_logged_once(
 ) -> None:
     monkeypatch.setattr(notify_module, "_has_failed", False)
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "absent"))
-    with caplog.at_level(logging.WARNING, logger="monitor.notify"):
+    with caplog.at_level(logging.WARNING, logger="monitor.systemd"):
         notify("WATCHDOG=1")
         notify("WATCHDOG=1")
     assert len(caplog.records) == 1

@@ -17,8 +17,8 @@ import sys
 
 import aiohttp
 
-from monitor.client import TailPrinter, iter_chunk_events
-from monitor.sources import cancel_and_wait
+from monitor.client.printer import TailPrinter, iter_chunk_events
+from monitor.sources.supervisor import cancel_and_wait
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0

@@ -10,10 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from monitor import __version__
-from monitor.client import SSEParser
-from monitor.history import parse_window
-from monitor.hub import Selector
-from monitor.keys import (
+from monitor.client.printer import SSEParser
+from monitor.http.keys import (
     CONFIG,
     HISTORY,
     HUB,
@@ -23,7 +21,9 @@ from monitor.keys import (
     json_error,
     reject_unknown_params,
 )
-from monitor.stream import hello_payload
+from monitor.http.stream import hello_payload
+from monitor.hub.memory import Selector
+from monitor.metrics.history import parse_window
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -58,7 +58,7 @@ async def api_sources(request: web.Request) -> web.Response:
 
 async def prometheus_metrics(request: web.Request) -> web.Response:
     """GET /metrics: Prometheus text format; psutil reads take a millisecond, so off the loop."""
-    from monitor.exporter import render  # with prometheus-client, at the first scrape
+    from monitor.http.prometheus import render  # with prometheus-client, at the first scrape
 
     body, content_type = await asyncio.to_thread(render, request.app[PROMETHEUS]())
     # web.Response(content_type=...) refuses a value with a charset: set the header itself.

@@ -1,4 +1,4 @@
-"""Alert rules evaluated as events pass the hub (rules are parsed in monitor.rules).
+"""Alert rules evaluated as events pass the hub (rules are parsed in monitor.alerts.rules).
 
 The engine is a hub observer. It publishes an `alert` event on each transition (firing ->
 resolved and back), never while a state holds; the hub keeps the latest one per rule sticky.
@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.events import ALERT, LOG, METRICS
-from monitor.hub import EventHub
-from monitor.rules import OPS, LogRule, MetricRule, Rule, as_number, lookup
+from monitor.alerts.rules import OPS, LogRule, MetricRule, Rule, as_number, lookup
+from monitor.hub.events import ALERT, LOG, METRICS
+from monitor.hub.memory import EventHub
 
 
 @dataclass(slots=True)

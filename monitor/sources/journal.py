@@ -14,9 +14,9 @@ import logging
 import time
 from typing import Any
 
-from monitor.events import LOG, MAX_LINES_PER_EVENT
-from monitor.hub import EventHub
-from monitor.sources import report
+from monitor.hub.events import LOG, MAX_LINES_PER_EVENT
+from monitor.hub.memory import EventHub
+from monitor.sources.supervisor import report
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from contextlib import suppress
 from typing import Any, Protocol
 
-from monitor.events import STATUS
-from monitor.hub import EventHub
+from monitor.hub.events import STATUS
+from monitor.hub.memory import EventHub
 
 log = logging.getLogger(__name__)
 

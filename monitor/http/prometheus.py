@@ -18,8 +18,8 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, gener
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitor.hub import EventHub
-from monitor.sampler import VIRTUAL_DISKS
+from monitor.hub.memory import EventHub
+from monitor.sources.sampler import VIRTUAL_DISKS
 
 log = logging.getLogger(__name__)
 

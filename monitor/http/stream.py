@@ -10,9 +10,9 @@ from aiohttp import hdrs, web
 from aiohttp_sse import EventSourceResponse
 
 from monitor import __version__
-from monitor.events import STREAM_TYPES
-from monitor.hub import Selector, Sink
-from monitor.keys import BUSY_RETRY_S, CONFIG, HUB, LIMITER, json_error, reject_unknown_params
+from monitor.http.keys import BUSY_RETRY_S, CONFIG, HUB, LIMITER, json_error, reject_unknown_params
+from monitor.hub.events import STREAM_TYPES
+from monitor.hub.memory import Selector, Sink
 
 # A client whose socket accepts nothing for this long is cut off (and TCP_USER_TIMEOUT is set
 # to it), so a vanished peer does not hold a handler forever.

@@ -1,0 +1,1 @@
+"""`sse-monitor tail`: follows a server's logs over its SSE stream, from anywhere."""
