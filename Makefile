@@ -23,6 +23,16 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
 	touch $@
 
+# ESLint for web/static/js, pinned by package-lock.json: `npm ci` again whenever the lock changes.
+NODE_STAMP := node_modules/.installed
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# `make test` runs the JS unit tests too (tests/test_frontend.py), `make lint` runs ESLint.
+lint test: $(NODE_STAMP)
+
 install: $(STAMP)
 
 run: $(STAMP)
@@ -49,6 +59,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check monitor tests
 	$(BIN)/ruff check monitor tests
 	$(BIN)/mypy monitor
+	node_modules/.bin/eslint .
 
 fmt: $(STAMP)
 	$(BIN)/ruff format monitor tests

@@ -1,14 +1,11 @@
 // The alerts panel and the header's count of firing alerts.
 import { duration, el, when } from "./format.js";
+import { scheduler } from "./frame.js";
 
 const MAX_RESOLVED = 20;
 const RANK = { critical: 0, warning: 1, info: 2 };
 const latest = new Map(); // rule → the latest alert payload
-let frame = 0;
-
-function schedule() {
-  if (!frame && !document.hidden) frame = requestAnimationFrame(draw);
-}
+const schedule = scheduler(draw);
 
 function item(a, now) {
   const node = el("li", "alert");
@@ -27,7 +24,6 @@ function item(a, now) {
 }
 
 function draw() {
-  frame = 0;
   const now = Date.now() / 1000;
   const all = [...latest.values()];
   const firing = all.filter((a) => a.state === "firing")
@@ -49,7 +45,6 @@ function draw() {
 export function install(on) {
   on("alert", (a) => { if (a && a.rule) { latest.set(a.rule, a); schedule(); } });
   on("clear", () => { latest.clear(); schedule(); });
-  document.addEventListener("visibilitychange", schedule);
   // keeps the "for 3m" of firing alerts current
   setInterval(() => { if ([...latest.values()].some((a) => a.state === "firing")) schedule(); }, 10_000);
   schedule();

@@ -2,6 +2,8 @@
 import uPlot from "../vendor/uPlot-1.6.32.esm.js";
 import { bytes, percent, rate, short } from "./format.js";
 import { config } from "./config.js";
+import { scheduler } from "./frame.js";
+import { Series, valueAt } from "./series.js";
 
 const WINDOWS = { "5m": 300, "15m": 900, "1h": 3600, "24h": 86400 };
 const PLOT_HEIGHT = 150;
@@ -9,29 +11,31 @@ const PCT = { range: [0, 100], axis: (v) => `${v}%`, value: (v) => percent(v) };
 const BYTES = { axis: (v) => bytes(v, 0), value: rate, bytes: true };
 const LOAD = { axis: short, value: (v) => (v == null ? "–" : v.toFixed(2)) };
 
-// Each chart: the history keys it plots, their labels, and how values read.
-const DEFS = [
-  { id: "cpu", keys: ["cpu.user", "cpu.system", "cpu.iowait"], labels: ["user", "system", "iowait"], stacked: true, ...PCT },
-  { id: "cores", keys: [], labels: [], ...PCT },
-  { id: "load", keys: ["load.1m", "load.5m", "load.15m"], labels: ["1 min", "5 min", "15 min"], ...LOAD },
-  { id: "memory", keys: ["memory.percent", "swap.percent"], labels: ["memory", "swap"], ...PCT },
-  { id: "diskio", keys: ["disk_io.read_bytes_per_s", "disk_io.write_bytes_per_s"], labels: ["read", "write"], ...BYTES },
-  { id: "netio", keys: ["net.rx_bytes_per_s", "net.tx_bytes_per_s"], labels: ["rx", "tx"], ...BYTES },
-];
+// Each chart, by its id in the page (data-chart): the history keys it plots, their labels, and
+// how values read. The per-core chart's keys are cpu.per_core.0 … n-1, n known once data comes.
+const DEFS = {
+  cpu: { keys: ["cpu.user", "cpu.system", "cpu.iowait"], labels: ["user", "system", "iowait"], stacked: true, ...PCT },
+  cores: { perCore: true, ...PCT },
+  load: { keys: ["load.1m", "load.5m", "load.15m"], labels: ["1 min", "5 min", "15 min"], ...LOAD },
+  memory: { keys: ["memory.percent", "swap.percent"], labels: ["memory", "swap"], ...PCT },
+  diskio: { keys: ["disk_io.read_bytes_per_s", "disk_io.write_bytes_per_s"], labels: ["read", "write"], ...BYTES },
+  netio: { keys: ["net.rx_bytes_per_s", "net.tx_bytes_per_s"], labels: ["rx", "tx"], ...BYTES },
+};
 // Byte axes tick at 1, 2, 5 × powers of 1024, so labels read "200 KiB", not "195.3 KiB".
 const BYTE_INCRS = [0, 1, 2, 3, 4, 5].flatMap((k) => [1, 2, 5, 10, 20, 50, 100, 200, 500].map((m) => m * 1024 ** k));
 
-const store = { window: "15m", bucket_s: 0, xs: [], cols: new Map(), bucketCount: 0 };
+const store = new Series();
+let windowName = "15m";
 const charts = new Map(); // id → uPlot
 let loading = 0;          // token of the history request in flight; live points wait for it
 let queued = [];
-let frame = 0;
 let cores = 0;
 
-const get = (m, key) => key.split(".").reduce((o, k) => (o == null ? undefined : o[k]), m);
-const col = (key) => store.cols.get(key) || store.cols.set(key, store.xs.map(() => null)).get(key);
-const keysOf = (def) => (def.id === "cores" ? coreKeys() : def.keys);
-const coreKeys = () => Array.from({ length: cores }, (_, i) => `cpu.per_core.${i}`);
+const keysOf = (id) => (DEFS[id].perCore ? coreKeys() : DEFS[id].keys);
+const coreKeys = (n = cores) => Array.from({ length: n }, (_, i) => `cpu.per_core.${i}`);
+const CORE_KEY = /^cpu\.per_core\.\d+$/;
+// every key some chart plots, the per-core ones for `n` cores
+const allKeys = (n = cores) => [...Object.values(DEFS).flatMap((d) => d.keys ?? []), ...coreKeys(n)];
 
 function palette() {
   const css = getComputedStyle(document.documentElement);
@@ -39,14 +43,15 @@ function palette() {
   return { axis: v("--muted"), grid: v("--grid"), series: [1, 2, 3, 4, 5, 6, 7, 8].map((i) => v(`--c${i}`)) };
 }
 
-function options(def, width) {
+function options(id, width) {
+  const def = DEFS[id];
   const pal = palette();
-  const keys = keysOf(def);
+  const keys = keysOf(id);
   const color = (i) => pal.series[i % pal.series.length];
   const series = [{}];
   keys.forEach((key, i) => {
-    const label = def.id === "cores" ? `cpu${i}` : def.labels[i];
-    const s = { label, stroke: color(i), width: def.id === "cores" ? 1 : 1.5, points: { size: 4 } };
+    const label = def.perCore ? `cpu${i}` : def.labels[i];
+    const s = { label, stroke: color(i), width: def.perCore ? 1 : 1.5, points: { size: 4 } };
     // Off the plot, the legend shows the newest value; on it, the value under the cursor.
     s.value = (u, _v, _si, di) => {
       const c = store.cols.get(key);
@@ -58,10 +63,10 @@ function options(def, width) {
     series.push(s);
   });
   const axis = { stroke: pal.axis, grid: { stroke: pal.grid, width: 1 }, ticks: { show: false }, font: "11px system-ui, sans-serif" };
-  const windowS = WINDOWS[store.window];
+  const windowS = WINDOWS[windowName];
   return {
     width, height: PLOT_HEIGHT, series, pxAlign: 0,
-    legend: { show: def.id !== "cores" || keys.length <= 8, live: true },
+    legend: { show: !def.perCore || keys.length <= 8, live: true },
     cursor: { drag: { x: false, y: false }, points: { size: 5 } },
     bands: def.stacked ? [{ series: [2, 1], fill: `${color(1)}99` }, { series: [3, 2], fill: `${color(2)}99` }] : [],
     scales: {
@@ -90,35 +95,23 @@ function timeLabels(u, vals) {
   return vals.map((v) => new Date(v * 1000).toLocaleTimeString([], opts));
 }
 
-function build(def) {
-  const box = document.querySelector(`[data-chart="${def.id}"]`);
-  charts.get(def.id)?.destroy();
-  const u = new uPlot(options(def, Math.max(box.clientWidth, 100)), dataFor(def), box);
-  charts.set(def.id, u);
+function build(id) {
+  const box = document.querySelector(`[data-chart="${id}"]`);
+  charts.get(id)?.destroy();
+  const u = new uPlot(options(id, Math.max(box.clientWidth, 100)), dataFor(id), box);
+  charts.set(id, u);
 }
 
 function buildAll() {
-  for (const def of DEFS) build(def);
+  for (const id of Object.keys(DEFS)) build(id);
 }
 
-function dataFor(def) {
-  const keys = keysOf(def);
-  const ys = keys.map((k) => (store.cols.get(k) || store.xs.map(() => null)).slice());
-  if (def.stacked) {
-    for (let j = 1; j < ys.length; j++) {
-      ys[j] = ys[j].map((v, i) => (v == null && ys[j - 1][i] == null ? null : (v || 0) + (ys[j - 1][i] || 0)));
-    }
-  }
-  return [store.xs.slice(), ...ys];
-}
+const dataFor = (id) => store.data(keysOf(id), DEFS[id].stacked);
 
-function schedule() {
-  if (!frame && !document.hidden) frame = requestAnimationFrame(render);
-}
+const schedule = scheduler(render);
 
 function render() {
-  frame = 0;
-  for (const def of DEFS) charts.get(def.id)?.setData(dataFor(def));
+  for (const [id, u] of charts) u.setData(dataFor(id));
   summarize();
 }
 
@@ -142,7 +135,7 @@ function summarize() {
 function setCores(n) {
   if (n === cores || !(n > 0)) return;
   cores = n;
-  build(DEFS[1]);
+  build("cores");
 }
 
 /** Add one metrics sample: a new point, or (beyond 15 min) into the open bucket's average. */
@@ -150,46 +143,15 @@ function addSample(m) {
   latest = m;
   if (loading) { if (queued.push(m) > 2000) queued.shift(); return; }
   setCores(m.cpu?.count ?? m.cpu?.per_core?.length ?? 0);
-  const n = store.xs.length;
-  const keys = new Set([...DEFS.flatMap((d) => d.keys), ...coreKeys()]);
-  const value = (k) => { const v = get(m, k); return typeof v === "number" ? v : null; };
-  if (store.bucket_s) {
-    const start = Math.floor(m.ts / store.bucket_s) * store.bucket_s;
-    if (n && start === store.xs[n - 1]) {
-      const count = ++store.bucketCount;
-      for (const k of keys) {
-        const c = col(k), v = value(k);
-        if (v != null) c[n - 1] = c[n - 1] == null ? v : c[n - 1] + (v - c[n - 1]) / count;
-      }
-      return schedule();
-    }
-    if (n && start < store.xs[n - 1]) return;
-    store.bucketCount = 1;
-    store.xs.push(start);
-  } else {
-    if (n && m.ts <= store.xs[n - 1]) return; // already in the history
-    store.xs.push(m.ts);
-  }
-  for (const k of keys) col(k).push(value(k));
-  for (const c of store.cols.values()) if (c.length < store.xs.length) c.push(null);
-  trim();
+  const values = Object.fromEntries(allKeys().map((k) => [k, valueAt(m, k)]));
+  if (!store.add(m.ts, values)) return;
+  store.trim(WINDOWS[windowName]);
   schedule();
-}
-
-function trim() {
-  const cutoff = store.xs[store.xs.length - 1] - WINDOWS[store.window] - store.bucket_s;
-  let drop = 0;
-  while (drop < store.xs.length && store.xs[drop] < cutoff) drop++;
-  if (!drop) return;
-  store.xs.splice(0, drop);
-  for (const c of store.cols.values()) c.splice(0, drop);
 }
 
 function clear() {
   latest = null;
-  store.xs = [];
-  store.cols = new Map();
-  store.bucketCount = 0;
+  store.reset(store.bucketS);
   schedule();
 }
 
@@ -198,7 +160,7 @@ export async function loadHistory() {
   const token = ++loading;
   const note = document.getElementById("charts-note");
   try {
-    const resp = await fetch(`${config.history_url}?window=${encodeURIComponent(store.window)}`);
+    const resp = await fetch(`${config.history_url}?window=${encodeURIComponent(windowName)}`);
     if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
     const data = await resp.json();
     if (token !== loading) return;
@@ -217,19 +179,10 @@ export async function loadHistory() {
   schedule();
 }
 
+/** Take the charts' keys from /api/history's one shape (see Series.load). */
 function fill(data) {
-  const bucketed = data.is_bucketed;
-  store.bucket_s = bucketed ? data.resolution_s : 0;
-  store.xs = data.ts.slice();
-  store.cols = new Map();
-  store.bucketCount = 1;
-  for (const [key, s] of Object.entries(data.series || {})) {
-    if (key.startsWith("cpu.") || key.startsWith("load.") || key.startsWith("memory.") || key.startsWith("swap.")
-        || key.startsWith("disk_io.") || key.startsWith("net.")) {
-      store.cols.set(key, (Array.isArray(s) ? s : s.avg).slice());
-    }
-  }
-  const n = Object.keys(data.series || {}).filter((k) => /^cpu\.per_core\.\d+$/.test(k)).length;
+  const n = Object.keys(data.series).filter((k) => CORE_KEY.test(k)).length;
+  store.load(data, allKeys(n));
   if (n) setCores(n);
 }
 
@@ -238,14 +191,13 @@ export function install(on) {
   on("metrics", addSample);
   on("clear", clear);
   const select = document.getElementById("window");
-  select.value = store.window;
+  select.value = windowName;
   select.addEventListener("change", () => {
-    store.window = select.value;
+    windowName = select.value;
     buildAll();
     clear();
     loadHistory();
   });
-  document.addEventListener("visibilitychange", schedule);
   matchMedia("(prefers-color-scheme: dark)").addEventListener("change", buildAll);
   const resize = new ResizeObserver((entries) => {
     for (const entry of entries) {

@@ -1,5 +1,7 @@
 // One log source's tab and pane: lines batched per frame, filter, levels, follow/pause, status.
 import { clock, el } from "./format.js";
+import { scheduler } from "./frame.js";
+import { levelOf, parseFilter } from "./text.js";
 
 const MAX_LINES = 5000;
 // Lines live in blocks of this many, each with CSS containment: a new line lays out and paints
@@ -8,42 +10,7 @@ const BLOCK_LINES = 100;
 // A quiet log's line shows at the next frame; under a storm the pane redraws at most this
 // often (nobody reads 1,000 lines a second, and every redraw lays out and paints).
 const MIN_REDRAW_MS = 100;
-const LEVEL_SCAN_CHARS = 400;
-// Level highlighting: the earliest match in a line wins ("INFO retry after error" is info).
-const LEVELS = [
-  ["error", /\b(?:ERROR|ERR|FATAL|CRIT(?:ICAL)?|EMERG|PANIC|SEVERE)\b/i],
-  ["warn", /\bWARN(?:ING)?\b/i],
-  ["info", /\b(?:INFO|NOTICE)\b/i],
-  ["debug", /\b(?:DEBUG|TRACE)\b/i],
-];
 const STATE_LABELS = { following: "following", waiting: "waiting for file", error: "error" };
-
-function levelOf(line) {
-  const head = line.length > LEVEL_SCAN_CHARS ? line.slice(0, LEVEL_SCAN_CHARS) : line;
-  let best = null, at = Infinity;
-  for (const [name, re] of LEVELS) {
-    const m = re.exec(head);
-    if (m && m.index < at) { best = name; at = m.index; }
-  }
-  return best;
-}
-
-/** "/re/flags" is a regex, anything else a substring (case-insensitive unless it has capitals). */
-function parseFilter(text) {
-  if (!text) return { test: null };
-  const m = /^\/(.+)\/([dgimsuy]*)$/.exec(text);
-  if (m) {
-    try {
-      const re = new RegExp(m[1], m[2].replace(/[gy]/g, ""));
-      return { test: (s) => re.test(s) };
-    } catch (err) {
-      return { test: null, error: `bad regex: ${err.message.replace(/^Invalid regular expression: /, "")}` };
-    }
-  }
-  if (text !== text.toLowerCase()) return { test: (s) => s.includes(text) };
-  const lower = text.toLowerCase();
-  return { test: (s) => s.toLowerCase().includes(lower) };
-}
 
 export class LogPane {
   constructor(name, onSelect) {
@@ -54,9 +21,7 @@ export class LogPane {
     this.unread = 0;
     this.active = false;
     this.filter = null;
-    this.frame = 0;
-    this.timer = 0;
-    this.lastFlush = 0;
+    this.schedule = scheduler(() => this.flush(), { minIntervalMs: MIN_REDRAW_MS });
     this.expectedTop = 0;
     this.count = 0; // lines (and gap marks) in the pane
     this.buildTab(onSelect);
@@ -132,22 +97,8 @@ export class LogPane {
     this.schedule();
   }
 
-  schedule() {
-    if (this.frame || this.timer || document.hidden) return;
-    const wait = this.lastFlush + MIN_REDRAW_MS - performance.now();
-    if (wait <= 0) {
-      this.frame = requestAnimationFrame(() => this.flush());
-    } else {
-      this.timer = setTimeout(() => {
-        this.timer = 0;
-        this.frame = requestAnimationFrame(() => this.flush());
-      }, wait);
-    }
-  }
-
+  // Called through this.schedule (or .now()), never directly: the storm throttle times from it.
   flush() {
-    this.frame = 0;
-    this.lastFlush = performance.now();
     const batch = this.pending;
     this.pending = [];
     const box = this.lines;
@@ -221,7 +172,7 @@ export class LogPane {
   }
 
   pause() {
-    if (this.pending.length) this.flush(); // lines that came before the pause are not "new"
+    if (this.pending.length) this.schedule.now(); // lines that came before the pause are not "new"
     this.following = false;
     this.drawFollow();
   }
@@ -229,7 +180,7 @@ export class LogPane {
   resume() {
     this.following = true;
     this.newWhilePaused = 0;
-    this.flush();
+    this.schedule.now();
   }
 
   drawFollow() {
@@ -275,7 +226,7 @@ export class LogPane {
     this.tab.setAttribute("aria-selected", String(active));
     if (active) {
       this.unread = 0;
-      this.flush();
+      this.schedule.now();
     }
   }
 
@@ -285,6 +236,6 @@ export class LogPane {
     this.count = 0;
     this.newWhilePaused = 0;
     this.unread = 0;
-    this.flush();
+    this.schedule.now();
   }
 }

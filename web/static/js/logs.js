@@ -69,5 +69,4 @@ export function install(on) {
   on("gap", (g) => { for (const p of panes.values()) p.gap(g.missed ?? "?"); });
   document.addEventListener("keydown", onKey);
   document.addEventListener("keyup", onKey);
-  document.addEventListener("visibilitychange", () => { for (const p of panes.values()) p.schedule(); });
 }

@@ -1,6 +1,7 @@
 // The page's event stream (shared with the profile's other tabs by stream.js): connection
 // state, the header, and dispatch by event type.
 import { clock, duration } from "./format.js";
+import { scheduler } from "./frame.js";
 import * as charts from "./charts.js";
 import * as panels from "./panels.js";
 import * as logs from "./logs.js";
@@ -22,7 +23,8 @@ function emit(type, payload, id) {
 }
 
 // ---- header ---------------------------------------------------------------------------
-const header = { lastTs: 0, uptime: null, dirty: false, frame: 0, shownSecond: 0 };
+const header = { lastTs: 0, uptime: null, dirty: false, shownSecond: 0 };
+const scheduleHeader = scheduler(drawHeader);
 let resetAt = 0;
 
 function setState(state) {
@@ -38,11 +40,10 @@ function touch() {
   if (resetAt && Date.now() - resetAt > RESET_SHOWN_MS) { resetAt = 0; setState("live"); }
   // The header shows whole seconds: under a log storm, redraw it once a second, not per event.
   const changed = header.dirty || Math.floor(header.lastTs) !== header.shownSecond;
-  if (changed && !header.frame) header.frame = requestAnimationFrame(drawHeader);
+  if (changed) scheduleHeader();
 }
 
 function drawHeader() {
-  header.frame = 0;
   header.dirty = false;
   header.shownSecond = Math.floor(header.lastTs);
   $("last-event").textContent = clock(header.lastTs);

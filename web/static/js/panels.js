@@ -1,17 +1,13 @@
 // Disk usage bars and the top-processes table, from the latest metrics event.
 import { bytes, el } from "./format.js";
+import { scheduler } from "./frame.js";
 
 let latest = null;
-let frame = 0;
 let drawn = { disks: "", procs: "" };
 let sortBy = "cpu";
-
-function schedule() {
-  if (!frame && !document.hidden) frame = requestAnimationFrame(draw);
-}
+const schedule = scheduler(draw);
 
 function draw() {
-  frame = 0;
   const disks = latest?.disks || [];
   const procs = latest?.processes || {};
   const disksKey = JSON.stringify(disks);
@@ -66,7 +62,6 @@ function drawProcs(rows, procs) {
 export function install(on) {
   on("metrics", (m) => { latest = m; schedule(); });
   on("clear", () => { latest = null; drawn = { disks: "", procs: "" }; schedule(); });
-  document.addEventListener("visibilitychange", schedule);
   for (const button of document.querySelectorAll("[data-sort]")) {
     button.addEventListener("click", () => {
       sortBy = button.dataset.sort;
