@@ -20,7 +20,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 # Source names travel in URLs (?sources=a,b) and in event payloads: keep them plain.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-RESERVED_NAMES = frozenset({"metrics"})
+# Names of the sources whose status events share the log sources' namespace.
+RESERVED_NAMES = frozenset({"metrics", "alerts"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -369,3 +369,44 @@ async def test_configured_rule_fires_through_the_server_and_reaches_new_clients(
     assert alert["rule"] == "always" and alert["state"] == "firing"
     assert alert["severity"] == "info" and alert["kind"] == "metric"
     assert {"message", "value", "since"} <= alert.keys()
+
+
+def test_a_rule_on_a_metric_that_never_appears_is_reported_by_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rig = Rig(CPU_HIGH.replace("cpu.percent", "cpu.pcent") + CPU_HIGH.replace("-high", "-ok"))
+    for ts in (1, 2):
+        rig.metrics(ts, cpu=50)
+    assert rig.statuses == []  # two samples are not yet enough to tell
+    rig.metrics(3, cpu=50)
+    (status,) = rig.statuses
+    assert status["source"] == "alerts" and status["state"] == "error"
+    assert "rule 'cpu-high': metric cpu.pcent is in none of the first 3 samples" in status["detail"]
+    assert "did you mean cpu.percent?" in status["detail"]
+    assert "cpu-ok" not in status["detail"]
+    assert "cpu.pcent" in caplog.text
+    for ts in range(4, 10):
+        rig.metrics(ts, cpu=50)
+    assert len(rig.statuses) == 1  # said once
+
+
+def test_rules_whose_metrics_all_appear_publish_no_status() -> None:
+    rig = Rig(CPU_HIGH)
+    for ts in range(1, 6):
+        rig.metrics(ts, cpu=50)
+    assert rig.statuses == []
+
+
+async def test_a_typo_in_a_rule_reaches_the_dashboard_stream(aiohttp_client: Any) -> None:
+    rule = {"name": "typo", "metric": "memory.precent > 90"}
+    config = Config(port=0, metrics=MetricsConfig(interval_s=0.05), alerts=parse_rules([rule], ()))
+    client = await aiohttp_client(create_app(config))
+    await wait_until(lambda: "alerts" in client.app[HUB].latest(STATUS))
+    async with client.get("/events?types=status") as resp:
+        events = SSEParser()
+        got: list[SSEEvent] = []
+        async with asyncio.timeout(5):
+            while not any(e.type == "status" and '"alerts"' in e.data for e in got):
+                got += events.feed(await resp.content.readany())
+    status = next(e.json() for e in got if e.type == "status" and e.json()["source"] == "alerts")
+    assert "memory.precent" in status["detail"] and "memory.percent" in status["detail"]

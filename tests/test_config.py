@@ -97,6 +97,7 @@ def test_missing_config_file_is_one_clear_line(tmp_path: Path) -> None:
         ({"logs": ["a=/x", "b=/x"]}, "path /x is already followed by 'a'"),
         ({"logs": ["a b=/x"]}, "log source 'a b': names are"),
         ({"logs": ["metrics=/x"]}, "log source 'metrics'"),
+        ({"logs": ["alerts=/x"]}, "log source 'alerts'"),
     ],
 )
 def test_bad_flag_names_the_flag(flags: dict[str, object], message: str) -> None:

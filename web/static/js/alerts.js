@@ -5,6 +5,7 @@ import { scheduler } from "./frame.js";
 const MAX_RESOLVED = 20;
 const RANK = { critical: 0, warning: 1, info: 2 };
 const latest = new Map(); // rule → the latest alert payload
+let problem = ""; // the engine's own status detail: rules that can never fire
 const schedule = scheduler(draw);
 
 function item(a, now) {
@@ -33,6 +34,7 @@ function draw() {
   const list = document.getElementById("alerts");
   const items = [...firing, ...resolved].map((a) => item(a, now));
   if (!items.length) items.push(el("li", "empty", "No alerts. Rules are [[alerts]] tables in the config file."));
+  if (problem) items.unshift(el("li", "alert-problem", problem));
   list.replaceChildren(...items);
   const count = document.getElementById("alerts-count");
   count.textContent = String(firing.length);
@@ -44,7 +46,8 @@ function draw() {
 /** Register with main.js's dispatch. */
 export function install(on) {
   on("alert", (a) => { if (a && a.rule) { latest.set(a.rule, a); schedule(); } });
-  on("clear", () => { latest.clear(); schedule(); });
+  on("status", (st) => { if (st.kind === "alerts") { problem = st.state === "error" ? st.detail : ""; schedule(); } });
+  on("clear", () => { latest.clear(); problem = ""; schedule(); });
   // keeps the "for 3m" of firing alerts current
   setInterval(() => { if ([...latest.values()].some((a) => a.state === "firing")) schedule(); }, 10_000);
   schedule();

@@ -65,7 +65,7 @@ export function install(on) {
   on("hello", hello);
   on("clear", () => { for (const p of panes.values()) p.clear(); });
   on("log", (ev) => { if (ev.source && Array.isArray(ev.lines)) pane(ev.source).push(ev.lines); });
-  on("status", (st) => { if (st.kind !== "metrics" && st.source) pane(st.source).status(st); });
+  on("status", (st) => { if (st.kind === "log" && st.source) pane(st.source).status(st); });
   on("gap", (g) => { for (const p of panes.values()) p.gap(g.missed ?? "?"); });
   document.addEventListener("keydown", onKey);
   document.addEventListener("keyup", onKey);
