@@ -90,7 +90,12 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
     if users is not None:
         app[AUTH] = Authenticator(users)
     app[LIMITER] = StreamLimiter(config.stream.max_clients, config.stream.max_clients_per_address)
-    app[HUB] = create_hub(config.stream)
+    stream = config.stream
+    app[HUB] = create_hub(
+        max_events=stream.buffer_events,
+        max_bytes=stream.buffer_bytes,
+        history_events=stream.history_events,
+    )
     app[ALERTS] = AlertEngine(app[HUB], config.alerts)
     app[HISTORY] = MetricsHistory(
         full_s=config.history.full_s,

@@ -4,17 +4,13 @@ and its readers). The rest of the program asks create_hub() for a hub and sees o
 
 from __future__ import annotations
 
-from monitor.config import StreamConfig
 from monitor.hub.interface import Hub
 
 
-def create_hub(config: StreamConfig) -> Hub:
-    """The hub a server runs on: the embedded in-memory one (a Redis Streams hub plugs in
-    here, chosen by the config)."""
+def create_hub(*, max_events: int, max_bytes: int, history_events: int) -> Hub:
+    """The hub a server runs on: the embedded in-memory one, whose replay buffer holds at most
+    max_events events and max_bytes bytes, and gives a new client history_events of each type
+    and source. (A Redis Streams hub for many hosts plugs in here, chosen by the config.)"""
     from monitor.hub.memory import MemoryHub
 
-    return MemoryHub(
-        max_events=config.buffer_events,
-        max_bytes=config.buffer_bytes,
-        history_events=config.history_events,
-    )
+    return MemoryHub(max_events=max_events, max_bytes=max_bytes, history_events=history_events)
