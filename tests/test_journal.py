@@ -16,8 +16,10 @@ from typing import Any
 import psutil
 import pytest
 from helpers import wait_until
+from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.config import ConfigError, load_config
+from monitor.config import Config, ConfigError, JournalSpec, load_config
+from monitor.http.app import create_app
 from monitor.hub.events import LOG, STATUS
 from monitor.hub.memory import MemoryHub
 from monitor.sources.journal import JournalSource, entry_line
@@ -189,3 +191,27 @@ def test_journal_config_from_flags_and_file(tmp_path: Path) -> None:
         load_config(str(config_file), {"journals": ["app"]})
     with pytest.raises(ConfigError, match="FIELD=VALUE"):
         load_config(None, {"journals": ["x=nonsense"]})
+
+
+async def test_journal_counters_reach_metrics_by_source_name(
+    tmp_path: Path, aiohttp_client: Any
+) -> None:
+    write_journal(tmp_path / "a.journal", *({"MESSAGE": f"m{i}"} for i in range(3)))
+    journal = JournalSpec("system", directory=str(tmp_path))
+    client = await aiohttp_client(create_app(Config(port=0, journals=(journal,))))
+
+    async def scrape() -> dict[str, float]:
+        text = await (await client.get("/metrics")).text()
+        return {
+            f"{s.name}/{s.labels.get('source')}": s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    async with asyncio.timeout(5):
+        while (await scrape()).get("sse_monitor_log_lines_read_total/system") != 3:
+            await asyncio.sleep(0.05)
+    samples = await scrape()
+    assert samples["sse_monitor_log_skipped_total/system"] == 0
+    assert samples["sse_monitor_source_restarts_total/system"] == 0
+    assert samples["sse_monitor_source_restarts_total/metrics"] == 0
