@@ -3,42 +3,29 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from monitor.alerts.rules import Rule, parse_rules
+from monitor.logspecs import (
+    JournalSpec,
+    LogSource,
+    check_logs,
+    default_logs,
+    journals_from_flags,
+    journals_from_table,
+    logs_from_flags,
+    logs_from_table,
+)
 from monitor.values import ConfigError, number_in, read_text, require_bool, require_text
 
 __all__ = ["Config", "ConfigError", "LogSource", "JournalSpec", "load_config"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-# Source names travel in URLs (?sources=a,b) and in event payloads: keep them plain.
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-# Names of the sources whose status events share the log sources' namespace.
-RESERVED_NAMES = frozenset({"metrics", "alerts"})
-
-
-@dataclass(frozen=True, slots=True)
-class LogSource:
-    """A named log file (or glob) to follow."""
-
-    name: str
-    path: str
-
-
-@dataclass(frozen=True, slots=True)
-class JournalSpec:
-    """The systemd journal, narrowed by `FIELD=value` matches, followed under a name."""
-
-    name: str
-    matches: tuple[str, ...] = ()
-    directory: str | None = None  # an exported or test journal instead of the system's
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,24 +176,6 @@ SECTIONS = {
 Values = dict[str, dict[str, Any]]  # section ("" for the top) -> field -> value
 
 
-# Followed when neither the config nor a flag names a log: whichever exist and are readable.
-DEFAULT_LOGS = {
-    "syslog": "/var/log/syslog",
-    "messages": "/var/log/messages",
-    "auth": "/var/log/auth.log",
-    "kern": "/var/log/kern.log",
-}
-
-
-def default_logs(candidates: Mapping[str, str] = DEFAULT_LOGS) -> dict[str, str]:
-    """The usual system logs that this process can read."""
-    return {
-        name: path
-        for name, path in candidates.items()
-        if os.path.isfile(path) and os.access(path, os.R_OK)
-    }
-
-
 def read_file(path: str) -> dict[str, Any]:
     """Parse a TOML config file; any failure is a one-line ConfigError."""
     try:
@@ -226,92 +195,6 @@ def _from_table(
         out.setdefault(section, {})[field] = check(prefix + key, value)
 
 
-def _logs_from_table(table: Any) -> dict[str, str]:
-    if not isinstance(table, dict):
-        raise ConfigError('logs: must be a table of NAME = "PATH" entries ([logs])')
-    logs = {}
-    for name, path in table.items():
-        logs[name] = require_text(f"logs.{name}", path)
-    return logs
-
-
-def _logs_from_flags(specs: list[str]) -> dict[str, str]:
-    logs: dict[str, str] = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name.strip() or not path.strip():
-            raise ConfigError(
-                f"--log {spec!r}: expected NAME=PATH, e.g. --log app=/var/log/app.log"
-            )
-        name = name.strip()
-        if name in logs:
-            raise ConfigError(f"--log {spec!r}: source name {name!r} is given twice")
-        logs[name] = path.strip()
-    return logs
-
-
-MATCH_RE = re.compile(r"[A-Z0-9_]+=.*")
-
-
-def _matches(where: str, matches: Any) -> tuple[str, ...]:
-    if not isinstance(matches, list) or not all(
-        isinstance(m, str) and MATCH_RE.fullmatch(m.strip()) for m in matches
-    ):
-        raise ConfigError(
-            f"{where}: matches are FIELD=VALUE strings, e.g. _SYSTEMD_UNIT=nginx.service or "
-            f"PRIORITY=3; got {matches!r}"
-        )
-    return tuple(m.strip() for m in matches)
-
-
-def _journals_from_table(table: Any) -> dict[str, JournalSpec]:
-    if not isinstance(table, dict):
-        raise ConfigError('journals: must be a table of NAME = {matches = ["FIELD=VALUE"]}')
-    journals = {}
-    for name, spec in table.items():
-        if not isinstance(spec, dict) or set(spec) - {"matches", "directory"}:
-            raise ConfigError(f"journals.{name}: known keys are matches and directory")
-        directory = spec.get("directory")
-        if directory is not None:
-            directory = require_text(f"journals.{name}.directory", directory)
-        matches = _matches(f"journals.{name}.matches", spec.get("matches", []))
-        journals[name] = JournalSpec(name, matches, directory)
-    return journals
-
-
-def _journals_from_flags(specs: list[str]) -> dict[str, JournalSpec]:
-    journals: dict[str, JournalSpec] = {}
-    for spec in specs:
-        name, _, matches = spec.partition("=")
-        name = name.strip()
-        if not name or name in journals:
-            raise ConfigError(
-                f"--journal {spec!r}: expected a new NAME[=MATCH[,MATCH...]], "
-                "e.g. --journal web=_SYSTEMD_UNIT=nginx.service"
-            )
-        # The first '=' ends the name; matches are split on ',' (values rarely hold one).
-        given = [m for m in matches.split(",") if m.strip()] if matches else []
-        journals[name] = JournalSpec(name, _matches(f"--journal {spec!r}", given))
-    return journals
-
-
-def _check_logs(logs: dict[str, str]) -> tuple[LogSource, ...]:
-    seen_paths: dict[str, str] = {}
-    for name, path in logs.items():
-        if not NAME_RE.fullmatch(name) or name in RESERVED_NAMES:
-            raise ConfigError(
-                f"log source {name!r}: names are 1-64 letters, digits, '_', '.', '-' "
-                f"(and not {', '.join(sorted(RESERVED_NAMES))})"
-            )
-        key = str(Path(path).expanduser().absolute())
-        if key in seen_paths:
-            raise ConfigError(
-                f"log source {name!r}: path {path} is already followed by {seen_paths[key]!r}"
-            )
-        seen_paths[key] = name
-    return tuple(LogSource(name, str(Path(p).expanduser())) for name, p in logs.items())
-
-
 def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None) -> Config:
     """Build a Config from an optional TOML file, then flags (which win); alert rules are
     parsed here, once, against the final set of log sources."""
@@ -323,7 +206,7 @@ def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None)
         data = read_file(path)  # its errors already name the file
         try:
             logs, raw_alerts = _from_file(data, values)
-            journals = _journals_from_table(data.get("journals", {}))
+            journals = journals_from_table(data.get("journals", {}))
         except ConfigError as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
     flags = flags or {}
@@ -331,8 +214,8 @@ def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None)
         value = flags.get(flag)
         if value is not None and value is not False:  # unset, or a store_true flag not given
             values.setdefault(section, {})[field] = check(f"--{flag.replace('_', '-')}", value)
-    flag_logs = _logs_from_flags(flags.get("logs") or [])
-    journals = {**journals, **_journals_from_flags(flags.get("journals") or [])}
+    flag_logs = logs_from_flags(flags.get("logs") or [])
+    journals = {**journals, **journals_from_flags(flags.get("journals") or [])}
     if logs is None and not flag_logs and not journals:
         logs = default_logs()  # an explicit empty [logs] table means: no logs
     # A --log NAME replaces the file's NAME: flags override the file.
@@ -340,12 +223,12 @@ def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None)
     for name in journals:
         if name in logs:
             raise ConfigError(f"journal source {name!r}: a log source already has this name")
-        _check_logs({name: f"journal:{name}"})  # the same name rules as log sources
+        check_logs({name: f"journal:{name}"})  # the same name rules as log sources
     try:
         rules = parse_rules(raw_alerts, [*logs, *journals])
     except ConfigError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
-    config = _build(values, logs=_check_logs(logs), journals=tuple(journals.values()))
+    config = _build(values, logs=check_logs(logs), journals=tuple(journals.values()))
     config = replace(config, alerts=rules)
     _check_exposure(config)
     return config
@@ -393,4 +276,4 @@ def _from_file(data: dict[str, Any], values: Values) -> tuple[dict[str, str] | N
         if not isinstance(table, dict):
             raise ConfigError(f"{section}: must be a table ([{section}])")
         _from_table(table, keys, f"{section}.", values)
-    return (_logs_from_table(data["logs"]) if "logs" in data else None), alerts
+    return (logs_from_table(data["logs"]) if "logs" in data else None), alerts

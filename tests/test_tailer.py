@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from helpers import wait_until
 
-from monitor.config import TailConfig, default_logs
+from monitor.config import TailConfig
+from monitor.logspecs import default_logs
 from monitor.hub.events import LOG, STATUS
 from monitor.hub.interface import Selector
 from monitor.hub.memory import MemoryHub
