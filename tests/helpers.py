@@ -54,7 +54,7 @@ class StreamReader:
 
     async def until(self, event_type: str, timeout_s: float = 5.0) -> list[SSEEvent]:
         """Events up to and including the first of `event_type`."""
-        seen = []
+        seen: list[SSEEvent] = []
         while not seen or seen[-1].type != event_type:
             seen.append(await self.next(timeout_s))
         return seen

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from helpers import wait_until
+from pytest_aiohttp import AiohttpClient
 
 from monitor.alerts.engine import AlertEngine
 from monitor.alerts.rules import LogRule, MetricRule, parse_rules
@@ -352,7 +353,7 @@ def test_rule_problems_without_a_usable_name_or_list() -> None:
 
 
 async def test_configured_rule_fires_through_the_server_and_reaches_new_clients(
-    aiohttp_client: Any,
+    aiohttp_client: AiohttpClient,
 ) -> None:
     # cpu.percent >= 0 holds on every sample: the real sampler fires it at once.
     rule = {"name": "always", "metric": "cpu.percent >= 0", "severity": "info"}
@@ -397,7 +398,7 @@ def test_rules_whose_metrics_all_appear_publish_no_status() -> None:
     assert rig.statuses == []
 
 
-async def test_a_typo_in_a_rule_reaches_the_dashboard_stream(aiohttp_client: Any) -> None:
+async def test_a_typo_in_a_rule_reaches_the_dashboard_stream(aiohttp_client: AiohttpClient) -> None:
     rule = {"name": "typo", "metric": "memory.precent > 90"}
     config = Config(port=0, metrics=MetricsConfig(interval_s=0.05), alerts=parse_rules([rule], ()))
     client = await aiohttp_client(create_app(config))

@@ -9,20 +9,21 @@ import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import bcrypt
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from helpers import MONITOR
+from pytest_aiohttp import AiohttpClient
 
 from monitor.config import Config, ConfigError
 from monitor.http.app import create_app
 from monitor.http.auth import Authenticator, FailureLimiter, UsersFile, read_users
 from monitor.http.keys import AUTH
 
-Client = TestClient[Any, Any]
+Client = TestClient[web.Request, web.Application]
 CHALLENGE = 'Basic realm="sse-monitor", charset="UTF-8"'
 PROTECTED = ["/", "/events", "/api/sources", "/api/state", "/metrics", "/static/css/main.css"]
 
@@ -50,7 +51,7 @@ def users_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, config: Config, users_file: Path) -> Client:
+async def client(aiohttp_client: AiohttpClient, config: Config, users_file: Path) -> Client:
     app = create_app(replace(config, users_file=str(users_file)), sources=[])
     return await aiohttp_client(app)
 
@@ -191,7 +192,7 @@ def test_bad_users_file_at_start_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 async def test_hash_password_from_stdin_makes_a_line_that_signs_in(
-    tmp_path: Path, aiohttp_client: Any, config: Config
+    tmp_path: Path, aiohttp_client: AiohttpClient, config: Config
 ) -> None:
     done = subprocess.run(
         [*MONITOR, "hash-password", "alice"],
@@ -230,7 +231,7 @@ def test_hash_password_errors_are_one_line(
 
 @pytest.mark.skipif(shutil.which("htpasswd") is None, reason="htpasswd (apache2-utils) missing")
 async def test_htpasswd_bcrypt_line_signs_in(
-    tmp_path: Path, aiohttp_client: Any, config: Config
+    tmp_path: Path, aiohttp_client: AiohttpClient, config: Config
 ) -> None:
     # -b puts the password in argv: fine for a throwaway test password only.
     line = subprocess.run(

@@ -9,12 +9,12 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from helpers import wait_until
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from pytest_aiohttp import AiohttpClient
 
 from monitor.config import Config, LogSource, MetricsConfig
 from monitor.http.app import create_app
@@ -156,7 +156,12 @@ def test_network_counters_count_loopback_traffic(hub: MemoryHub) -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         sender = socket.create_connection(server.getsockname())
         receiver, _ = server.accept()
-        thread = threading.Thread(target=lambda: (sender.sendall(b"x" * 5 * MB), sender.close()))
+
+        def send() -> None:
+            sender.sendall(b"x" * 5 * MB)
+            sender.close()
+
+        thread = threading.Thread(target=send)
         thread.start()
         received = 0
         with receiver:
@@ -259,7 +264,9 @@ def test_cpu_usage_ratio_is_measured_between_scrapes(hub: MemoryHub) -> None:
     assert 0.8 / (os.cpu_count() or 1) <= busy <= 1.0
 
 
-async def test_metrics_endpoint_serves_the_text_format(aiohttp_client: Any, tmp_path: Path) -> None:
+async def test_metrics_endpoint_serves_the_text_format(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
     log = tmp_path / "app.log"
     log.write_text("one\ntwo\n")
     config = Config(

@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 import monitor.http.app
 from monitor.config import Config
 from monitor.http.app import create_app
 from monitor.http.page import find_web_dir
 
-Client = TestClient[Any, Any]
+Client = TestClient[web.Request, web.Application]
 SECRET = "TOP-SECRET-7f3a"
 PASSWD = "root:x:0:0"
 
@@ -37,7 +38,7 @@ def web_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, config: Config, web_copy: Path) -> Client:
+async def client(aiohttp_client: AiohttpClient, config: Config, web_copy: Path) -> Client:
     return await aiohttp_client(create_app(config, sources=[]))
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from helpers import wait_until
+from pytest_aiohttp import AiohttpClient
 
 from monitor.config import Config, MetricsConfig
 from monitor.http.app import create_app
@@ -223,7 +224,7 @@ def test_settings_that_cannot_work_are_refused() -> None:
 
 def test_empty_history_answers_with_empty_columns() -> None:
     history = MetricsHistory()
-    empty = {"ts": [], "series": {}, "min": {}, "max": {}}
+    empty: dict[str, Any] = {"ts": [], "series": {}, "min": {}, "max": {}}
     assert history.query(300) == {"resolution_s": 1.0, "is_bucketed": False, **empty}
     assert history.query(3600) == {"resolution_s": 60, "is_bucketed": True, **empty}
     with pytest.raises(ValueError, match="ts"):
@@ -241,7 +242,7 @@ def test_stored_values_stay_bounded_over_many_samples() -> None:
     assert len(history.series_names()) == series
 
 
-async def test_api_history_serves_chart_columns(aiohttp_client: Any) -> None:
+async def test_api_history_serves_chart_columns(aiohttp_client: AiohttpClient) -> None:
     client = await aiohttp_client(
         create_app(Config(port=0, metrics=MetricsConfig(interval_s=0.05)))
     )
@@ -269,7 +270,7 @@ async def test_api_history_serves_chart_columns(aiohttp_client: Any) -> None:
     ],
 )
 async def test_api_history_rejects_bad_queries(
-    aiohttp_client: Any, query: str, message: str
+    aiohttp_client: AiohttpClient, query: str, message: str
 ) -> None:
     client = await aiohttp_client(create_app(Config(port=0)))
     resp = await client.get(f"/api/history{query}")

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -73,9 +74,9 @@ def wait_for_url(lines: queue.Queue[str | None], timeout_s: float = 20.0) -> str
             return match.group(1)
 
 
-def drain(stream: object, lines: queue.Queue[str | None]) -> None:
+def drain(stream: Iterable[str], lines: queue.Queue[str | None]) -> None:
     """Copy a text stream's lines into `lines`, then None at EOF."""
-    for line in stream:  # type: ignore[attr-defined]
+    for line in stream:
         lines.put(line)
     lines.put(None)
 

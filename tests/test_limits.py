@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Protocol
 
 import aiohttp
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 from helpers import wait_until
+from pytest_aiohttp import AiohttpClient
 
 from monitor.config import Config
 from monitor.http.app import create_app
 from monitor.http.keys import LIMITER
 
-Client = TestClient[Any, Any]
+Client = TestClient[web.Request, web.Application]
+
+
+class MakeClient(Protocol):
+    async def __call__(self, max_clients: int, per_address: int) -> Client: ...
 
 
 @pytest.fixture
-async def make_client(aiohttp_client: Any, config: Config) -> Any:
+async def make_client(aiohttp_client: AiohttpClient, config: Config) -> MakeClient:
     async def make(max_clients: int, per_address: int) -> Client:
         stream = replace(
             config.stream, max_clients=max_clients, max_clients_per_address=per_address
@@ -37,7 +42,7 @@ async def assert_busy(resp: ClientResponse, expected: str) -> None:
     assert expected in (await resp.json())["error"]
 
 
-async def test_streams_beyond_max_clients_get_503_until_one_closes(make_client: Any) -> None:
+async def test_streams_beyond_max_clients_get_503_until_one_closes(make_client: MakeClient) -> None:
     client = await make_client(max_clients=2, per_address=50)
     limiter = client.app[LIMITER]
     first = await client.get("/events")
@@ -56,7 +61,7 @@ async def test_streams_beyond_max_clients_get_503_until_one_closes(make_client: 
     await wait_until(lambda: limiter.total == 0)
 
 
-async def test_per_address_cap_leaves_other_addresses_alone(make_client: Any) -> None:
+async def test_per_address_cap_leaves_other_addresses_alone(make_client: MakeClient) -> None:
     client = await make_client(max_clients=10, per_address=1)
     first = await client.get("/events")
     assert first.status == 200
@@ -70,7 +75,7 @@ async def test_per_address_cap_leaves_other_addresses_alone(make_client: Any) ->
     await wait_until(lambda: client.app[LIMITER].total == 0)
 
 
-async def test_bad_requests_and_refusals_take_no_slot(make_client: Any) -> None:
+async def test_bad_requests_and_refusals_take_no_slot(make_client: MakeClient) -> None:
     client = await make_client(max_clients=1, per_address=1)
     assert (await client.get("/events?types=nope")).status == 400
     assert client.app[LIMITER].total == 0

@@ -9,6 +9,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from helpers import Server, wait_until
@@ -46,7 +47,7 @@ async def test_a_written_line_reaches_an_sse_client_quickly(
     assert latencies[-1] < 1.0  # generous: the benchmark measures it for real
 
 
-def sources(server: Server) -> dict[str, dict[str, object]]:
+def sources(server: Server) -> dict[str, dict[str, Any]]:
     with urllib.request.urlopen(f"{server.url}/api/sources", timeout=5) as resp:
         return {s["name"]: s for s in json.load(resp)}
 
@@ -62,7 +63,7 @@ async def test_bad_sources_are_reported_and_the_rest_is_served(
         *("--log", f"dir={tmp_path / 'adir'}", "--log", f"fifo={tmp_path / 'fifo'}"),
         *("--log", "null=/dev/null", "--log", f"good={good}", "--log", f"late={tmp_path / 'x'}"),
     )
-    await wait_until(lambda: sources(server)["null"]["status"]["state"] == "error")  # type: ignore[index]
+    await wait_until(lambda: sources(server)["null"]["status"]["state"] == "error")
     status = {name: s["status"] for name, s in sources(server).items()}
     assert status["dir"]["state"] == "error" and "is a directory" in status["dir"]["detail"]
     assert status["fifo"]["state"] == "error" and "a FIFO" in status["fifo"]["detail"]
@@ -72,4 +73,4 @@ async def test_bad_sources_are_reported_and_the_rest_is_served(
     assert status["metrics"]["state"] == "running"
     (tmp_path / "adir").rmdir()
     (tmp_path / "adir").write_text("now a file\n")
-    await wait_until(lambda: sources(server)["dir"]["status"]["state"] == "following")  # type: ignore[index]
+    await wait_until(lambda: sources(server)["dir"]["status"]["state"] == "following")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
 from monitor.config import Config, ConfigError, StreamConfig, load_config
 from monitor.http.app import create_app
 from monitor.http.proxy import client_address, parse_networks
 
+Client = TestClient[web.Request, web.Application]
 TRUSTED = parse_networks(["127.0.0.1", "10.0.0.0/8"])
 
 
@@ -33,7 +35,7 @@ def test_bad_trusted_proxy_is_a_config_error() -> None:
         load_config(None, {"trusted_proxy": ["nope"]})
 
 
-async def streams(client: Any, *forwarded_for: str) -> list[int]:
+async def streams(client: Client, *forwarded_for: str) -> list[int]:
     statuses = []
     for xff in forwarded_for:
         resp = await client.get("/events?types=alert", headers={"X-Forwarded-For": xff})
@@ -42,7 +44,7 @@ async def streams(client: Any, *forwarded_for: str) -> list[int]:
 
 
 async def test_per_address_cap_counts_forwarded_clients_behind_a_trusted_proxy(
-    aiohttp_client: Any,
+    aiohttp_client: AiohttpClient,
 ) -> None:
     config = Config(
         port=0,
@@ -53,7 +55,7 @@ async def test_per_address_cap_counts_forwarded_clients_behind_a_trusted_proxy(
     assert await streams(client, "203.0.113.1", "203.0.113.2", "203.0.113.1") == [200, 200, 503]
 
 
-async def test_forwarded_header_is_ignored_unless_configured(aiohttp_client: Any) -> None:
+async def test_forwarded_header_is_ignored_unless_configured(aiohttp_client: AiohttpClient) -> None:
     client = await aiohttp_client(
         create_app(Config(port=0, stream=StreamConfig(max_clients_per_address=1)), sources=[])
     )

@@ -69,7 +69,10 @@ async def rotate_while_writing(log: Path, mode: str, seen: Stream, *, reopen: bo
     writer = await asyncio.create_subprocess_exec(sys.executable, *args)
     for n in range(1, ROTATIONS + 1):
         # rotate each time another slice of the lines has been written and seen
-        await wait_until(lambda n=n: len(seen.lines) >= n * LINES // (ROTATIONS + 1), 20)
+        def seen_enough(n: int = n) -> bool:
+            return len(seen.lines) >= n * LINES // (ROTATIONS + 1)
+
+        await wait_until(seen_enough, 20)
         state = log.with_name("state")
         rotate = await asyncio.create_subprocess_exec(
             "logrotate", "-f", "-s", str(state), str(conf)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from helpers import wait_until
+from pytest_aiohttp import AiohttpClient
 
 from monitor.config import Config
 from monitor.http.app import create_app
 from monitor.http.keys import HUB
 from monitor.hub.events import METRICS, STATUS
-from monitor.hub.interface import Selector
+from monitor.hub.interface import Publisher, Selector
 from monitor.hub.memory import MemoryHub
 from monitor.hub.sse import SSEParser
 from monitor.sources.sampler import MetricsSampler
@@ -28,7 +28,7 @@ class Crashing:
         self.starts = 0
         self.stats = SourceStats()
 
-    async def run(self, hub: MemoryHub) -> None:
+    async def run(self, hub: Publisher) -> None:
         self.starts += 1
         hub.publish("log", {"source": self.name, "lines": [f"start {self.starts}"]}, self.name)
         raise OSError(f"disk on fire #{self.starts}")
@@ -48,7 +48,7 @@ async def test_crash_is_reported_and_retried_with_growing_backoff() -> None:
 
 
 async def test_crashing_source_does_not_stop_server_or_other_sources(
-    aiohttp_client: Any, config: Config
+    aiohttp_client: AiohttpClient, config: Config
 ) -> None:
     sampler = MetricsSampler(interval_s=0.05)
     client = await aiohttp_client(create_app(config, sources=[Crashing("app"), sampler]))

@@ -7,30 +7,30 @@ import json
 import socket
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import pytest
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
 from helpers import StreamReader, wait_until
+from pytest_aiohttp import AiohttpClient
 
 from monitor.config import Config
 from monitor.http.app import create_app
 from monitor.http.keys import HUB
 from monitor.hub.events import LOG, METRICS, STATUS, parse_id
-from monitor.hub.memory import MemoryHub
+from monitor.hub.interface import Hub
 
-Client = TestClient[Any, Any]
+Client = TestClient[web.Request, web.Application]
 OpenStream = Callable[..., Awaitable[StreamReader]]
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, config: Config) -> Client:
+async def client(aiohttp_client: AiohttpClient, config: Config) -> Client:
     return await aiohttp_client(create_app(config, sources=[]))
 
 
 @pytest.fixture
-def hub(client: Client) -> MemoryHub:
+def hub(client: Client) -> Hub:
     return client.app[HUB]
 
 
@@ -61,7 +61,7 @@ async def test_stream_headers_forbid_buffering_caching_and_compression(client: C
 
 
 async def test_wire_format_is_retry_then_typed_events_with_one_line_json(
-    client: Client, hub: MemoryHub
+    client: Client, hub: Hub
 ) -> None:
     resp = await client.get("/events")
     hub.publish(LOG, {"source": "app", "lines": ["a\nb", "<b>x</b>"]}, source="app")
@@ -79,7 +79,7 @@ async def test_wire_format_is_retry_then_typed_events_with_one_line_json(
 
 
 async def test_first_connect_gets_hello_then_history_then_live(
-    open_stream: OpenStream, hub: MemoryHub, config: Config
+    open_stream: OpenStream, hub: Hub, config: Config
 ) -> None:
     for i in range(20):
         hub.publish(METRICS, {"ts": i, "cpu": {"percent": 1.0}})
@@ -100,9 +100,7 @@ async def test_first_connect_gets_hello_then_history_then_live(
     assert (await stream.next()).id == live_id
 
 
-async def test_ids_strictly_increase_across_a_burst(
-    open_stream: OpenStream, hub: MemoryHub
-) -> None:
+async def test_ids_strictly_increase_across_a_burst(open_stream: OpenStream, hub: Hub) -> None:
     stream = await open_stream("?types=log")
     await stream.until("hello")
     for i in range(500):
@@ -113,9 +111,7 @@ async def test_ids_strictly_increase_across_a_burst(
     assert [e.json()["n"] for e in events] == list(range(500))
 
 
-async def test_types_and_sources_select_what_is_sent(
-    open_stream: OpenStream, hub: MemoryHub
-) -> None:
+async def test_types_and_sources_select_what_is_sent(open_stream: OpenStream, hub: Hub) -> None:
     stream = await open_stream("?types=log,status&sources=db")
     await stream.until("hello")
     hub.publish(METRICS, {"n": 1})
@@ -155,7 +151,7 @@ async def test_idle_stream_gets_comment_heartbeats(open_stream: OpenStream) -> N
 
 @pytest.mark.parametrize("how", ["header", "query"])
 async def test_resume_replays_exactly_the_missed_events(
-    open_stream: OpenStream, hub: MemoryHub, how: str
+    open_stream: OpenStream, hub: Hub, how: str
 ) -> None:
     stream = await open_stream()
     await stream.until("hello")
@@ -176,7 +172,7 @@ async def test_resume_replays_exactly_the_missed_events(
 
 @pytest.mark.parametrize("bad_id", ["garbage", "123-not-ours", "previous-run"])
 async def test_unusable_last_event_id_gets_reset_first(
-    open_stream: OpenStream, hub: MemoryHub, bad_id: str
+    open_stream: OpenStream, hub: Hub, bad_id: str
 ) -> None:
     if bad_id == "previous-run":
         bad_id = f"{int(hub.run_id) - 60_000}-5"
@@ -189,7 +185,7 @@ async def test_unusable_last_event_id_gets_reset_first(
 
 
 async def test_slow_consumer_is_bounded_gets_gap_and_delays_no_one(
-    client: Client, hub: MemoryHub, open_stream: OpenStream
+    client: Client, hub: Hub, open_stream: OpenStream
 ) -> None:
     # A raw client with a tiny receive buffer that sends its request and never reads.
     stalled = socket.socket()
@@ -247,7 +243,7 @@ async def test_shutdown_ends_open_streams(client: Client, open_stream: OpenStrea
             await stream.next(timeout_s=2)
 
 
-async def test_health_and_sources_are_json(client: Client, hub: MemoryHub) -> None:
+async def test_health_and_sources_are_json(client: Client, hub: Hub) -> None:
     hub.publish(STATUS, {"source": "app", "state": "waiting", "detail": "no file"}, source="app")
     health = await (await client.get("/healthz")).json()
     assert health["status"] == "ok" and health["run_id"] == hub.run_id
@@ -259,7 +255,7 @@ async def test_health_and_sources_are_json(client: Client, hub: MemoryHub) -> No
 
 
 async def test_state_is_hello_then_recent_history_as_json(
-    client: Client, hub: MemoryHub, open_stream: OpenStream
+    client: Client, hub: Hub, open_stream: OpenStream
 ) -> None:
     hub.publish(STATUS, {"source": "app", "state": "following"}, source="app")
     for i in range(3):
@@ -289,7 +285,7 @@ async def test_unknown_path_is_json_404(client: Client) -> None:
     assert resp.status == 404 and (await resp.json()) == {"error": "Not Found"}
 
 
-async def test_stream_readable_by_a_plain_client_session(client: Client, hub: MemoryHub) -> None:
+async def test_stream_readable_by_a_plain_client_session(client: Client, hub: Hub) -> None:
     url = f"http://{client.host}:{client.port}/events?types=log&sources=app"
     async with ClientSession() as session, session.get(url) as resp:
         stream = StreamReader(resp)
@@ -299,7 +295,7 @@ async def test_stream_readable_by_a_plain_client_session(client: Client, hub: Me
 
 
 async def test_client_that_disconnects_from_an_idle_stream_is_released(
-    client: Client, hub: MemoryHub, open_stream: OpenStream
+    client: Client, hub: Hub, open_stream: OpenStream
 ) -> None:
     stream = await open_stream("?types=alert")
     await stream.until("hello")

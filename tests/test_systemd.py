@@ -10,7 +10,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import psutil
@@ -45,16 +45,23 @@ def receive_until(sock: socket.socket, wanted: str, timeout_s: float = 5.0) -> l
     return seen
 
 
-def spawn(tmp_path: Path, env: dict[str, str], *argv: str, **popen: object) -> Server:
+def spawn(
+    tmp_path: Path,
+    env: dict[str, str],
+    *argv: str,
+    pass_fds: Collection[int] = (),
+    preexec_fn: Callable[[], object] | None = None,
+) -> Server:
     """A `serve` subprocess with extra environment; stderr drained by a Server."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("LISTEN_", "NOTIFY_"))}
-    proc = subprocess.Popen(  # type: ignore[call-overload]
+    proc = subprocess.Popen(
         argv or [*MONITOR, "serve", "--port", "0"],
         cwd=tmp_path,
         env=base | env,
         stderr=subprocess.PIPE,
         text=True,
-        **popen,
+        pass_fds=pass_fds,
+        preexec_fn=preexec_fn,
     )
     return Server(proc)
 

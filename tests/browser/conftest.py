@@ -3,12 +3,12 @@ Playwright, and pages watched for what a user would not want."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from pages import CHROMIUM, CHROMIUM_ARGS, Watched
+from pages import CHROMIUM, CHROMIUM_ARGS, OpenPage, Watched
 from playwright.async_api import Browser, async_playwright
 
 
@@ -23,7 +23,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def open_page(browser: Browser) -> AsyncIterator[Callable[..., object]]:
+async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
     """Opens the dashboard of `url` in a new page, watching console and requests."""
     opened: list[Watched] = []
 
@@ -33,7 +33,7 @@ async def open_page(browser: Browser) -> AsyncIterator[Callable[..., object]]:
         parts = urlsplit(url)
         watched = Watched(page, f"{parts.scheme}://{parts.netloc}")
         page.on("console", watched.on_console)
-        page.on("pageerror", lambda exc: watched.errors.append(str(exc)))
+        page.on("pageerror", watched.on_pageerror)
         page.on("request", watched.on_request)
         await page.goto(url)
         opened.append(watched)

@@ -10,14 +10,13 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import bcrypt
 import pytest
 from helpers import Server
-from pages import Watched
-from playwright.async_api import BrowserContext, Page, expect
+from pages import OpenPage, Watched
+from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,15 +69,22 @@ def server(start_server: Callable[..., Server], app_log: Path, tmp_path: Path) -
     return start_server("--log", f"app={app_log}", "--log", f"sys={sys_log}", "--interval", "0.2")
 
 
-def pane(page: Page, source: str = "app") -> Any:
+def pane(page: Page, source: str = "app") -> Locator:
     return page.locator(f'.log-pane[data-source="{source}"]')
+
+
+async def height(locator: Locator) -> float:
+    """The rendered height of `locator`'s element (None from bounding_box: not rendered)."""
+    box = await locator.bounding_box()
+    assert box is not None, "not rendered"
+    return box["height"]
 
 
 async def live(page: Page) -> None:
     await expect(page.locator("#conn-state")).to_have_text("live", timeout=10_000)
 
 
-async def test_loads_clean_and_charts_draw_moving_data(open_page: Any, server: Server) -> None:
+async def test_loads_clean_and_charts_draw_moving_data(open_page: OpenPage, server: Server) -> None:
     watched = await open_page(f"{server.url}/")
     page = watched.page
     await live(page)
@@ -94,7 +100,7 @@ async def test_loads_clean_and_charts_draw_moving_data(open_page: Any, server: S
 
 
 async def test_appended_line_appears_in_its_pane(
-    open_page: Any, server: Server, app_log: Path
+    open_page: OpenPage, server: Server, app_log: Path
 ) -> None:
     page = (await open_page(f"{server.url}/")).page
     await live(page)
@@ -109,7 +115,7 @@ async def test_appended_line_appears_in_its_pane(
 
 
 async def test_html_in_a_log_line_is_shown_as_text_and_runs_nothing(
-    open_page: Any, server: Server, app_log: Path
+    open_page: OpenPage, server: Server, app_log: Path
 ) -> None:
     page = (await open_page(f"{server.url}/")).page
     await live(page)
@@ -121,7 +127,7 @@ async def test_html_in_a_log_line_is_shown_as_text_and_runs_nothing(
 
 
 async def test_filter_shows_matching_lines_and_a_bad_regex_is_no_crash(
-    open_page: Any, server: Server, app_log: Path
+    open_page: OpenPage, server: Server, app_log: Path
 ) -> None:
     watched = await open_page(f"{server.url}/")
     page = watched.page
@@ -139,24 +145,24 @@ async def test_filter_shows_matching_lines_and_a_bad_regex_is_no_crash(
 
 
 async def test_long_lines_scroll_sideways_until_wrap_is_on(
-    open_page: Any, server: Server, app_log: Path
+    open_page: OpenPage, server: Server, app_log: Path
 ) -> None:
     page = (await open_page(f"{server.url}/")).page
     await live(page)
     append(app_log, "short", "long " + "word " * 400)
     line = pane(page).locator(".line").last
     await expect(line).to_contain_text("long word", timeout=10_000)
-    one_line = (await pane(page).locator(".line").first.bounding_box())["height"]
-    assert (await line.bounding_box())["height"] == one_line  # one row; the pane scrolls
+    one_line = await height(pane(page).locator(".line").first)
+    assert await height(line) == one_line  # one row; the pane scrolls
     await pane(page).locator("button.log-wrap").click()
     await expect(pane(page).locator("button.log-wrap")).to_have_attribute("aria-pressed", "true")
-    assert (await line.bounding_box())["height"] > 3 * one_line
+    assert await height(line) > 3 * one_line
     await pane(page).locator("button.log-wrap").click()
-    assert (await line.bounding_box())["height"] == one_line
+    assert await height(line) == one_line
 
 
 async def test_pause_counts_new_lines_and_resume_shows_them(
-    open_page: Any, server: Server, app_log: Path
+    open_page: OpenPage, server: Server, app_log: Path
 ) -> None:
     page = (await open_page(f"{server.url}/")).page
     await live(page)
@@ -173,7 +179,7 @@ async def test_pause_counts_new_lines_and_resume_shows_them(
 
 
 async def test_slash_focuses_the_filter_and_tabs_switch_panes(
-    open_page: Any, server: Server
+    open_page: OpenPage, server: Server
 ) -> None:
     page = (await open_page(f"{server.url}/")).page
     await live(page)
@@ -191,7 +197,7 @@ def free_port() -> int:
 
 
 async def test_page_recovers_by_itself_when_the_server_restarts(
-    open_page: Any, start_server: Callable[..., Server], app_log: Path
+    open_page: OpenPage, start_server: Callable[..., Server], app_log: Path
 ) -> None:
     port = str(free_port())
     flags = ("--port", port, "--log", f"app={app_log}", "--interval", "0.2")
@@ -221,12 +227,12 @@ async def stream_clients(server: Server) -> int:
 
 async def open_tabs(context: BrowserContext, url: str, n: int) -> list[Watched]:
     """`n` dashboard tabs of one browser profile, each live; prints how long each took."""
-    tabs = []
+    tabs: list[Watched] = []
     for _ in range(n):
         page = await context.new_page()
         watched = Watched(page, url)
         page.on("console", watched.on_console)
-        page.on("pageerror", lambda exc, w=watched: w.errors.append(str(exc)))
+        page.on("pageerror", watched.on_pageerror)
         started = time.monotonic()
         await page.goto(f"{url}/")
         await live(page)
@@ -235,7 +241,7 @@ async def open_tabs(context: BrowserContext, url: str, n: int) -> list[Watched]:
     return tabs
 
 
-async def test_several_tabs_stay_live(browser: Any, server: Server, app_log: Path) -> None:
+async def test_several_tabs_stay_live(browser: Browser, server: Server, app_log: Path) -> None:
     # Eight tabs of one browser profile, beyond HTTP/1.1's six connections per origin: one
     # tab holds the stream and forwards it to the others.
     context = await browser.new_context()
@@ -252,7 +258,7 @@ async def test_several_tabs_stay_live(browser: Any, server: Server, app_log: Pat
 
 
 async def test_closing_the_leader_tab_leaves_the_others_live(
-    browser: Any, server: Server, app_log: Path
+    browser: Browser, server: Server, app_log: Path
 ) -> None:
     context = await browser.new_context()
     leader, *others = await open_tabs(context, server.url, 4)
@@ -316,14 +322,16 @@ async def wait_until_async(
         await asyncio.sleep(0.05)
 
 
-async def test_phone_width_has_no_sideways_scroll(open_page: Any, server: Server) -> None:
+async def test_phone_width_has_no_sideways_scroll(open_page: OpenPage, server: Server) -> None:
     page = (await open_page(f"{server.url}/", width=390, height=844)).page
     await live(page)
     await canvas_pixels(page, "cpu")
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
 
 
-async def test_screenshot_for_the_readme(open_page: Any, server: Server, app_log: Path) -> None:
+async def test_screenshot_for_the_readme(
+    open_page: OpenPage, server: Server, app_log: Path
+) -> None:
     page = (await open_page(f"{server.url}/")).page
     await live(page)
     # A screenshot of a server that started a second ago shows empty charts: let 20 s of
@@ -358,7 +366,7 @@ FRAME_COUNTER = """() => {
 
 
 async def test_a_log_storm_keeps_the_page_smooth_and_bounded(
-    open_page: Any, server: Server, app_log: Path
+    open_page: OpenPage, server: Server, app_log: Path
 ) -> None:
     page = (await open_page(f"{server.url}/")).page
     await live(page)
@@ -380,7 +388,7 @@ async def test_a_log_storm_keeps_the_page_smooth_and_bounded(
 
 
 async def test_under_a_base_path_every_url_stays_under_it(
-    open_page: Any, start_server: Callable[..., Server], app_log: Path
+    open_page: OpenPage, start_server: Callable[..., Server], app_log: Path
 ) -> None:
     server = start_server("--base-path", "/monitor", "--log", f"app={app_log}", "--interval", "0.2")
     watched = await open_page(f"{server.url}/monitor")  # redirected to /monitor/
@@ -398,7 +406,7 @@ async def test_under_a_base_path_every_url_stays_under_it(
 
 
 async def test_dashboard_works_with_the_credentials_the_browser_was_given(
-    browser: Any, start_server: Callable[..., Server], app_log: Path, tmp_path: Path
+    browser: Browser, start_server: Callable[..., Server], app_log: Path, tmp_path: Path
 ) -> None:
     users = tmp_path / "users"
     users.write_text("ops:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode() + "\n")
