@@ -15,8 +15,9 @@ import json
 import shutil
 import sys
 import time
+from typing import Any
 
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import CDPSession, async_playwright, expect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
@@ -44,12 +45,12 @@ LAST_LINE = """() => {
 }"""
 
 
-async def metrics(cdp) -> dict[str, float]:
+async def metrics(cdp: CDPSession) -> dict[str, float]:
     got = await cdp.send("Performance.getMetrics")
     return {m["name"]: m["value"] for m in got["metrics"]}
 
 
-async def measure(url: str, seconds: float, lines: int | None) -> dict:
+async def measure(url: str, seconds: float, lines: int | None) -> dict[str, Any]:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = await browser.new_page(viewport={"width": 1400, "height": 900})

@@ -11,8 +11,56 @@ import http.client
 import json
 import os
 import re
+import socket
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TypedDict
+
+
+class PacedWrite(TypedDict):
+    lines: int
+    seconds: float
+    late_writes: int  # written more than 1 ms after their due time
+
+
+class BulkWrite(TypedDict):
+    lines: int
+    bytes: int
+    seconds: float
+    lines_per_s: float
+    mb_per_s: float
+
+
+class Received(TypedDict):
+    """What a reader (SSE or tail -F) got; None where it got no line at all."""
+
+    received: int
+    gaps: int
+    lost: int
+    in_order: bool
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    span_s: float | None
+    lines_per_s: float | None
+    mb_per_s: float | None
+    reader_cpu_s: float | None
+
+
+class IdleConns(TypedDict):
+    open: int
+
+
+class Fanout(TypedDict):
+    clients: int
+    complete: int
+    events: int
+    metrics_events: int
+    log_lines: int
+    gaps: int
+    worst_lines: int
 
 
 def line(seq: int, t_ns: int, width: int) -> bytes:
@@ -20,7 +68,7 @@ def line(seq: int, t_ns: int, width: int) -> bytes:
     return (head + "x" * max(0, width - 1 - len(head)) + "\n").encode()
 
 
-def write_paced(path: str, rate: float, seconds: float, width: int = 100) -> dict:
+def write_paced(path: str, rate: float, seconds: float, width: int = 100) -> PacedWrite:
     """Append rate lines/s for seconds, one write(2) per line, stamped just before it.
 
     It sleeps to each line's due time rather than spinning, so it leaves the CPU to the
@@ -41,7 +89,7 @@ def write_paced(path: str, rate: float, seconds: float, width: int = 100) -> dic
     return {"lines": n, "seconds": time.perf_counter() - start, "late_writes": late}
 
 
-def write_bulk(path: str, n: int, width: int = 100, chunk: int = 5000) -> dict:
+def write_bulk(path: str, n: int, width: int = 100, chunk: int = 5000) -> BulkWrite:
     """Append n lines as fast as possible in large buffered chunks."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     t0 = time.perf_counter()
@@ -92,7 +140,7 @@ class Recorder:
     def done(self) -> bool:
         return len(self.seqs) >= self.expected
 
-    def result(self) -> dict:
+    def result(self) -> Received:
         lat = sorted(self.lat_ns)
         got = len(set(self.seqs))
         in_order = all(a < b for a, b in zip(self.seqs, self.seqs[1:], strict=False))
@@ -125,7 +173,7 @@ TAIL_LINE = re.compile(rb"(?m)^(\d+) (\d+) x*$")
 
 def read_sse(
     host: str, port: int, path: str, expected: int, deadline_s: float, idle_s: float
-) -> dict:
+) -> Received:
     """Parses in bulk: one regex pass per read pulls every line's stamps out of whole events,
     so the measuring client keeps well ahead of the server."""
     rec = Recorder(expected)
@@ -159,7 +207,7 @@ def read_sse(
     return rec.result()
 
 
-def read_tail(path: str, expected: int, deadline_s: float, idle_s: float) -> dict:
+def read_tail(path: str, expected: int, deadline_s: float, idle_s: float) -> Received:
     import select
     import subprocess
 
@@ -168,6 +216,7 @@ def read_tail(path: str, expected: int, deadline_s: float, idle_s: float) -> dic
     try:
         time.sleep(0.3)  # tail opens the file and seeks to its end
         print("ready", flush=True)
+        assert proc.stdout is not None  # stdout=PIPE
         fd = proc.stdout.fileno()
         buf = b""
         end = time.monotonic() + deadline_s
@@ -191,10 +240,8 @@ def read_tail(path: str, expected: int, deadline_s: float, idle_s: float) -> dic
     return rec.result()
 
 
-def hold_idle(host: str, port: int, path: str, n: int, hold_s: float) -> dict:
+def hold_idle(host: str, port: int, path: str, n: int, hold_s: float) -> IdleConns:
     """Open n SSE connections, wait for each one's first event, hold them for hold_s."""
-    import socket
-
     socks = []
     req = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode()
     for _ in range(n):
@@ -218,23 +265,36 @@ def hold_idle(host: str, port: int, path: str, n: int, hold_s: float) -> dict:
     return {"open": ok}
 
 
-def fanout(host: str, port: int, path: str, n: int, expected: int, deadline_s: float) -> dict:
+@dataclass
+class Stream:
+    """One of fanout()'s SSE connections, and what arrived on it."""
+
+    sock: socket.socket
+    buf: bytes = b""  # after the last whole frame
+    seqs: list[int] = field(default_factory=list)  # the log lines' sequence numbers
+    events: int = 0
+    metrics: int = 0
+    gaps: int = 0
+    hello: bool = False  # the snapshot has arrived
+    complete: bool = False  # every expected line has arrived
+
+
+def fanout(host: str, port: int, path: str, n: int, expected: int, deadline_s: float) -> Fanout:
     """Hold n SSE streams on one selector; per stream, check every log line arrives in order.
 
     Frames are parsed in bulk: a regex pulls the sequence numbers of the lines out of whole
     frames, so the measuring clients cost little beside the server.
     """
     import selectors
-    import socket
 
     sel = selectors.DefaultSelector()
     req = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode()
-    conns = []
+    conns: list[Stream] = []
     for _ in range(n):
         s = socket.create_connection((host, port))
         s.sendall(req)
         s.setblocking(False)
-        state = {"buf": b"", "seqs": [], "events": 0, "metrics": 0, "gaps": 0, "hello": False}
+        state = Stream(s)
         conns.append(state)
         sel.register(s, selectors.EVENT_READ, state)
     ready_at = None
@@ -242,49 +302,50 @@ def fanout(host: str, port: int, path: str, n: int, expected: int, deadline_s: f
     done = 0
     while done < n and time.monotonic() < end:
         for key, _ in sel.select(timeout=1.0):
-            st = key.data
+            st: Stream = key.data
             try:
-                data = key.fileobj.recv(1 << 18)
+                data = st.sock.recv(1 << 18)
             except BlockingIOError:
                 continue
             if not data:
-                sel.unregister(key.fileobj)
-                key.fileobj.close()
+                sel.unregister(st.sock)
+                st.sock.close()
                 done += 1
                 continue
-            buf = st["buf"] + data
+            buf = st.buf + data
             cut = buf.rfind(b"\n\n")
             if cut < 0:
-                st["buf"] = buf
+                st.buf = buf
                 continue
-            whole, st["buf"] = buf[: cut + 2], buf[cut + 2 :]
-            if not st["hello"]:
-                st["hello"] = b"event: hello" in whole
-                if st["hello"] and all(c["hello"] for c in conns) and ready_at is None:
+            whole, st.buf = buf[: cut + 2], buf[cut + 2 :]
+            if not st.hello:
+                st.hello = b"event: hello" in whole
+                if st.hello and all(c.hello for c in conns) and ready_at is None:
                     ready_at = time.monotonic()
                     print("ready", flush=True)
                 continue  # the snapshot: history before this run's lines
-            st["events"] += whole.count(b"\nevent: ") + whole.startswith(b"event: ")
-            st["metrics"] += whole.count(b"event: metrics")
-            st["gaps"] += whole.count(b"event: gap")
-            st["seqs"].extend(int(seq) for seq, _ in SSE_LINE.findall(whole))
-            if len(st["seqs"]) >= expected and not st.get("complete"):
-                st["complete"] = True
+            st.events += whole.count(b"\nevent: ") + whole.startswith(b"event: ")
+            st.metrics += whole.count(b"event: metrics")
+            st.gaps += whole.count(b"event: gap")
+            st.seqs.extend(int(seq) for seq, _ in SSE_LINE.findall(whole))
+            if len(st.seqs) >= expected and not st.complete:
+                st.complete = True
                 done += 1
-    complete = sum(c["seqs"] == list(range(expected)) for c in conns)
+    complete = sum(c.seqs == list(range(expected)) for c in conns)
     return {
         "clients": n,
         "complete": complete,
-        "events": sum(c["events"] for c in conns),
-        "metrics_events": sum(c["metrics"] for c in conns),
-        "log_lines": sum(len(c["seqs"]) for c in conns),
-        "gaps": sum(c["gaps"] for c in conns),
-        "worst_lines": min(len(c["seqs"]) for c in conns),
+        "events": sum(c.events for c in conns),
+        "metrics_events": sum(c.metrics for c in conns),
+        "log_lines": sum(len(c.seqs) for c in conns),
+        "gaps": sum(c.gaps for c in conns),
+        "worst_lines": min(len(c.seqs) for c in conns),
     }
 
 
 def main() -> None:
     role, *a = sys.argv[1:]
+    out: Mapping[str, object]
     if role == "write-paced":
         out = write_paced(a[0], float(a[1]), float(a[2]))
     elif role == "write-bulk":

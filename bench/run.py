@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, AnyStr, TypedDict
 
 import psutil
 
@@ -28,11 +29,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PROCS = str(HERE / "procs.py")
 PY = sys.executable
-CHILDREN: list[subprocess.Popen] = []
+CHILDREN: list[subprocess.Popen[Any]] = []
+
+# What a child printed as its JSON line: parsed from its stdout, so typed as JSON.
+Json = dict[str, Any]
 
 
-def spawn(args: list[str], **kw) -> subprocess.Popen:
-    p = subprocess.Popen(args, **kw)
+def spawn(p: subprocess.Popen[AnyStr]) -> subprocess.Popen[AnyStr]:
+    """A child just started, listed for cleanup()."""
     CHILDREN.append(p)
     return p
 
@@ -53,41 +57,45 @@ def cleanup() -> None:
     CHILDREN.clear()
 
 
-def role(*args: str) -> subprocess.Popen:
-    return spawn([PY, PROCS, *args], stdout=subprocess.PIPE, text=True)
+def role(*args: str) -> subprocess.Popen[str]:
+    return spawn(subprocess.Popen([PY, PROCS, *args], stdout=subprocess.PIPE, text=True))
 
 
-def wait_ready(p: subprocess.Popen) -> None:
+def wait_ready(p: subprocess.Popen[str]) -> None:
+    assert p.stdout is not None  # role() and page_role() pipe it
     ln = p.stdout.readline()
     if ln.strip() != "ready":
         raise RuntimeError(f"reader not ready: {ln!r}")
 
 
-def last_json(p: subprocess.Popen, timeout: float) -> dict:
+def last_json(p: subprocess.Popen[str], timeout: float) -> Json:
     out, _ = p.communicate(timeout=timeout)
-    return json.loads(out.strip().splitlines()[-1])
+    result: Json = json.loads(out.strip().splitlines()[-1])
+    return result
 
 
 class Server:
     def __init__(self, log: str, tmp: str, *extra: str) -> None:
         self.err = open(os.path.join(tmp, f"server-{time.monotonic_ns()}.err"), "w+")
         self.proc = spawn(
-            [
-                PY,
-                "-m",
-                "monitor",
-                "serve",
-                "--port",
-                "0",
-                "--log",
-                f"app={log}",
-                "--interval",
-                "1",
-                *extra,
-            ],
-            stderr=self.err,
-            stdout=subprocess.DEVNULL,
-            cwd=ROOT,
+            subprocess.Popen(
+                [
+                    PY,
+                    "-m",
+                    "monitor",
+                    "serve",
+                    "--port",
+                    "0",
+                    "--log",
+                    f"app={log}",
+                    "--interval",
+                    "1",
+                    *extra,
+                ],
+                stderr=self.err,
+                stdout=subprocess.DEVNULL,
+                cwd=ROOT,
+            )
         )
         end = time.monotonic() + 15
         while time.monotonic() < end:
@@ -106,7 +114,8 @@ class Server:
     def cpu_s(self) -> float:
         """CPU seconds (user + system) the server has used so far."""
         t = self.ps.cpu_times()
-        return t.user + t.system
+        seconds: float = t.user + t.system  # psutil is untyped
+        return seconds
 
 
 def fresh(tmp: str, name: str) -> str:
@@ -118,7 +127,7 @@ def fresh(tmp: str, name: str) -> str:
 LOG_PATH = "/events?types=log&sources=app"
 
 
-def bench_latency(tmp: str, seconds: float, rate: int) -> dict:
+def bench_latency(tmp: str, seconds: float, rate: int) -> Json:
     log = fresh(tmp, f"lat{rate}.log")
     srv = Server(log, tmp)
     try:
@@ -141,7 +150,7 @@ def bench_latency(tmp: str, seconds: float, rate: int) -> dict:
         cleanup()  # the server too: spawn() listed it
 
 
-def bench_throughput(tmp: str, n: int) -> dict:
+def bench_throughput(tmp: str, n: int) -> Json:
     # The harness ceiling: the writer alone, into a file nobody reads.
     ceiling = last_json(role("write-bulk", fresh(tmp, "ceiling.log"), str(n)), 120)
     out = {"lines": n, "writer_alone": ceiling}
@@ -168,7 +177,7 @@ def bench_throughput(tmp: str, n: int) -> dict:
     return out
 
 
-def bench_fanout(tmp: str, clients: int, seconds: float, rate: int = 100, procs: int = 4) -> dict:
+def bench_fanout(tmp: str, clients: int, seconds: float, rate: int = 100, procs: int = 4) -> Json:
     """`clients` dashboards' worth of /events streams (metrics at 1 Hz, `rate` log lines/s),
     held by `procs` client processes so the server's CPU is measured alone."""
     log = fresh(tmp, "fanout.log")
@@ -218,12 +227,14 @@ def has_chromium() -> bool:
     return bool(shutil.which("chromium") or os.path.exists("/usr/bin/chromium"))
 
 
-def page_role(port: int, seconds: float, lines: int | None = None) -> subprocess.Popen:
+def page_role(port: int, seconds: float, lines: int | None = None) -> subprocess.Popen[str]:
     args = [PY, str(HERE / "page.py"), f"http://127.0.0.1:{port}/", str(seconds)]
-    return spawn(args + ([str(lines)] if lines else []), stdout=subprocess.PIPE, text=True)
+    return spawn(
+        subprocess.Popen(args + ([str(lines)] if lines else []), stdout=subprocess.PIPE, text=True)
+    )
 
 
-def bench_page(tmp: str, seconds: float, rate: int = 1000) -> dict:
+def bench_page(tmp: str, seconds: float, rate: int = 1000) -> Json:
     """The dashboard in Chromium while `rate` lines/s arrive (one write(2) per line)."""
     log = fresh(tmp, "page.log")
     srv = Server(log, tmp)
@@ -240,7 +251,7 @@ def bench_page(tmp: str, seconds: float, rate: int = 1000) -> dict:
         cleanup()  # the server too: spawn() listed it
 
 
-def bench_idle(tmp: str, seconds: float) -> dict:
+def bench_idle(tmp: str, seconds: float) -> Json:
     """The server at 1 Hz with one client: the dashboard in Chromium (an SSE client without it).
 
     Then the replay buffer is filled (it fills by itself in ~2 h of 1 Hz metrics, sooner with
@@ -287,7 +298,7 @@ def bench_idle(tmp: str, seconds: float) -> dict:
         cleanup()  # the server too: spawn() listed it
 
 
-def bench_conns(tmp: str, n: int) -> dict:
+def bench_conns(tmp: str, n: int) -> Json:
     srv = Server(
         fresh(tmp, "conns.log"),
         tmp,
@@ -300,6 +311,7 @@ def bench_conns(tmp: str, n: int) -> dict:
         time.sleep(2)
         rss0 = srv.ps.memory_info().rss
         hold = role("idle-conns", "127.0.0.1", str(srv.port), LOG_PATH, str(n), "600")
+        assert hold.stdout is not None  # role() pipes it
         opened = json.loads(hold.stdout.readline())["open"]
         time.sleep(3)  # let per-connection state settle
         rss1 = srv.ps.memory_info().rss
@@ -314,7 +326,7 @@ def bench_conns(tmp: str, n: int) -> dict:
         cleanup()  # the server too: spawn() listed it
 
 
-def machine() -> dict:
+def machine() -> Json:
     model = ""
     for ln in Path("/proc/cpuinfo").read_text().splitlines():
         if ln.startswith("model name"):
@@ -332,14 +344,14 @@ def machine() -> dict:
     }
 
 
-def f(x, spec=".2f") -> str:
+def f(x: float | None, spec: str = ".2f") -> str:
     return "-" if x is None else format(x, spec)
 
 
-def table(r: dict) -> str:
+def table(r: Json) -> str:
     rows = [("measure", "sse-monitor", "tail -F", "target", "met")]
 
-    def ok(cond) -> str:
+    def ok(cond: bool | None) -> str:
         return "-" if cond is None else ("yes" if cond else "NO")
 
     for L in r.get("latency", []):
@@ -501,9 +513,18 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
+class Sizes(TypedDict):
+    latency_s: float
+    lines: int
+    fanout: tuple[int, float]  # clients, seconds
+    page_s: float
+    idle_s: float
+    conns: int
+
+
 # Seconds of latency per rate, throughput lines, fan-out clients and seconds, page seconds,
 # idle seconds, idle connections. --smoke only proves the harness runs (the tests use it).
-SIZES = {
+SIZES: dict[str, Sizes] = {
     "full": {
         "latency_s": 20,
         "lines": 1_000_000,
@@ -561,7 +582,7 @@ def main() -> None:
         if a.only
         else {"latency", "throughput", "fanout", "page", "idle", "conns"}
     )
-    res: dict = {"mode": mode, "machine": machine()}
+    res: Json = {"mode": mode, "machine": machine()}
     with tempfile.TemporaryDirectory(prefix="sse-bench-") as tmp:
         try:
             if "latency" in only:
