@@ -55,15 +55,22 @@ system-deps:
 		else echo "missing Debian packages: $$missing (run as root, or: sudo apt-get install $$missing)"; exit 1; fi; \
 	fi
 
+# mypy: one run per directory. tests/ and bench/ are not packages, so mypy names each file by
+# its basename, and tests/conftest.py and tests/browser/conftest.py would both be module
+# `conftest` in a single run. setup.cfg's mypy_path = tests puts tests/ on the import path, as
+# pytest does, so `from helpers import ...` in tests/browser resolves.
 lint: $(STAMP)
-	$(BIN)/ruff format --check monitor tests
-	$(BIN)/ruff check monitor tests
+	$(BIN)/ruff format --check monitor tests bench
+	$(BIN)/ruff check monitor tests bench
 	$(BIN)/mypy monitor
+	$(BIN)/mypy tests/*.py
+	$(BIN)/mypy tests/browser
+	$(BIN)/mypy bench
 	node_modules/.bin/eslint .
 
 fmt: $(STAMP)
-	$(BIN)/ruff format monitor tests
-	$(BIN)/ruff check --fix monitor tests
+	$(BIN)/ruff format monitor tests bench
+	$(BIN)/ruff check --fix monitor tests bench
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
