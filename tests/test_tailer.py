@@ -15,10 +15,10 @@ import pytest
 from helpers import wait_until
 
 from monitor.config import TailConfig
-from monitor.logspecs import default_logs
 from monitor.hub.events import LOG, STATUS
 from monitor.hub.interface import Selector
 from monitor.hub.memory import MemoryHub
+from monitor.logspecs import default_logs
 from monitor.sources.files import FileSource
 from monitor.sources.follower import TRUNCATED
 
