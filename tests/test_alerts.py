@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import tomllib
 from typing import Any
 
 import pytest
-from helpers import wait_until
+from helpers import StreamReader, wait_until
 from pytest_aiohttp import AiohttpClient
 
 from monitor.alerts.engine import AlertEngine
@@ -19,7 +18,7 @@ from monitor.http.keys import HUB
 from monitor.hub.events import ALERT, LOG, METRICS, STATUS
 from monitor.hub.interface import Selector
 from monitor.hub.memory import MemoryHub
-from monitor.hub.sse import SSEEvent, SSEParser
+from monitor.hub.sse import SSEParser
 from monitor.metrics.paths import lookup
 
 SOURCES = ("app", "db")
@@ -72,6 +71,10 @@ class Rig:
         payload = {"source": source, "file": f"/var/log/{source}.log", "lines": list(lines)}
         self.publish(LOG, payload, source=source)
 
+    def firing(self) -> list[dict[str, Any]]:
+        """The alerts firing now, as every new client learns them from the hub."""
+        return [a for a in self.hub.latest(ALERT).values() if a["state"] == "firing"]
+
     def states(self) -> list[tuple[str, str]]:
         return [(a["rule"], a["state"]) for a in self.alerts]
 
@@ -102,7 +105,7 @@ def test_metric_rule_fires_once_after_holding_for_then_resolves_with_hysteresis(
             "kind": "metric",
         }
     ]
-    assert rig.engine.active() == rig.alerts
+    assert rig.firing() == rig.alerts
     for ts, value in [(140, 99), (150, 85), (160, 80)]:  # 85, 80: not below resolve = 80
         rig.metrics(ts, cpu=value)
     assert rig.states() == [("cpu-high", "firing")]
@@ -110,7 +113,7 @@ def test_metric_rule_fires_once_after_holding_for_then_resolves_with_hysteresis(
     assert rig.alerts[-1]["state"] == "resolved"
     assert rig.alerts[-1]["since"] == 170 and rig.alerts[-1]["value"] == 79.9
     assert rig.alerts[-1]["message"] == "cpu.percent is 79.9 < 80: resolved"
-    assert rig.engine.active() == []
+    assert rig.firing() == []
     for ts in (200, 215, 230):
         rig.metrics(ts, cpu=91)
     assert rig.states() == [("cpu-high", s) for s in ("firing", "resolved", "firing")]
@@ -255,7 +258,7 @@ def test_log_rule_resolves_when_the_window_empties_on_a_metrics_tick() -> None:
     rig.metrics(1091, cpu=5)
     assert rig.states() == [("app-errors", "firing"), ("app-errors", "resolved")]
     assert rig.alerts[-1]["since"] == 1090 and rig.alerts[-1]["value"] == 0
-    assert rig.engine.active() == []
+    assert rig.firing() == []
 
 
 def test_log_rule_keeps_at_most_count_timestamps() -> None:
@@ -361,12 +364,7 @@ async def test_configured_rule_fires_through_the_server_and_reaches_new_clients(
     client = await aiohttp_client(create_app(config))
     await wait_until(lambda: "always" in client.app[HUB].latest(ALERT))
     async with client.get("/events?types=alert") as resp:
-        events = SSEParser()
-        got: list[SSEEvent] = []
-        async with asyncio.timeout(5):
-            while not any(e.type == "alert" for e in got):
-                got += events.feed(await resp.content.readany())
-    alert = next(e.json() for e in got if e.type == "alert")
+        alert = (await StreamReader(resp).until("alert"))[-1].json()
     assert alert["rule"] == "always" and alert["state"] == "firing"
     assert alert["severity"] == "info" and alert["kind"] == "metric"
     assert {"message", "value", "since"} <= alert.keys()
@@ -404,10 +402,7 @@ async def test_a_typo_in_a_rule_reaches_the_dashboard_stream(aiohttp_client: Aio
     client = await aiohttp_client(create_app(config))
     await wait_until(lambda: "alerts" in client.app[HUB].latest(STATUS))
     async with client.get("/events?types=status") as resp:
-        events = SSEParser()
-        got: list[SSEEvent] = []
-        async with asyncio.timeout(5):
-            while not any(e.type == "status" and '"alerts"' in e.data for e in got):
-                got += events.feed(await resp.content.readany())
-    status = next(e.json() for e in got if e.type == "status" and e.json()["source"] == "alerts")
+        stream, status = StreamReader(resp), dict[str, Any]()
+        while status.get("source") != "alerts":  # in the new client's state
+            status = (await stream.until("status"))[-1].json()
     assert "memory.precent" in status["detail"] and "memory.percent" in status["detail"]

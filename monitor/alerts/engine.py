@@ -56,7 +56,6 @@ class AlertEngine:
         self.clock = clock
         self._metric = [(r, _MetricState()) for r in rules if isinstance(r, MetricRule)]
         self._log = [(r, _LogState(deque(maxlen=r.count))) for r in rules if isinstance(r, LogRule)]
-        self._active: dict[str, dict[str, Any]] = {}  # rule name -> firing payload
         self._samples = 0  # metrics events seen, until FIRST_SAMPLES
         self._seen_paths: set[str] = set()  # rules' paths that had a value in the first samples
 
@@ -65,10 +64,6 @@ class AlertEngine:
         async with hub.consume(frozenset({METRICS, LOG})) as events:
             async for event in events:
                 self.handle(event)
-
-    def active(self) -> list[dict[str, Any]]:
-        """The payloads of the alerts firing now, in the order they fired."""
-        return list(self._active.values())
 
     def handle(self, event: Event) -> None:
         """Evaluate the rules on one event; other types than metrics and log are ignored."""
@@ -183,11 +178,6 @@ class AlertEngine:
             "since": since,
             "kind": kind,
         }
-        # Before publishing: other observers of this alert may ask for active().
-        if state == "firing":
-            self._active[rule.name] = payload
-        else:
-            self._active.pop(rule.name, None)
         self.hub.publish(ALERT, payload)
 
 
