@@ -73,4 +73,4 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix monitor tests bench
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

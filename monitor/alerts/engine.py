@@ -8,7 +8,6 @@ hub's feed: never inside publish().
 
 from __future__ import annotations
 
-import difflib
 import logging
 import time
 from collections import deque
@@ -20,6 +19,7 @@ from monitor.alerts.rules import OPS, LogRule, MetricRule, Rule
 from monitor.hub.events import ALERT, LOG, METRICS, STATUS, Event
 from monitor.hub.interface import Consumable, Publisher
 from monitor.metrics.paths import as_float, flatten
+from monitor.tasks import consume
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,7 @@ class AlertEngine:
 
     async def run(self, hub: Consumable) -> None:
         """Evaluate every metrics and log event published from now on, until the hub closes."""
-        async with hub.consume(frozenset({METRICS, LOG})) as events:
-            async for event in events:
-                self.handle(event)
+        await consume(hub, frozenset({METRICS, LOG}), self.handle, "alerts")
 
     def handle(self, event: Event) -> None:
         """Evaluate the rules on one event; other types than metrics and log are ignored."""
@@ -100,6 +98,8 @@ class AlertEngine:
         problems = []
         for rule, _ in self._metric:
             if rule.metric not in self._seen_paths:
+                import difflib  # here: only a mistyped rule needs it, at most once per run
+
                 close = difflib.get_close_matches(rule.metric, values, n=3)
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
                 problems.append(

@@ -109,6 +109,13 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
     app.cleanup_ctx.append(run_background)
     app.on_shutdown.append(close_hub)
     app.on_response_prepare.append(security_headers)
+    add_routes(app)
+    add_page(app, web_dir)
+    return app
+
+
+def add_routes(app: web.Application) -> None:
+    """The streams and the JSON and Prometheus endpoints (the page is page.py's)."""
     app.router.add_get("/events", events, name="events")
     app.router.add_get("/tail/{name}", tail_source)
     app.router.add_get("/healthz", healthz, name="healthz")
@@ -116,8 +123,6 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
     app.router.add_get("/api/history", api_history, name="history")
     app.router.add_get("/api/state", api_state, name="state")
     app.router.add_get("/metrics", prometheus_metrics)
-    add_page(app, web_dir)
-    return app
 
 
 def create_root(config: Config) -> web.Application:

@@ -3,7 +3,6 @@ per-bucket stats."""
 
 from __future__ import annotations
 
-import logging
 import math
 from array import array
 from bisect import bisect_right
@@ -13,8 +12,7 @@ from typing import Any, Generic, TypeVar
 from monitor.hub.events import METRICS
 from monitor.hub.interface import Consumable
 from monitor.metrics.paths import as_float, flatten
-
-log = logging.getLogger(__name__)
+from monitor.tasks import consume
 
 K = TypeVar("K", bound=Hashable)
 STATS = ("min", "avg", "max")
@@ -143,12 +141,7 @@ class MetricsHistory:
 
     async def run(self, hub: Consumable) -> None:
         """Record every metrics event published from now on, until the hub closes."""
-        async with hub.consume(frozenset({METRICS})) as events:
-            async for event in events:
-                try:
-                    self.add(event.payload)
-                except ValueError:
-                    log.warning("metrics event without a usable ts; not kept in history")
+        await consume(hub, frozenset({METRICS}), lambda event: self.add(event.payload), "history")
 
     def add(self, payload: Mapping[str, Any]) -> None:
         """Record one metrics payload; its `ts` (epoch seconds) is the time axis."""
