@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -178,6 +177,8 @@ Values = dict[str, dict[str, Any]]  # section ("" for the top) -> field -> value
 
 def read_file(path: str) -> dict[str, Any]:
     """Parse a TOML config file; any failure is a one-line ConfigError."""
+    import tomllib  # here: a server given only flags does without it
+
     try:
         return tomllib.loads(read_text(path, "config file"))
     except tomllib.TOMLDecodeError as exc:

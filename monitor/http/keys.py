@@ -10,14 +10,15 @@ from aiohttp import web
 
 from monitor.alerts.engine import AlertEngine
 from monitor.config import Config
-from monitor.http.auth import Authenticator
 from monitor.http.limits import StreamLimiter
 from monitor.hub.interface import Hub
 from monitor.metrics.history import MetricsHistory
 from monitor.sources.supervisor import Source
 
-if TYPE_CHECKING:  # prometheus-client is imported at the first scrape, not at start
+if TYPE_CHECKING:  # imported when first used, not at start: a scrape, a users file
     from prometheus_client import CollectorRegistry
+
+    from monitor.http.auth import Authenticator
 
 HUB = web.AppKey("hub", Hub)
 CONFIG = web.AppKey("config", Config)
@@ -27,5 +28,5 @@ STARTED = web.AppKey("started", float)
 PROMETHEUS = web.AppKey[Callable[[], "CollectorRegistry"]]("prometheus")
 ALERTS = web.AppKey("alerts", AlertEngine)
 HISTORY = web.AppKey("history", MetricsHistory)
-AUTH = web.AppKey("auth", Authenticator)  # set only when a users file is configured
+AUTH: web.AppKey[Authenticator] = web.AppKey("auth")  # set only with a users file
 LIMITER = web.AppKey("limiter", StreamLimiter)

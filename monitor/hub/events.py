@@ -46,7 +46,6 @@ class Frame:
     data: bytes  # `event:`, `id:`, `data: <json>`, blank line
     json_at: int  # data[json_at:-2] is the payload's JSON
     run_id: str
-    end: int = 0  # bytes published in this run up to and including this frame (the ring's)
 
     @property
     def id(self) -> str:

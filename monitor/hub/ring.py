@@ -7,6 +7,8 @@ what it holds from a cursor on, and how far a cursor is behind.
 
 from __future__ import annotations
 
+from array import array
+
 from monitor.hub.events import Frame
 
 
@@ -20,18 +22,21 @@ class Ring:
         self.tail = 1  # seq of the oldest frame held
         self.held_bytes = 0
         self._slots: list[Frame | None] = [None] * max_events
-        self._total = 0  # bytes ever appended: Frame.end is measured on it
+        self._total = 0  # bytes ever appended
+        # Where each held frame starts in that count: machine integers in one array, not an
+        # int object per frame (at 10,000 frames that is 80 KB instead of 400 KB).
+        self._starts = array("q", [0]) * max_events
 
     def append(self, frame: Frame) -> None:
         """Hold `frame` (encoded as number `head`); the newest frame is kept even if alone over
         max_bytes."""
         seq, data = self.head, frame.data
         assert frame.seq == seq
-        self._total += len(data)
-        frame.end = self._total
         if seq - self.tail >= self.max_events:
             self._evict_oldest()
         self._slots[seq % self.max_events] = frame
+        self._starts[seq % self.max_events] = self._total
+        self._total += len(data)
         self.head = seq + 1
         self.held_bytes += len(data)
         while self.held_bytes > self.max_bytes and self.tail < seq:
@@ -45,10 +50,9 @@ class Ring:
 
     def lag(self, cursor: int) -> tuple[int, int]:
         """Bytes and frames from `cursor` to the head; (0, 0) for a cursor not in the ring."""
-        frame = self.get(cursor)
-        if frame is None:
+        if not self.tail <= cursor < self.head:
             return 0, 0
-        return self._total - (frame.end - len(frame.data)), self.head - cursor
+        return self._total - self._starts[cursor % self.max_events], self.head - cursor
 
     def _evict_oldest(self) -> None:
         i = self.tail % self.max_events
