@@ -111,6 +111,8 @@ async def test_second_request_with_same_credentials_skips_bcrypt(client: Client)
     # A wrong password is not a cache hit: it is checked, and refused.
     assert (await client.get("/api/sources", headers=basic("alice", "wonder"))).status == 401
     assert verifications(client) == 2
+    metrics = await (await client.get("/metrics", headers=ALICE)).text()  # a cache hit too
+    assert "\nsse_monitor_password_checks_total 2.0\n" in metrics
 
 
 async def test_concurrent_first_requests_share_one_bcrypt_check(client: Client) -> None:

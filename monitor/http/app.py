@@ -69,7 +69,9 @@ def lazy_registry(app: web.Application) -> Callable[[], CollectorRegistry]:
     def registry() -> CollectorRegistry:
         from monitor.http.prometheus import build_registry
 
-        return build_registry(app[HUB], app[SOURCES], app[HISTORY])
+        auth = app.get(AUTH)
+        checks = (lambda: auth.verifications) if auth is not None else None
+        return build_registry(app[HUB], app[SOURCES], app[HISTORY], checks)
 
     return registry
 

@@ -167,7 +167,7 @@ class Authenticator:
         self.users = users
         self.failures = FailureLimiter(clock=clock)
         self.clock = clock
-        self.verifications = 0  # bcrypt checks run: the cache's effect is visible in tests
+        self.verifications = 0  # bcrypt checks run (on /metrics: the cache's effect)
         self._key = secrets.token_bytes(32)  # per process: cache digests mean nothing elsewhere
         self._cache: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._pending: dict[bytes, asyncio.Task[bool]] = {}

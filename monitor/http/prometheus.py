@@ -53,11 +53,15 @@ class HubStatsReader(Protocol):
 
 
 def build_registry(
-    hub: HubStatsReader, sources: list[Source], history: MetricsHistory
+    hub: HubStatsReader,
+    sources: list[Source],
+    history: MetricsHistory,
+    password_checks: Callable[[], int] | None = None,
 ) -> CollectorRegistry:
-    """A new registry holding one MonitorCollector; render() it on each scrape."""
+    """A new registry holding one MonitorCollector; render() it on each scrape.
+    `password_checks` counts bcrypt checks, where a users file is configured."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MonitorCollector(hub, sources, history))
+    registry.register(MonitorCollector(hub, sources, history, password_checks))
     return registry
 
 
@@ -72,10 +76,17 @@ class MonitorCollector(Collector):
     """Yields fresh metric families per scrape; safe to run in a worker thread: it only reads
     the hub's, sources' and history's ints, and guards its own CPU baseline with a lock."""
 
-    def __init__(self, hub: HubStatsReader, sources: list[Source], history: MetricsHistory) -> None:
+    def __init__(
+        self,
+        hub: HubStatsReader,
+        sources: list[Source],
+        history: MetricsHistory,
+        password_checks: Callable[[], int] | None = None,
+    ) -> None:
         self._hub = hub
         self._sources = sources
         self._history = history
+        self._password_checks = password_checks
         self._lock = threading.Lock()
         # The baseline for sse_monitor_cpu_usage_ratio: the first scrape reports usage since
         # the app started (since boot if this read fails); each later one, since the previous.
@@ -180,6 +191,15 @@ class MonitorCollector(Collector):
                 "Metric names not kept as chart history (over its series cap).",
                 history.dropped_series,
             ),
+            *self._auth(),
+        ]
+
+    def _auth(self) -> list[Metric]:
+        if self._password_checks is None:
+            return []
+        doc = "Passwords checked with bcrypt (cache misses: each costs tens of ms of CPU)."
+        return [
+            CounterMetricFamily("sse_monitor_password_checks_total", doc, self._password_checks())
         ]
 
     def _source_counters(self) -> list[Metric]:
