@@ -1,4 +1,5 @@
-"""Prometheus export: the host's raw counters (node_exporter names) and the monitor's own.
+"""Prometheus export: the host's raw counters (node_exporter names, node_families.py) and
+the monitor's own.
 
 Everything is read at scrape time; Prometheus computes rates. Each app gets its own registry,
 never the global default one, so several apps (and tests) in one process don't collide.
@@ -7,43 +8,21 @@ never the global default one, so several apps (and tests) in one process don't c
 from __future__ import annotations
 
 import logging
-import os
 import threading
-import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Protocol
 
 import psutil
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from monitor.http import node_families as node
 from monitor.hub.interface import HubStats
 from monitor.metrics.history import MetricsHistory
-from monitor.sources.sampler import VIRTUAL_DISKS
 from monitor.sources.supervisor import Source
 
 log = logging.getLogger(__name__)
-
-CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
-# guest and guest_nice are already counted in user and nice (as psutil.cpu_percent knows).
-IDLE_MODES = frozenset({"idle", "iowait"})
-NET_FIELDS = (  # (name, help, psutil field)
-    ("node_network_receive_bytes_total", "Bytes received.", "bytes_recv"),
-    ("node_network_transmit_bytes_total", "Bytes sent.", "bytes_sent"),
-    ("node_network_receive_packets_total", "Packets received.", "packets_recv"),
-    ("node_network_transmit_packets_total", "Packets sent.", "packets_sent"),
-    ("node_network_receive_errs_total", "Receive errors.", "errin"),
-    ("node_network_transmit_errs_total", "Transmit errors.", "errout"),
-    ("node_network_receive_drop_total", "Received packets dropped.", "dropin"),
-    ("node_network_transmit_drop_total", "Packets to send dropped.", "dropout"),
-)
-DISK_FIELDS = (  # (name, help, psutil field)
-    ("node_disk_read_bytes_total", "Bytes read from the disk.", "read_bytes"),
-    ("node_disk_written_bytes_total", "Bytes written to the disk.", "write_bytes"),
-    ("node_disk_reads_completed_total", "Reads completed.", "read_count"),
-    ("node_disk_writes_completed_total", "Writes completed.", "write_count"),
-)
 
 
 class HubStatsReader(Protocol):
@@ -91,7 +70,7 @@ class MonitorCollector(Collector):
         # The baseline for sse_monitor_cpu_usage_ratio: the first scrape reports usage since
         # the app started (since boot if this read fails); each later one, since the previous.
         try:
-            self._cpu_busy, self._cpu_total = _cpu_busy_total()
+            self._cpu_busy, self._cpu_total = node.cpu_busy_total()
         except (psutil.Error, OSError):
             self._cpu_busy, self._cpu_total = 0.0, 0.0
         self._cpu_ratio = 0.0
@@ -101,12 +80,12 @@ class MonitorCollector(Collector):
         """One scrape; a group whose psutil call fails is left out, the rest still served."""
         groups: list[Callable[[], list[Metric]]] = [
             self._cpu,
-            _load,
-            _memory,
-            _filesystems,
-            _disks,
-            _network,
-            _host,
+            node.load,
+            node.memory,
+            node.filesystems,
+            node.disks,
+            node.network,
+            node.host,
             self._monitor,
             self._source_counters,
         ]
@@ -127,7 +106,7 @@ class MonitorCollector(Collector):
             "node_cpu_seconds_total", "Seconds the CPUs spent in each mode.", labels=["cpu", "mode"]
         )
         for cpu, times in enumerate(per_cpu):
-            for mode in CPU_MODES:
+            for mode in node.CPU_MODES:
                 if hasattr(times, mode):
                     seconds.add_metric([str(cpu), mode], getattr(times, mode))
         ratio = GaugeMetricFamily(
@@ -138,7 +117,7 @@ class MonitorCollector(Collector):
         return [seconds, ratio]
 
     def _cpu_usage(self) -> float:
-        busy, total = _cpu_busy_total()
+        busy, total = node.cpu_busy_total()
         with self._lock:
             if total > self._cpu_total:  # else: scraped twice within one clock tick
                 ratio = (busy - self._cpu_busy) / (total - self._cpu_total)
@@ -225,88 +204,3 @@ class MonitorCollector(Collector):
                 for family, (field, _) in zip(families, fields, strict=True):
                     family.add_metric([source.name], getattr(source.stats, field))
         return [restarts, *families]
-
-
-def _cpu_busy_total() -> tuple[float, float]:
-    times = psutil.cpu_times()
-    total = sum(getattr(times, mode) for mode in CPU_MODES if hasattr(times, mode))
-    idle = sum(getattr(times, mode) for mode in IDLE_MODES if hasattr(times, mode))
-    return total - idle, total
-
-
-def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, value=value)
-
-
-def _load() -> list[Metric]:
-    load1, load5, load15 = psutil.getloadavg()
-    return [
-        _gauge("node_load1", "1-minute load average.", load1),
-        _gauge("node_load5", "5-minute load average.", load5),
-        _gauge("node_load15", "15-minute load average.", load15),
-    ]
-
-
-def _memory() -> list[Metric]:
-    mem, swap = psutil.virtual_memory(), psutil.swap_memory()
-    used = 1.0 - mem.available / mem.total if mem.total else 0.0
-    return [
-        _gauge("node_memory_MemTotal_bytes", "Total memory in bytes.", mem.total),
-        _gauge(
-            "node_memory_MemAvailable_bytes", "Memory available without swapping.", mem.available
-        ),
-        _gauge("node_memory_MemFree_bytes", "Memory not used at all.", mem.free),
-        _gauge("node_memory_SwapTotal_bytes", "Total swap in bytes.", swap.total),
-        _gauge("node_memory_SwapFree_bytes", "Free swap in bytes.", swap.free),
-        _gauge("sse_monitor_memory_usage_ratio", "Share of memory not available (0-1).", used),
-    ]
-
-
-def _filesystems() -> list[Metric]:
-    labels = ["device", "mountpoint", "fstype"]
-    size = GaugeMetricFamily("node_filesystem_size_bytes", "Filesystem size.", labels=labels)
-    avail = GaugeMetricFamily(
-        "node_filesystem_avail_bytes", "Bytes available to non-root users.", labels=labels
-    )
-    free = GaugeMetricFamily("node_filesystem_free_bytes", "Free bytes.", labels=labels)
-    for part in psutil.disk_partitions(all=False):
-        try:
-            st = os.statvfs(part.mountpoint)
-        except OSError:
-            continue  # one unreadable mount (permissions, a stale NFS) leaves out only itself
-        values = [part.device, part.mountpoint, part.fstype]
-        size.add_metric(values, st.f_blocks * st.f_frsize)
-        avail.add_metric(values, st.f_bavail * st.f_frsize)
-        free.add_metric(values, st.f_bfree * st.f_frsize)
-    return [size, avail, free]
-
-
-def _disks() -> list[Metric]:
-    counters: dict[str, Any] = psutil.disk_io_counters(perdisk=True) or {}
-    families: list[Metric] = []
-    for name, doc, field in DISK_FIELDS:
-        family = CounterMetricFamily(name, doc, labels=["device"])
-        for device, io in sorted(counters.items()):
-            if not device.startswith(VIRTUAL_DISKS):
-                family.add_metric([device], getattr(io, field))
-        families.append(family)
-    return families
-
-
-def _network() -> list[Metric]:
-    counters: dict[str, Any] = psutil.net_io_counters(pernic=True) or {}
-    families: list[Metric] = []
-    for name, doc, field in NET_FIELDS:
-        family = CounterMetricFamily(name, doc, labels=["device"])
-        for device, io in sorted(counters.items()):
-            family.add_metric([device], getattr(io, field))
-        families.append(family)
-    return families
-
-
-def _host() -> list[Metric]:
-    return [
-        _gauge("node_boot_time_seconds", "Boot time, in Unix seconds.", psutil.boot_time()),
-        _gauge("node_time_seconds", "System time, in Unix seconds.", time.time()),
-        _gauge("sse_monitor_host_processes", "Processes on the host.", len(psutil.pids())),
-    ]
