@@ -12,9 +12,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import ClientResponse
 
+from monitor.hub.events import LOG, STATUS
+from monitor.hub.memory import MemoryHub
 from monitor.hub.sse import SSEEvent, SSEParser
 
 LISTENING = re.compile(r"listening on (https?://\S+)")
@@ -28,6 +31,33 @@ async def wait_until(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"not true after {timeout_s}s")
         await asyncio.sleep(0.02)
+
+
+class Published:
+    """What a source published (log and status payloads), read from the hub as the server's
+    consumers read it: in publish order, never more than the test holds."""
+
+    def __init__(self, hub: MemoryHub, wait_s: float = 5.0) -> None:
+        self.hub = hub
+        self.events: list[dict[str, Any]] = []
+        self.statuses: list[dict[str, Any]] = []
+        self._wait_s = wait_s
+        self._feed = hub.feed(frozenset({LOG, STATUS}), max_pending=10_000_000)
+
+    def poll(self) -> None:
+        """Take in what was published since the last poll."""
+        for event in self._feed.drain():
+            (self.events if event.type == LOG else self.statuses).append(event.payload)
+
+    def lines(self) -> list[str]:
+        """Every line published so far."""
+        self.poll()
+        return [line for e in self.events for line in e["lines"]]
+
+    async def wait_lines(self, n: int, timeout_s: float | None = None) -> list[str]:
+        """Every line, once there are at least `n`."""
+        await wait_until(lambda: len(self.lines()) >= n, timeout_s or self._wait_s)
+        return self.lines()
 
 
 class StreamReader:

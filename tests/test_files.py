@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_until
+from helpers import Published, wait_until
 
 from monitor.config import TailConfig
 from monitor.hub.events import LOG, STATUS
@@ -23,31 +23,16 @@ from monitor.sources.files import FileSource
 from monitor.sources.follower import TRUNCATED
 
 
-class Tail:
+class Tail(Published):
     """A running FileSource and everything it published, read back from the hub."""
 
     def __init__(self, hub: MemoryHub, tailer: FileSource) -> None:
-        self.hub, self.tailer = hub, tailer
-        self.events: list[dict[str, Any]] = []
-        self.statuses: list[dict[str, Any]] = []
-        # Read as the server's consumers read, in publish order; never more than the test holds.
-        self._feed = hub.feed(frozenset({LOG, STATUS}), max_pending=10_000_000)
-
-    def poll(self) -> None:
-        for event in self._feed.drain():
-            (self.events if event.type == LOG else self.statuses).append(event.payload)
-
-    def lines(self) -> list[str]:
-        self.poll()
-        return [line for e in self.events for line in e["lines"]]
+        super().__init__(hub)
+        self.tailer = tailer
 
     def status(self) -> dict[str, Any]:
         self.poll()
         return self.statuses[-1] if self.statuses else {}
-
-    async def wait_lines(self, n: int, timeout_s: float = 5.0) -> list[str]:
-        await wait_until(lambda: len(self.lines()) >= n, timeout_s)
-        return self.lines()
 
     async def wait_state(self, state: str, timeout_s: float = 5.0) -> dict[str, Any]:
         await wait_until(lambda: self.status().get("state") == state, timeout_s)

@@ -15,12 +15,11 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import wait_until
+from helpers import Published, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import Config, ConfigError, JournalSpec, load_config
 from monitor.http.app import create_app
-from monitor.hub.events import LOG, STATUS
 from monitor.hub.memory import MemoryHub
 from monitor.sources.journal import JournalSource, entry_line
 from monitor.sources.supervisor import supervise
@@ -53,31 +52,16 @@ def past(seconds: float) -> str:
     return str(int((time.time() - seconds) * 1_000_000))
 
 
-class Follow:
+class Follow(Published):
     """A running JournalSource and what it published."""
 
     def __init__(self, hub: MemoryHub, source: JournalSource) -> None:
-        self.hub, self.source = hub, source
-        self.events: list[dict[str, Any]] = []
-        self.statuses: list[dict[str, Any]] = []
-        # Read as the server's consumers read, in publish order; never more than the test holds.
-        self._feed = hub.feed(frozenset({LOG, STATUS}), max_pending=10_000_000)
-
-    def poll(self) -> None:
-        for event in self._feed.drain():
-            (self.events if event.type == LOG else self.statuses).append(event.payload)
-
-    def lines(self) -> list[str]:
-        self.poll()
-        return [line for e in self.events for line in e["lines"]]
+        super().__init__(hub, wait_s=3.0)
+        self.source = source
 
     def has_state(self, state: str) -> bool:
         self.poll()
         return any(s["state"] == state for s in self.statuses)
-
-    async def wait_lines(self, n: int, timeout_s: float = 3.0) -> list[str]:
-        await wait_until(lambda: len(self.lines()) >= n, timeout_s)
-        return self.lines()
 
 
 @pytest.fixture
