@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="believe X-Forwarded-For from this address or CIDR range (repeatable)",
     )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="answer this Host name without authentication, besides localhost (repeatable)",
+    )
     serve.add_argument("--users-file", metavar="FILE", help="require HTTP Basic auth (htpasswd)")
     serve.add_argument(
         "--allow-anonymous",

@@ -82,6 +82,8 @@ class Config:
     history: HistoryConfig = HistoryConfig()
     alerts: tuple[Rule, ...] = ()  # [[alerts]], parsed and checked
     trusted_proxies: tuple[str, ...] = ()  # X-Forwarded-For is believed from these only
+    # Host names answered without authentication besides loopback ones (DNS rebinding).
+    allowed_hosts: tuple[str, ...] = ()
     base_path: str = ""  # serve everything under this path, e.g. "/monitor" behind a proxy
     users_file: str | None = None  # htpasswd-style `user:hash` lines; None: no authentication
     allow_anonymous: bool = False  # serve a non-loopback address without users, on purpose
@@ -100,6 +102,24 @@ def _base_path(key: str, value: Any) -> str:
     return text
 
 
+HOST_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,62}\.?)*|[0-9a-f:.]+")
+
+
+def _host_names(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key}: must be a list of host names, got {value!r}")
+    names = []
+    for text in value:
+        name = text.strip().lower().removeprefix("[").removesuffix("]").rstrip(".")
+        if not name or len(name) > 253 or not HOST_NAME_RE.fullmatch(name):
+            raise ConfigError(
+                f"{key}: {text!r} is not a host name such as monitor.example.com "
+                "(no scheme, no port)"
+            )
+        names.append(name)
+    return tuple(names)
+
+
 def _networks(key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{key}: must be a list of addresses or CIDR ranges, got {value!r}")
@@ -116,6 +136,7 @@ Check = Callable[[str, Any], Any]
 TOP_KEYS: dict[str, tuple[str, str, Check]] = {
     "host": ("", "host", require_text),
     "trusted_proxies": ("", "trusted_proxies", _networks),
+    "allowed_hosts": ("", "allowed_hosts", _host_names),
     "base_path": ("", "base_path", _base_path),
     "port": ("", "port", number_in(0, 65535, integer=True)),
     "interval_s": ("metrics", "interval_s", number_in(0.05, 3600, integer=False)),
@@ -159,6 +180,7 @@ FLAG_KEYS: dict[str, tuple[str, str, Check]] = {
     "interval": TOP_KEYS["interval_s"],
     "base_path": TOP_KEYS["base_path"],
     "trusted_proxy": TOP_KEYS["trusted_proxies"],
+    "allowed_host": TOP_KEYS["allowed_hosts"],
     "users_file": TOP_KEYS["users_file"],
     "allow_anonymous": TOP_KEYS["allow_anonymous"],
     "certfile": TOP_KEYS["certfile"],
@@ -246,10 +268,17 @@ def _build(values: Values, **top: Any) -> Config:
 def _check_exposure(config: Config) -> None:
     if bool(config.certfile) != bool(config.keyfile):
         raise ConfigError("--certfile and --keyfile go together: give both to serve HTTPS")
-    if is_loopback(config.host) or config.users_file or config.allow_anonymous:
-        return
-    raise ConfigError(
-        f"--host {config.host}: refusing to expose the dashboard without authentication; "
+    if problem := exposure_problem(config, config.host, "--host"):
+        raise ConfigError(problem)
+
+
+def exposure_problem(config: Config, address: str, what: str) -> str | None:
+    """Why serving on `address` is refused (reachable by others, and nobody must sign in);
+    None if it is fine. `what` names where the address came from, for the message."""
+    if is_loopback(address) or config.users_file or config.allow_anonymous:
+        return None
+    return (
+        f"{what} {address}: refusing to expose the dashboard without authentication; "
         "give --users-file FILE (lines from `sse-monitor hash-password USER`), "
         "or --allow-anonymous if that is really meant"
     )
@@ -260,9 +289,11 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False  # a name: it may resolve to anything
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 from a dual-stack socket
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def _from_file(data: dict[str, Any], values: Values) -> tuple[dict[str, str] | None, list[Any]]:

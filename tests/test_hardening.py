@@ -45,7 +45,7 @@ async def client(aiohttp_client: AiohttpClient, config: Config, web_copy: Path) 
 async def raw_get(client: Client, target: str) -> tuple[int, bytes]:
     """GET `target` byte for byte: client libraries would normalise the path first."""
     reader, writer = await asyncio.open_connection(client.host, client.port)
-    writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
     await writer.drain()
     data = await asyncio.wait_for(reader.read(), timeout=5)
     writer.close()

@@ -192,7 +192,7 @@ async def test_slow_consumer_is_bounded_gets_gap_and_delays_no_one(
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.setblocking(False)
     await asyncio.get_running_loop().sock_connect(stalled, (client.host, client.port))
-    stalled.send(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    stalled.send(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
     await wait_until(lambda: hub.stats().subscribers == 1)
     fast = await open_stream()
     await fast.until("hello")

@@ -26,7 +26,7 @@ from monitor.http.keys import (
     STARTED,
 )
 from monitor.http.limits import StreamLimiter
-from monitor.http.middleware import json_errors, require_auth, security_headers
+from monitor.http.middleware import host_check, json_errors, require_auth, security_headers
 from monitor.http.page import add_page, find_web_dir
 from monitor.http.proxy import forwarded_middleware, parse_networks
 from monitor.http.stream import events
@@ -84,6 +84,8 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
         middlewares.append(forwarded_middleware(parse_networks(config.trusted_proxies)))
     if config.users_file:
         middlewares.append(require_auth)
+    else:
+        middlewares.append(host_check(frozenset(config.allowed_hosts)))
     app = web.Application(middlewares=middlewares)
     app[CONFIG] = config
     if config.users_file:

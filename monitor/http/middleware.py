@@ -1,10 +1,12 @@
-"""What every request passes through: JSON errors, security headers (CSP), and HTTP Basic
-authentication when a users file is configured."""
+"""What every request passes through: JSON errors, security headers (CSP), HTTP Basic
+authentication when a users file is configured, and without one a check of the Host header
+against DNS rebinding."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from aiohttp import hdrs, web
 
@@ -55,3 +57,57 @@ async def require_auth(request: web.Request, handler: Handler) -> web.StreamResp
     if not verdict.ok:
         raise json_error(401, verdict.message, headers={"WWW-Authenticate": AUTH_CHALLENGE})
     return await handler(request)
+
+
+def host_check(allowed: Collection[str]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Refuse (403) a request whose Host is not loopback, the address it came in on, or one of
+    `allowed`: without authentication, a page on a domain that resolves to 127.0.0.1 (DNS
+    rebinding, an ssh -L tunnel) could otherwise read every log through the browser."""
+
+    @web.middleware
+    async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = request.headers.get(hdrs.HOST)
+        if request.match_info.route.name in OPEN_ROUTES or is_allowed_host(host, request, allowed):
+            return await handler(request)
+        shown = (host or "")[:100]
+        raise json_error(
+            403,
+            f"host {shown!r} is not one this server answers without authentication; "
+            "serve with --allowed-host NAME (or a users file) to reach it by that name",
+        )
+
+    return check_host
+
+
+def is_allowed_host(host: str | None, request: web.Request, allowed: Collection[str]) -> bool:
+    """True for no Host at all (no browser sends that), a loopback name or address, the local
+    address the connection came in on, or a name in `allowed`; port ignored."""
+    if host is None:
+        return True
+    name = host_name(host)
+    if name is None:
+        return False
+    if name == "localhost" or name in allowed:
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False  # a name: only a configured one is trusted
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    local = sockname[0] if isinstance(sockname, tuple) else None
+    return address.is_loopback or (local is not None and name == local.lower())
+
+
+def host_name(host: str) -> str | None:
+    """The name in a Host header, lowercase, without port or brackets; None if malformed."""
+    host = host.strip().lower()
+    if host.startswith("["):  # an IPv6 address: [::1]:8765
+        name, sep, rest = host[1:].partition("]")
+        port = rest.removeprefix(":")
+        if not sep or (rest and (rest == port or not port.isdigit())):
+            return None
+        return name or None
+    name, _, port = host.partition(":")
+    if port and not port.isdigit():
+        return None
+    return name.rstrip(".") or None
