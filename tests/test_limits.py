@@ -29,7 +29,8 @@ async def make_client(aiohttp_client: AiohttpClient, config: Config) -> MakeClie
         stream = replace(
             config.stream, max_clients=max_clients, max_clients_per_address=per_address
         )
-        limited = replace(config, stream=stream)
+        # Behind a trusted proxy on loopback: tests pick client addresses by X-Forwarded-For.
+        limited = replace(config, stream=stream, trusted_proxies=("127.0.0.1",))
         return await aiohttp_client(create_app(limited, sources=[]))
 
     return make
@@ -61,17 +62,37 @@ async def test_streams_beyond_max_clients_get_503_until_one_closes(make_client: 
     await wait_until(lambda: limiter.total == 0)
 
 
+def from_address(address: str) -> dict[str, str]:
+    """Headers that make a request come from `address`, through the trusted local proxy."""
+    return {"X-Forwarded-For": address}
+
+
 async def test_per_address_cap_leaves_other_addresses_alone(make_client: MakeClient) -> None:
     client = await make_client(max_clients=10, per_address=1)
-    first = await client.get("/events")
+    first = await client.get("/events", headers=from_address("203.0.113.1"))
     assert first.status == 200
-    await assert_busy(await client.get("/events"), "from your address (1)")
-    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
-    async with aiohttp.ClientSession(connector=connector) as other:
-        async with other.get(client.make_url("/events")) as resp:
-            assert resp.status == 200
-            assert client.app[LIMITER].total == 2  # one from each address
+    again = await client.get("/events", headers=from_address("203.0.113.1"))
+    await assert_busy(again, "from your address (1)")
+    other = await client.get("/events", headers=from_address("203.0.113.2"))
+    assert other.status == 200
+    assert client.app[LIMITER].total == 2  # one from each address
     first.close()
+    other.close()
+    await wait_until(lambda: client.app[LIMITER].total == 0)
+
+
+async def test_loopback_clients_count_only_against_the_total(make_client: MakeClient) -> None:
+    # Loopback is this machine's own users, or a reverse proxy on it in front of everyone.
+    client = await make_client(max_clients=3, per_address=1)
+    direct = [await client.get("/events") for _ in range(2)]
+    assert [r.status for r in direct] == [200, 200]
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get(client.make_url("/events")) as resp:
+            assert resp.status == 200
+            await assert_busy(await client.get("/events"), "too many open streams (3)")
+    for resp in direct:
+        resp.close()
     await wait_until(lambda: client.app[LIMITER].total == 0)
 
 
