@@ -10,7 +10,7 @@ import socket
 import ssl
 from collections.abc import Callable
 
-from monitor.config import Config, ConfigError
+from monitor.config import Config, ConfigError, exposure_problem
 from monitor.http.app import create_root
 from monitor.http.keys import HUB
 from monitor.http.runner import make_runner, start_site
@@ -79,6 +79,15 @@ def status_of(config: Config, hub: Hub) -> Callable[[], str]:
     return lambda: f"{hub.stats().subscribers} clients, {logs} log sources"
 
 
+def check_passed_socket(config: Config, sock: socket.socket) -> None:
+    """The exposure rule for the socket systemd passed: its real address, not --host (which
+    socket activation ignores)."""
+    address = sock.getsockname()
+    host = address[0] if isinstance(address, tuple) else "localhost"  # a unix socket
+    if problem := exposure_problem(config, host, "the socket systemd passed, on"):
+        raise StartupError(problem)
+
+
 async def serve(config: Config) -> None:
     """Run the server until SIGTERM or SIGINT, then shut down and return."""
     context = (
@@ -100,6 +109,8 @@ async def serve(config: Config) -> None:
     tasks: list[asyncio.Task[None]] = []
     try:
         sock = inherited_socket()
+        if sock is not None:
+            check_passed_socket(config, sock)
         try:
             urls = await start_site(runner, config.host, config.port, sock, context)
         except OSError as exc:

@@ -170,6 +170,26 @@ def test_socket_activation_serves_the_passed_socket(tmp_path: Path, servers: lis
     assert "(socket activation)" in stop(server)
 
 
+def test_a_passed_socket_off_loopback_is_refused_without_users(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    # --host says loopback (the default), but the socket systemd hands over is what serves.
+    with socket.socket() as exposed:
+        exposed.bind(("0.0.0.0", 0))  # never listening: nothing can connect to it
+
+        def as_fd_3() -> None:
+            os.dup2(exposed.fileno(), 3)
+
+        script = 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"'
+        argv = ("sh", "-c", script, "sh", *MONITOR, "serve", "--port", "0")
+        server = spawn(tmp_path, {}, *argv, pass_fds=(3,), preexec_fn=as_fd_3)
+        servers.append(server)
+        assert server.proc.wait(timeout=15) == 1
+    stderr = server.all_stderr()
+    assert "the socket systemd passed, on 0.0.0.0: refusing to expose the dashboard" in stderr
+    assert "listening on" not in stderr
+
+
 def test_under_journald_lines_carry_priority_and_no_timestamp(
     tmp_path: Path, servers: list[Server]
 ) -> None:
