@@ -97,7 +97,8 @@ class Config:
 
 def _base_path(key: str, value: Any) -> str:
     text = require_text(key, value).rstrip("/")
-    if text and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", text):
+    segments = text.split("/")[1:]
+    if text and (not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", text) or {".", ".."} & set(segments)):
         raise ConfigError(f"{key}: expected a path like /monitor, got {value!r}")
     return text
 

@@ -215,7 +215,8 @@ async def test_hash_password_from_stdin_makes_a_line_that_signs_in(
 @pytest.mark.parametrize(
     ("args", "stdin", "status", "expected"),
     [
-        (["alice"], "", 1, "empty password"),
+        (["alice"], "", 1, "password shorter than 8 characters"),
+        (["alice"], "ab\n", 1, "password shorter than 8 characters"),
         (["alice"], "x" * 73 + "\n", 1, "longer than 72 bytes"),
         (["al:ice"], "pw\n", 2, "no ':' or spaces"),
     ],

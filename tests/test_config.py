@@ -135,7 +135,7 @@ def test_base_path_is_normalised(given: str, kept: str | None) -> None:
         assert load_config(None, {"base_path": given}).base_path == kept
 
 
-@pytest.mark.parametrize("bad", ["monitor", "/a b", "/a/../b?x", "//x"])
+@pytest.mark.parametrize("bad", ["monitor", "/a b", "/a/../b?x", "//x", "/..", "/a/.", "/./b"])
 def test_bad_base_path_is_refused(bad: str) -> None:
     with pytest.raises(ConfigError, match="--base-path: expected a path like /monitor"):
         load_config(None, {"base_path": bad})

@@ -112,6 +112,18 @@ async def test_appended_lines_arrive_once_in_order(
     assert await t.wait_lines(20_000) == [f"line {i}" for i in range(20_000)]
 
 
+async def test_crlf_line_ends_leave_no_carriage_return(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    log = tmp_path / "app.log"
+    append(log, "backlog one\r\nbacklog two\r\n")
+    t = tail(log)
+    await t.wait_lines(2)
+    append(log, "live\r\nbare \r inside\r\n")
+    lines = await t.wait_lines(4)
+    assert lines == ["backlog one", "backlog two", "live", "bare \r inside"]
+
+
 async def test_file_that_appears_later_is_read_from_its_start(
     tmp_path: Path, tail: Callable[..., Tail]
 ) -> None:

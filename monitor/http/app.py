@@ -121,8 +121,10 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
 
 def add_routes(app: web.Application) -> None:
     """The streams and the JSON and Prometheus endpoints (the page is page.py's)."""
-    app.router.add_get("/events", events, name="events")
-    app.router.add_get("/tail/{name}", tail_source)
+    # No HEAD on streams: headers, then log lines on a kept-alive connection, would make a log
+    # line the next response for whoever reuses it (a proxy's pool).
+    app.router.add_get("/events", events, name="events", allow_head=False)
+    app.router.add_get("/tail/{name}", tail_source, allow_head=False)
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_get("/api/sources", api_sources)
     app.router.add_get("/api/history", api_history, name="history")

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 BCRYPT_RE = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 USER_RE = re.compile(r"[^\s:]{1,128}")
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores the rest; bcrypt>=5 refuses longer input
+MIN_PASSWORD_CHARS = 8  # a shorter one falls to guessing, whatever the hash costs
 HASH_COST = 12
 CACHE_TTL_S = 300.0
 CACHE_MAX_ENTRIES = 1024
@@ -240,8 +241,8 @@ def read_new_password() -> str:
             raise ValueError("the passwords do not match")
     else:
         password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
-    if not password:
-        raise ValueError("empty password")
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise ValueError(f"password shorter than {MIN_PASSWORD_CHARS} characters")
     if len(password.encode()) > BCRYPT_MAX_BYTES:
         raise ValueError(f"password longer than {BCRYPT_MAX_BYTES} bytes (bcrypt ignores the rest)")
     return password

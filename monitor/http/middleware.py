@@ -30,6 +30,7 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers["Server"] = "sse-monitor"  # not aiohttp's and Python's versions
 
 
 @web.middleware

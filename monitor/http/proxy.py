@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from monitor.http.errors import json_error
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -24,6 +26,14 @@ def client_address(peer: str, forwarded_for: str, trusted: Sequence[Network]) ->
     while _is_trusted(address, trusted) and hops:
         address = hops.pop()
     return address
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
@@ -47,6 +57,9 @@ def forwarded_middleware(
         peer = request.remote or ""
         address = client_address(peer, request.headers.get("X-Forwarded-For", ""), trusted)
         if address != peer:
+            if not _is_address(address):  # it would count sign-in failures and streams
+                shown = address[:60]
+                raise json_error(400, f"X-Forwarded-For: {shown!r} is not an IP address")
             request = request.clone(remote=address)
         return await handler(request)
 

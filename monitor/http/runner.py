@@ -3,14 +3,51 @@ systemd handed over)."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
+import time
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+
+class BadRequestLog(logging.Filter):
+    """aiohttp logs a request it cannot parse as an ERROR with a traceback and the offending
+    bytes (an Authorization header's credentials, megabytes of an oversized one): make it one
+    WARNING line with only the reason, at most one every RATE_S seconds, counting the rest."""
+
+    RATE_S = 10.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = -self.RATE_S
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        now = time.monotonic()
+        if now - self._last < self.RATE_S:
+            self._dropped += 1
+            return False
+        # The reason is the message up to its first colon; what follows quotes the bytes.
+        reason = (str(exc.message or "").split(":", 1)[0].splitlines() or ["?"])[0][:100]
+        more = f" ({self._dropped} more since the last such line)" if self._dropped else ""
+        self._last, self._dropped = now, 0
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        record.msg, record.args = "bad request from %s: %s%s", (peer, reason, more)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
+        return True
 
 
 def make_runner(app: web.Application, *, shutdown_timeout_s: float) -> web.AppRunner:
     """A runner that leaves signals to the caller and ends handlers of gone clients."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, BadRequestLog) for f in server_log.filters):
+        server_log.addFilter(BadRequestLog())
     return web.AppRunner(
         app,
         handle_signals=False,

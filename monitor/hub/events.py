@@ -3,6 +3,7 @@ clients) and an Event (the payload, for in-process consumers)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +28,13 @@ def format_id(run_id: str, seq: int) -> str:
     return f"{run_id}-{seq}"
 
 
+ID_RE = re.compile(r"([0-9]{1,20})-([0-9]{1,18})")  # ASCII digits: str.isdigit() takes "²"
+
+
 def parse_id(text: str) -> tuple[str, int] | None:
     """Split an event id into (run id, sequence); None if it is not one of ours."""
-    run_id, sep, seq = text.strip().rpartition("-")
-    if not sep or not run_id.isdigit() or not seq.isdigit() or len(seq) > 18:
-        return None
-    return run_id, int(seq)
+    match = ID_RE.fullmatch(text.strip())
+    return (match[1], int(match[2])) if match else None
 
 
 @dataclass(slots=True)

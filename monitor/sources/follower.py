@@ -62,6 +62,8 @@ def decode_lines(blob: bytes, max_line_bytes: int) -> list[str]:
     if "\0" in text:
         text = text.replace("\0", "\ufffd")
     lines = text.split("\n")
+    if "\r" in text:  # CRLF line ends (Windows-born logs): the \r is not part of the line
+        lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
     if len(blob) > max_line_bytes:
         lines = [
             ln[:max_line_bytes] + TRUNCATED if len(ln) > max_line_bytes else ln for ln in lines
