@@ -283,8 +283,8 @@ async def test_a_caught_up_reader_is_written_to_by_publish_itself() -> None:
     hub = MemoryHub()
     written: list[bytes] = []
 
-    def sink(data: bytes) -> bool:
-        written.append(data)
+    def sink(frame: Frame) -> bool:
+        written.append(frame.data)
         return True
 
     async with hub.subscribe(ALL, sink=sink) as chunks:
@@ -305,9 +305,9 @@ async def test_a_refusing_sink_hands_the_frames_back_to_the_readers_task_in_orde
     written: list[bytes] = []
     is_open = True
 
-    def sink(data: bytes) -> bool:
+    def sink(frame: Frame) -> bool:
         if is_open:
-            written.append(data)
+            written.append(frame.data)
         return is_open
 
     async with hub.subscribe(ALL, sink=sink) as chunks:
@@ -324,7 +324,7 @@ async def test_a_refusing_sink_hands_the_frames_back_to_the_readers_task_in_orde
 
 async def test_close_wakes_parked_readers() -> None:
     hub = MemoryHub()
-    async with hub.subscribe(ALL, sink=lambda data: True) as chunks:
+    async with hub.subscribe(ALL, sink=lambda frame: True) as chunks:
         await anext(chunks)
         parked = asyncio.ensure_future(anext(chunks))
         await wait_until(lambda: hub.stats().caught_up == 1)

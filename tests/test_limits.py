@@ -106,3 +106,21 @@ async def test_bad_requests_and_refusals_take_no_slot(make_client: MakeClient) -
     assert client.app[LIMITER].total == 1
     stream.close()
     await wait_until(lambda: client.app[LIMITER].total == 0)
+
+
+async def test_plain_tail_streams_count_against_the_same_caps(make_client: MakeClient) -> None:
+    client = await make_client(max_clients=2, per_address=1)
+    events = await client.get("/events")
+    tail = await client.get("/tail/app", headers=from_address("203.0.113.1"))
+    assert (events.status, tail.status) == (200, 200)
+    await assert_busy(await client.get("/tail/db"), "too many open streams (2)")
+    tail.close()
+    await wait_until(lambda: client.app[LIMITER].total == 1)
+    again = await client.get("/tail/app", headers=from_address("203.0.113.1"))
+    assert again.status == 200
+    await assert_busy(
+        await client.get("/tail/db", headers=from_address("203.0.113.1")), "too many open streams"
+    )
+    events.close()
+    again.close()
+    await wait_until(lambda: client.app[LIMITER].total == 0)

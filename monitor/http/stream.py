@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -12,7 +14,7 @@ from aiohttp_sse import EventSourceResponse
 from monitor import __version__
 from monitor.http.errors import json_error, reject_unknown_params
 from monitor.http.keys import CONFIG, HUB, LIMITER
-from monitor.hub.events import STREAM_TYPES
+from monitor.hub.events import STREAM_TYPES, Frame
 from monitor.hub.interface import Selector, Sink
 
 # A client whose socket accepts nothing for this long is cut off (and TCP_USER_TIMEOUT is set
@@ -60,17 +62,26 @@ def hello_payload(app: web.Application) -> dict[str, Any]:
     }
 
 
-async def events(request: web.Request) -> web.StreamResponse:
-    """GET /events: the typed SSE stream, resumable by Last-Event-ID."""
-    selector, last_id = parse_events_query(request)  # 400s happen before the stream starts
+@asynccontextmanager
+async def stream_slot(request: web.Request) -> AsyncIterator[None]:
+    """A slot under the stream caps for the request's address, for as long as it streams; a
+    503 with Retry-After (before anything is sent) if there is none. Every streaming route
+    takes one."""
     limiter, address = request.app[LIMITER], request.remote or ""
     refused = limiter.acquire(address)
     if refused is not None:
         raise json_error(503, refused, headers={"Retry-After": str(BUSY_RETRY_S)})
     try:
-        return await _stream(request, selector, last_id)
+        yield
     finally:
         limiter.release(address)
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """GET /events: the typed SSE stream, resumable by Last-Event-ID."""
+    selector, last_id = parse_events_query(request)  # 400s happen before the stream starts
+    async with stream_slot(request):
+        return await _stream(request, selector, last_id)
 
 
 async def _stream(
@@ -123,10 +134,10 @@ def direct_writer(request: web.Request, resp: web.StreamResponse) -> Sink:
     transport, protocol = request.transport, request.protocol
     is_chunked = resp.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
 
-    def write_now(data: bytes) -> bool:
+    def write_now(frame: Frame) -> bool:
         if transport is None or transport.is_closing() or protocol.writing_paused:
             return False
-        transport.write(_chunked(data) if is_chunked else data)
+        transport.write(_chunked(frame.data) if is_chunked else frame.data)
         return True
 
     return write_now

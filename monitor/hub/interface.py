@@ -13,9 +13,10 @@ from typing import Any, Protocol
 
 from monitor.hub.events import STREAM_TYPES, Event, Frame
 
-# Writes one encoded frame to a client at once, never waiting; False if it cannot now (its
-# socket is backed up or closing): the client then reads from its cursor instead.
-Sink = Callable[[bytes], bool]
+# Writes one frame to a client at once, never waiting; False if it cannot now (its socket is
+# backed up or closing, or the frame needs the client's own task): the client then reads
+# from its cursor instead.
+Sink = Callable[[Frame], bool]
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,7 @@ class Readers:
             if selector.matches(frame):
                 for reader in group:
                     try:
-                        if reader.sink is None or not reader.sink(frame.data):
+                        if reader.sink is None or not reader.sink(frame):
                             refused.append(reader)
                     # A source must not die of one client: its task meets the error and ends.
                     except Exception:  # noqa: BLE001
