@@ -16,7 +16,9 @@ import aiohttp
 import bcrypt
 import pytest
 import trustme
+from aiohttp import web
 from helpers import MONITOR, Server, wait_until
+from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
 
@@ -27,10 +29,11 @@ class Tail:
         self.proc = proc
         self.out: list[str] = []
         self.err: list[str] = []
+        self.out_bytes: list[bytes] = []  # stdout lines as written, newline and all
         assert proc.stdout is not None and proc.stderr is not None
         self._pumps = [
-            asyncio.create_task(self._pump(proc.stdout, self.out)),
-            asyncio.create_task(self._pump(proc.stderr, self.err)),
+            asyncio.create_task(self._pump(proc.stdout, self.out, self.out_bytes)),
+            asyncio.create_task(self._pump(proc.stderr, self.err, [])),
         ]
 
     @classmethod
@@ -41,8 +44,9 @@ class Tail:
         return cls(proc)
 
     @staticmethod
-    async def _pump(stream: asyncio.StreamReader, into: list[str]) -> None:
+    async def _pump(stream: asyncio.StreamReader, into: list[str], raw: list[bytes]) -> None:
         async for line in stream:
+            raw.append(line)
             into.append(line.decode().rstrip("\n"))
 
     async def lines(self, n: int, timeout_s: float = 5.0) -> list[str]:
@@ -293,3 +297,64 @@ async def test_tail_over_https_with_basic_auth(
     untrusted = await Tail.start(server.url, "--user", "ops", "--password-file", str(good))
     assert await untrusted.finish() == 1
     assert len(untrusted.err) == 1 and "certificate not trusted" in untrusted.err[0]
+
+
+# Escape sequences a log line could carry to the operator's terminal: clear the screen, write
+# the clipboard (OSC 52), overwrite the line (CR), hide the next lines (U+2028/9, BS, DEL),
+# CSI as one C1 character, and a right-to-left override (a file name that reads backwards).
+HOSTILE = (
+    "\x1b[2J\x1b]52;c;ZXZpbA==\x07 ok\r overwritten\u2028next\u2029\x08\x7f"
+    " \x9b2J \u202egnp.exe\u2066\tend"
+)
+SHOWN = (
+    rb"\x1b[2J\x1b]52;c;ZXZpbA==\x07 ok\r overwritten\u2028next\u2029\x08\x7f"
+    rb" \x9b2J \u202egnp.exe\u2066" + b"\tend\n"
+)
+
+
+@pytest.fixture
+def hostile_server(start_server: Callable[..., Server], tmp_path: Path) -> Server:
+    """A server following a log whose last line is HOSTILE."""
+    log = tmp_path / "app.log"
+    log.write_text(f"fine\n{HOSTILE}\n", encoding="utf-8")
+    return start_server("--log", f"app={log}")
+
+
+async def test_control_characters_are_shown_not_acted_on(hostile_server: Server) -> None:
+    tail = await Tail.start(hostile_server.url, "--lines", "2")
+    await tail.lines(2)
+    assert await tail.stop() == 0
+    assert tail.out_bytes == [b"fine\n", SHOWN]
+    assert tail.err == []
+
+
+async def test_json_is_ascii_and_gives_the_exact_line(hostile_server: Server) -> None:
+    tail = await Tail.start(hostile_server.url, "--lines", "1", "--json")
+    [row] = await tail.lines(1)
+    assert await tail.stop() == 0
+    assert tail.out_bytes[0].isascii()
+    assert json.loads(row)["line"] == HOSTILE
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="cli.py's tail parser has no --raw flag yet"
+)
+async def test_raw_prints_exactly_what_the_server_sent(hostile_server: Server) -> None:
+    tail = await Tail.start(hostile_server.url, "--lines", "1", "--raw")
+    await tail.lines(1)
+    assert await tail.stop() == 0
+    assert tail.out_bytes == [HOSTILE.encode() + b"\n"]
+
+
+async def test_server_text_on_stderr_is_made_visible(aiohttp_server: AiohttpServer) -> None:
+    async def refuse(request: web.Request) -> web.Response:
+        body = {"error": "unknown source '\x1b]52;c;ZXZpbA==\x07'", "known": ["a\x9b2J\u2028"]}
+        return web.json_response(body, status=404)
+
+    app = web.Application()
+    app.router.add_get("/events", refuse)
+    url = str((await aiohttp_server(app)).make_url(""))
+    tail = await Tail.start(url, "--source", "x")
+    assert await tail.finish() == 1
+    shown = r"unknown source '\x1b]52;c;ZXZpbA==\x07' (known: a\x9b2J\u2028)"
+    assert tail.err == [f"sse-monitor tail: {url}: {shown}"]

@@ -1,10 +1,12 @@
 """What `sse-monitor tail` prints of a server's events: the backlog once, live lines, none twice
-across reconnects and restarts. The connection loop is monitor.client.tail."""
+across reconnects and restarts; control characters shown, not acted on; its notes on stderr.
+The connection loop is monitor.client.tail."""
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
@@ -14,6 +16,30 @@ from monitor.hub.sse import SSEEvent
 
 # Lines remembered per file, to find where we left off when a restarted server resends them.
 SEEN_LINES = 256
+# Characters a terminal acts on or reorders rather than shows: C0 controls but TAB (ESC starts
+# every escape sequence: clear screen, cursor moves, OSC 52 writing the clipboard; CR
+# overwrites a line), DEL, C1 controls (U+009B is CSI on its own), the line and paragraph
+# separators, and the bidi embeddings, overrides and isolates ("Trojan Source", CVE-2021-42574).
+UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r"}
+
+
+def visible(text: str) -> str:
+    """`text` with UNSAFE characters shown as Python string escapes: \\x1b, \\r, \\u2028."""
+    return UNSAFE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in NAMED_ESCAPES:
+        return NAMED_ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def note(message: str) -> None:
+    """One line on stderr, the server's words in it made visible."""
+    print(f"sse-monitor tail: {visible(message)}", file=sys.stderr, flush=True)
 
 
 def resume_point(seen: Sequence[str], lines: Sequence[str]) -> int | None:
@@ -34,7 +60,8 @@ Key = tuple[str, str]  # (source, file)
 
 
 class TailPrinter:
-    """What `tail` prints: the last --lines of the first backlog, then live lines, none twice."""
+    """What `tail` prints: the last --lines of the first backlog, then live lines, none twice;
+    control characters as visible escapes unless `is_raw`, and --json in ASCII."""
 
     def __init__(
         self,
@@ -45,11 +72,13 @@ class TailPrinter:
         lines: int,
         as_json: bool,
         note: Callable[[str], None],
+        is_raw: bool = False,
     ) -> None:
         self.out = out
         self.sources = sources
         self.pattern = pattern
         self.as_json = as_json
+        self.is_raw = is_raw  # print lines as sent, escape sequences and all
         self.note = note
         self.budget = lines  # backlog lines still to show; the first run of the server only
         self.is_first_run = True
@@ -139,17 +168,18 @@ class TailPrinter:
 
     def _rows(self, event_id: str, payload: dict[str, Any], lines: list[str]) -> list[str]:
         source, file = _key(payload)
+        shown = str if self.is_raw else visible
         rows = []
         for line in map(str, lines):
             if self.pattern is not None and not self.pattern.search(line):
                 continue
             if self.as_json:
                 row = {"source": source, "file": file, "line": line, "id": event_id}
-                rows.append(json.dumps(row, ensure_ascii=False))
+                rows.append(json.dumps(row))  # ASCII: C1 and U+2028/9 escaped, not only C0
             elif self.has_prefix is not False:
-                rows.append(f"{source}: {line}")
+                rows.append(f"{shown(source)}: {shown(line)}")
             else:
-                rows.append(line)
+                rows.append(shown(line))
         return rows
 
     def _write(self, rows: list[str]) -> None:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
-from monitor.client.printer import TailPrinter
+from monitor.client.printer import TailPrinter, note
 from monitor.hub.sse import SSEEvent, SSEParser
 from monitor.tasks import cancel_and_wait
 from monitor.values import ConfigError, read_text
@@ -67,11 +67,6 @@ async def iter_chunk_events(
         yield parser.feed(chunk), is_chunk_end
 
 
-def note(message: str) -> None:
-    """One line on stderr."""
-    print(f"sse-monitor tail: {message}", file=sys.stderr, flush=True)
-
-
 def read_auth(args: argparse.Namespace) -> aiohttp.BasicAuth | None:
     """--user with the first line of --password-file."""
     if (args.user is None) != (args.password_file is None):
@@ -112,7 +107,13 @@ def make_printer(args: argparse.Namespace) -> TailPrinter:
         raise TailError(f"--grep {args.grep!r}: not a valid regex: {exc}", 2) from None
     sources = tuple(dict.fromkeys(args.source or ()))
     return TailPrinter(
-        sys.stdout, sources=sources, pattern=pattern, lines=args.lines, as_json=args.json, note=note
+        sys.stdout,
+        sources=sources,
+        pattern=pattern,
+        lines=args.lines,
+        as_json=args.json,
+        note=note,
+        is_raw=getattr(args, "raw", False),  # --raw is cli.py's to add
     )
 
 
