@@ -358,3 +358,52 @@ async def test_server_text_on_stderr_is_made_visible(aiohttp_server: AiohttpServ
     assert await tail.finish() == 1
     shown = r"unknown source '\x1b]52;c;ZXZpbA==\x07' (known: a\x9b2J\u2028)"
     assert tail.err == [f"sse-monitor tail: {url}: {shown}"]
+
+
+async def test_redirect_is_not_followed_and_takes_no_password(
+    aiohttp_server: AiohttpServer, tmp_path: Path
+) -> None:
+    authorizations: list[str | None] = []
+
+    async def record(request: web.Request) -> web.Response:
+        authorizations.append(request.headers.get("Authorization"))
+        return web.json_response({"error": "not here"}, status=404)
+
+    elsewhere = web.Application()
+    elsewhere.router.add_get("/events", record)
+    target = (await aiohttp_server(elsewhere)).make_url("/events")
+
+    async def redirect(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": str(target)})
+
+    async def redirect_with_password(request: web.Request) -> web.Response:
+        location = str(target.with_user("ops").with_password("s3cret"))
+        return web.Response(status=302, headers={"Location": location})
+
+    app = web.Application()
+    app.router.add_get("/events", redirect)
+    app.router.add_get("/in-url/events", redirect_with_password)
+    url = str((await aiohttp_server(app)).make_url(""))
+    password = tmp_path / "pw"
+    password.write_text("s3cret\n")
+    tail = await Tail.start(url, "--user", "ops", "--password-file", str(password))
+    assert await tail.finish() == 1
+    assert tail.err == [f"sse-monitor tail: {url}: redirected (302) to {target}; not followed"]
+    tail = await Tail.start(url.replace("http://", "http://ops:s3cret@") + "/in-url")
+    assert await tail.finish() == 1
+    [message] = tail.err
+    redacted = url.replace("http://", "http://ops:***@")
+    target_redacted = str(target).replace("http://", "http://ops:***@")
+    assert message == (
+        f"sse-monitor tail: {redacted}/in-url: redirected (302) to {target_redacted}; not followed"
+    )
+    assert authorizations == []
+
+
+async def test_password_in_the_url_is_never_shown() -> None:
+    address = f"127.0.0.1:{free_port()}"
+    tail = await Tail.start(f"https://ops:s3cret@{address}/")
+    assert await tail.finish() == 1
+    assert tail.err == [
+        f"sse-monitor tail: https://ops:***@{address}/: cannot connect: connection refused"
+    ]

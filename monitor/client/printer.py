@@ -22,6 +22,8 @@ SEEN_LINES = 256
 # separators, and the bidi embeddings, overrides and isolates ("Trojan Source", CVE-2021-42574).
 UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r"}
+# The password of a URL's user info (scheme://user:password@host), wherever a message has one.
+URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/?#@:]*:)[^\s/?#@]*@", re.IGNORECASE)
 
 
 def visible(text: str) -> str:
@@ -37,9 +39,14 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def redact(text: str) -> str:
+    """`text` with the password of any URL in it as ***: https://user:***@host."""
+    return URL_PASSWORD.sub(r"\1***@", text)
+
+
 def note(message: str) -> None:
-    """One line on stderr, the server's words in it made visible."""
-    print(f"sse-monitor tail: {visible(message)}", file=sys.stderr, flush=True)
+    """One line on stderr: the server's words in it made visible, URL passwords redacted."""
+    print(f"sse-monitor tail: {visible(redact(message))}", file=sys.stderr, flush=True)
 
 
 def resume_point(seen: Sequence[str], lines: Sequence[str]) -> int | None:

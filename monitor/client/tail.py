@@ -1,5 +1,6 @@
 """`sse-monitor tail URL`: the connection loop: flags, auth, TLS, reconnecting with backoff and
-Last-Event-ID, and a clean exit on Ctrl-C or a closed pipe. What it prints is TailPrinter's."""
+Last-Event-ID, never following a redirect, and a clean exit on Ctrl-C or a closed pipe. What it
+prints is TailPrinter's."""
 
 from __future__ import annotations
 
@@ -181,8 +182,12 @@ class TailClient:
         params = {"types": "log,status"}
         if printer.sources:
             params["sources"] = ",".join(printer.sources)
+        # A redirect would take the password along, even to another host over plain http.
+        get = session.get(
+            self.url, params=params, headers=headers, ssl=self.tls, allow_redirects=False
+        )
         try:
-            async with session.get(self.url, params=params, headers=headers, ssl=self.tls) as resp:
+            async with get as resp:
                 await self.check(resp, has_auth=session.auth is not None)
                 self.opened()
                 is_chunked = "chunked" in resp.headers.get("Transfer-Encoding", "").lower()
@@ -223,6 +228,9 @@ class TailClient:
             if has_auth:
                 raise TailError(f"{url}: authentication failed (check --user and --password-file)")
             raise TailError(f"{url}: authentication required (use --user and --password-file)")
+        if 300 <= resp.status < 400:
+            target = resp.headers.get("Location", "nowhere")
+            raise TailError(f"{url}: redirected ({resp.status}) to {target}; not followed")
         message = await error_text(resp)
         if resp.status in RETRY_STATUSES:
             retry_after = resp.headers.get("Retry-After", "")
