@@ -1,6 +1,9 @@
-"""The SSE parser against the event-stream rules, in any chunking."""
+"""The SSE parser against the event-stream rules, in any chunking; linear time, bounded lines."""
 
 from __future__ import annotations
+
+import time
+import tracemalloc
 
 from monitor.hub.sse import SSEEvent, SSEParser
 
@@ -40,3 +43,46 @@ def test_partial_event_waits_for_its_blank_line() -> None:
     parser = SSEParser()
     assert parser.feed(b"event: log\ndata: x\n") == []
     assert parser.feed(b"\n") == [SSEEvent("log", "", "x")]
+
+
+def test_line_ends_split_across_chunks() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"data: a\r") == []
+    assert parser.feed(b"\ndata: b\r\n") == []
+    assert parser.feed(b"\r") == [SSEEvent("message", "", "a\nb")]  # at once, not on the next
+    assert parser.feed(b"\n") == []  # the \n of that \r\n: no second blank line
+    assert parser.feed(b"data: c\r") == []
+    assert parser.feed(b"\r") == [SSEEvent("message", "", "c")]
+    assert parser.feed(b"data: d\n\n") == [SSEEvent("message", "", "d")]
+    assert parser.feed(b"data: e\r\r") == [SSEEvent("message", "", "e")]
+
+
+def test_a_long_line_feeds_in_linear_time() -> None:
+    step = 64 * 1024
+    line = b"data: " + b"x" * 40_000_000
+    parser = SSEParser()
+    started = time.process_time()
+    for i in range(0, len(line), step):
+        assert parser.feed(line[i : i + step]) == []
+        assert time.process_time() - started < 2.0, f"{i} bytes fed"  # 0.2 s here; 37 s before
+    [event] = parser.feed(b"\n\n")
+    assert len(event.data) == 40_000_000
+
+
+def test_an_over_long_line_is_dropped_and_parsing_resumes() -> None:
+    limit = 1024 * 1024
+    huge = b"event: log\nid: 1-1\ndata: " + b"x" * (5 * limit) + b"\ndata: rest\n\n"
+    after = b"event: log\nid: 1-2\ndata: next\n\n"
+    parser = SSEParser(max_line_bytes=limit)
+    tracemalloc.start()
+    try:
+        events = [e for i in range(0, len(huge), 65536) for e in parser.feed(huge[i : i + 65536])]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * limit  # never the whole line
+    assert events == []
+    assert parser.feed(after) == [SSEEvent("log", "1-2", "next")]
+    assert parser.dropped_lines == 1
+    assert parser.feed(huge + after) == [SSEEvent("log", "1-2", "next")]  # in one chunk too
+    assert parser.dropped_lines == 2

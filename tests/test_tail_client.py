@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -20,6 +21,8 @@ from aiohttp import web
 from helpers import MONITOR, Server, wait_until
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
+
+from monitor.hub.sse import MAX_LINE_BYTES
 
 
 class Tail:
@@ -406,4 +409,34 @@ async def test_password_in_the_url_is_never_shown() -> None:
     assert await tail.finish() == 1
     assert tail.err == [
         f"sse-monitor tail: https://ops:***@{address}/: cannot connect: connection refused"
+    ]
+
+
+async def test_over_long_line_is_skipped_with_a_note(aiohttp_server: AiohttpServer) -> None:
+    async def stream(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"event: log\nid: 1-1\ndata: ")
+        block = b"x" * (1 << 20)
+        for _ in range(MAX_LINE_BYTES // len(block) + 1):
+            await resp.write(block)
+        payload = {"source": "app", "file": "app.log", "lines": ["after"]}
+        await resp.write(f"\n\nevent: log\nid: 1-2\ndata: {json.dumps(payload)}\n\n".encode())
+        with contextlib.suppress(ConnectionError):
+            for _ in range(50):  # heartbeats, until the client is gone (or 10 s)
+                await resp.write(b": hb\n\n")
+                await asyncio.sleep(0.2)
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/events", stream)
+    tail = await Tail.start(str((await aiohttp_server(app)).make_url("")), "--source", "app")
+    try:
+        assert await tail.lines(1, timeout_s=20) == ["after"]
+    finally:
+        status = await tail.stop()  # a client stuck in the line would hold the server up
+    assert status == 0
+    assert tail.err == [
+        f"sse-monitor tail: skipped a stream line over {MAX_LINE_BYTES >> 20} MiB, larger than "
+        "any sse-monitor event (1 so far)"
     ]

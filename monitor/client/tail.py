@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 
 from monitor.client.printer import TailPrinter, note
-from monitor.hub.sse import SSEEvent, SSEParser
+from monitor.hub.sse import MAX_LINE_BYTES, SSEEvent, SSEParser
 from monitor.tasks import cancel_and_wait
 from monitor.values import ConfigError, read_text
 
@@ -154,6 +154,7 @@ class TailClient:
         self.has_connected = False
         self.is_down = False
         self.backoff_s = BACKOFF_FIRST_S
+        self.dropped_lines = 0
 
     async def run(self, session: aiohttp.ClientSession) -> None:
         """Follow forever."""
@@ -190,14 +191,7 @@ class TailClient:
             async with get as resp:
                 await self.check(resp, has_auth=session.auth is not None)
                 self.opened()
-                is_chunked = "chunked" in resp.headers.get("Transfer-Encoding", "").lower()
-                async for events, is_chunk_end in iter_chunk_events(resp):
-                    for event in events:
-                        printer.on_event(event)
-                    # The server writes a hello or reset and its history as one HTTP chunk, so
-                    # a chunk's end ends the snapshot. Unchunked (an old proxy), any read does.
-                    if is_chunk_end or not is_chunked:
-                        printer.end_snapshot()
+                await self.follow(resp)
         except aiohttp.ClientConnectorCertificateError as exc:
             raise TailError(
                 f"{self.display_url}: certificate not trusted ({exc.certificate_error}); "
@@ -208,6 +202,25 @@ class TailClient:
         finally:
             printer.end_snapshot()  # a stream cut inside its history: print what came
         raise Dropped("the server closed the stream", is_transient=True)
+
+    async def follow(self, resp: aiohttp.ClientResponse) -> None:
+        """Print an open stream's events as they come, until it ends."""
+        is_chunked = "chunked" in resp.headers.get("Transfer-Encoding", "").lower()
+        parser, dropped = SSEParser(), 0
+        async for events, is_chunk_end in iter_chunk_events(resp, parser):
+            for event in events:
+                self.printer.on_event(event)
+            # The server writes a hello or reset and its history as one HTTP chunk, so a
+            # chunk's end ends the snapshot. Unchunked (an old proxy), any read does.
+            if is_chunk_end or not is_chunked:
+                self.printer.end_snapshot()
+            if parser.dropped_lines > dropped:
+                self.dropped_lines += parser.dropped_lines - dropped
+                dropped = parser.dropped_lines
+                note(
+                    f"skipped a stream line over {MAX_LINE_BYTES >> 20} MiB, larger than any "
+                    f"sse-monitor event ({self.dropped_lines} so far)"
+                )
 
     def opened(self) -> None:
         """A stream is open: say so if it was down, and start backoff over."""
