@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Callable
 
 from monitor.config import Config, ConfigError, exposure_problem
-from monitor.http.app import create_root
+from monitor.http.app import create_root, reload_users
 from monitor.http.keys import HUB
 from monitor.http.runner import make_runner, start_site
 from monitor.hub.interface import Hub
@@ -105,6 +105,9 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # logrotate's postrotate habit is `kill -HUP`: by default that would end the server with
+    # status 129, which Restart=on-failure does not restart. Reload the users file instead.
+    loop.add_signal_handler(signal.SIGHUP, reload_users, app)
     await runner.setup()
     tasks: list[asyncio.Task[None]] = []
     try:

@@ -6,7 +6,12 @@ import asyncio
 import base64
 import re
 import shutil
+import signal
 import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +20,7 @@ import bcrypt
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from helpers import MONITOR
+from helpers import MONITOR, Server
 from pytest_aiohttp import AiohttpClient
 
 from monitor.config import Config, ConfigError
@@ -279,3 +284,31 @@ def test_failures_age_out_of_the_window() -> None:
     assert limiter.retry_after_s("10.0.0.2") == 0
     clock.now += 30
     assert limiter.retry_after_s("10.0.0.1") == 0
+
+
+def test_sighup_reloads_the_users_file_and_the_server_lives_on(
+    start_server: Callable[..., Server], users_file: Path
+) -> None:
+    server = start_server("--users-file", str(users_file))
+    url = f"{server.url}/api/sources"
+
+    def status(headers: dict[str, str]) -> int:
+        request = urllib.request.Request(url, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert status(ALICE) == 200  # now cached for 5 minutes
+    # Same size and mtime second: only the signal says the file is new.
+    users_file.write_text(users_file.read_text().replace("alice:", "alicf:", 1))
+    server.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while status(ALICE) != 401:  # the cache went with the reload
+        assert time.monotonic() < deadline, "alice still signs in after SIGHUP"
+        time.sleep(0.05)
+    assert server.proc.poll() is None  # alive: not status 129
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=5) == 0
+    assert "reloaded: 2 users" in server.all_stderr()

@@ -4,6 +4,7 @@ Config, and runs the background tasks for the app's lifetime."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from functools import cache
@@ -41,6 +42,8 @@ from monitor.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+
+log = logging.getLogger(__name__)
 
 
 def make_sources(config: Config) -> list[Source]:
@@ -139,6 +142,8 @@ def create_root(config: Config) -> web.Application:
         return app
     root = web.Application()
     root[HUB] = app[HUB]  # the server reports its clients (systemd STATUS=) from it
+    if AUTH in app:
+        root[AUTH] = app[AUTH]  # and reloads the users file on SIGHUP
     location = config.base_path + "/"
 
     async def to_page(request: web.Request) -> web.StreamResponse:
@@ -148,6 +153,15 @@ def create_root(config: Config) -> web.Application:
     root.router.add_get(config.base_path, to_page)
     root.add_subapp(config.base_path, app)
     return root
+
+
+def reload_users(app: web.Application) -> None:
+    """SIGHUP: read the users file again now; without one there is nothing to reload."""
+    auth = app.get(AUTH)
+    if auth is None:
+        log.info("SIGHUP: no users file to reload; carrying on")
+    else:
+        auth.reload()
 
 
 async def run_background(app: web.Application) -> AsyncIterator[None]:

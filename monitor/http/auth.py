@@ -88,10 +88,11 @@ class UsersFile:
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
-    def refresh(self) -> bool:
-        """Reload if the file changed (a stat, no read otherwise); True if it was reloaded."""
+    def refresh(self, *, force: bool = False) -> bool:
+        """Reload if the file changed (a stat, no read otherwise), or always with `force`;
+        True if it was reloaded."""
         stamp = self._stat()
-        if stamp == self._stamp:
+        if stamp == self._stamp and not force:
             return False
         self._stamp = stamp
         self.generation += 1
@@ -172,6 +173,11 @@ class Authenticator:
         self._key = secrets.token_bytes(32)  # per process: cache digests mean nothing elsewhere
         self._cache: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._pending: dict[bytes, asyncio.Task[bool]] = {}
+
+    def reload(self) -> None:
+        """Read the users file again now (SIGHUP), forgetting every cached check."""
+        self.users.refresh(force=True)
+        self._cache.clear()
 
     async def authenticate(self, header: str | None, address: str) -> Verdict:
         """The verdict for one request's Authorization header from `address`."""
