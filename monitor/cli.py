@@ -85,6 +85,9 @@ def add_tail_parser(commands: Any) -> None:
     tail.add_argument("--grep", metavar="REGEX", help="only lines matching REGEX")
     tail.add_argument("--lines", type=int, default=10, metavar="N", help="backlog lines first")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.add_argument(
+        "--raw", action="store_true", help="print lines as sent, control characters and all"
+    )
     tail.add_argument("--user", help="HTTP Basic user")
     tail.add_argument("--password-file", metavar="F", help="file holding the password")
     tls = tail.add_mutually_exclusive_group()

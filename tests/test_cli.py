@@ -20,7 +20,7 @@ import pytest
 from helpers import MONITOR, Server
 
 from monitor.cli import JournalFormatter
-from monitor.client.tail import iter_events
+from monitor.client.stream import iter_events
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from helpers import Server, wait_until
 
-from monitor.client.tail import iter_events
+from monitor.client.stream import iter_events
 
 
 async def test_a_written_line_reaches_an_sse_client_quickly(

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from helpers import Server, wait_until
 
-from monitor.client.tail import iter_events
+from monitor.client.stream import iter_events
 
 pytestmark = pytest.mark.skipif(not shutil.which("logrotate"), reason="needs logrotate")
 WRITER = Path(__file__).with_name("log_writer.py")

@@ -339,9 +339,6 @@ async def test_json_is_ascii_and_gives_the_exact_line(hostile_server: Server) ->
     assert json.loads(row)["line"] == HOSTILE
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="cli.py's tail parser has no --raw flag yet"
-)
 async def test_raw_prints_exactly_what_the_server_sent(hostile_server: Server) -> None:
     tail = await Tail.start(hostile_server.url, "--lines", "1", "--raw")
     await tail.lines(1)

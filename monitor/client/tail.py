@@ -15,12 +15,12 @@ import socket
 import ssl
 import stat
 import sys
-from collections.abc import AsyncIterator
 
 import aiohttp
 
 from monitor.client.printer import TailPrinter, note
-from monitor.hub.sse import MAX_LINE_BYTES, SSEEvent, SSEParser
+from monitor.client.stream import iter_chunk_events
+from monitor.hub.sse import MAX_LINE_BYTES, SSEParser
 from monitor.tasks import cancel_and_wait
 from monitor.values import ConfigError, read_text
 
@@ -47,25 +47,6 @@ class Dropped(Exception):
         super().__init__(reason)
         self.is_transient = is_transient
         self.delay_s = delay_s
-
-
-async def iter_events(
-    response: aiohttp.ClientResponse, parser: SSEParser | None = None
-) -> AsyncIterator[SSEEvent]:
-    """The events of an open `text/event-stream` response, as they arrive."""
-    parser = parser or SSEParser()
-    async for chunk in response.content.iter_any():
-        for event in parser.feed(chunk):
-            yield event
-
-
-async def iter_chunk_events(
-    response: aiohttp.ClientResponse, parser: SSEParser | None = None
-) -> AsyncIterator[tuple[list[SSEEvent], bool]]:
-    """The events of each read, and whether the read ended an HTTP chunk (one server write)."""
-    parser = parser or SSEParser()
-    async for chunk, is_chunk_end in response.content.iter_chunks():
-        yield parser.feed(chunk), is_chunk_end
 
 
 def read_auth(args: argparse.Namespace) -> aiohttp.BasicAuth | None:
@@ -114,7 +95,7 @@ def make_printer(args: argparse.Namespace) -> TailPrinter:
         lines=args.lines,
         as_json=args.json,
         note=note,
-        is_raw=getattr(args, "raw", False),  # --raw is cli.py's to add
+        is_raw=args.raw,
     )
 
 
