@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import tomllib
 from typing import Any
 
@@ -406,3 +407,33 @@ async def test_a_typo_in_a_rule_reaches_the_dashboard_stream(aiohttp_client: Aio
         while status.get("source") != "alerts":  # in the new client's state
             status = (await stream.until("status"))[-1].json()
     assert "memory.precent" in status["detail"] and "memory.percent" in status["detail"]
+
+
+TIMEOUTS = """
+[[alerts]]
+name = "timeouts"
+source = "app"
+pattern = "ERROR.*timeout"
+"""
+
+
+def test_a_costly_pattern_on_hostile_lines_is_bounded() -> None:
+    rig = Rig(TIMEOUTS)
+    hostile = ("ERROR " * 11_000)[:65_536]  # a match attempt at every ERROR, none succeeds
+    started = time.process_time()
+    rig.log(1000, *[hostile] * 5)
+    # Unbounded, this took 3.4 s of the event loop; bounded it is milliseconds.
+    assert time.process_time() - started < 0.5
+    assert rig.alerts == []
+
+
+def test_a_pattern_sees_the_start_of_a_line_and_a_budget_of_each_event() -> None:
+    rig = Rig(TIMEOUTS)
+    late = "x" * 3000 + " ERROR timeout"  # past the 2,048 characters a pattern sees
+    rig.log(1000, late)
+    assert rig.alerts == []
+    long_lines = ["y" * 4096] * 300  # 2,048 searched of each, 256 KiB per event: 128 lines
+    rig.log(1001, *long_lines, "ERROR timeout")
+    assert rig.engine.lines_skipped == 300 + 1 - 128
+    rig.log(1002, "ERROR timeout")
+    assert rig.states() == [("timeouts", "firing")]

@@ -117,7 +117,7 @@ async def running() -> AsyncIterator[Callable[[FileSource, MemoryHub], None]]:
 
 async def test_every_family_has_its_type_labels_and_sane_values(hub: MemoryHub) -> None:
     tailer = FileSource("app", "/nonexistent/app.log")
-    scrape = Scrape(build_registry(hub, [tailer], MetricsHistory()))
+    scrape = Scrape(build_registry(hub, [tailer], MetricsHistory(), {}))
 
     for name, (kind, labels) in EXPECTED.items():
         assert scrape.types.get(name) == kind, name
@@ -150,7 +150,7 @@ async def test_every_family_has_its_type_labels_and_sane_values(hub: MemoryHub) 
 
 
 def test_network_counters_count_loopback_traffic(hub: MemoryHub) -> None:
-    registry = build_registry(hub, [], MetricsHistory())
+    registry = build_registry(hub, [], MetricsHistory(), {})
     before = Scrape(registry).value("node_network_receive_bytes_total", device="lo")
 
     with socket.create_server(("127.0.0.1", 0)) as server:
@@ -175,7 +175,7 @@ def test_network_counters_count_loopback_traffic(hub: MemoryHub) -> None:
 
 
 def test_disk_counters_count_fsynced_writes(hub: MemoryHub, tmp_path: Path) -> None:
-    registry = build_registry(hub, [], MetricsHistory())
+    registry = build_registry(hub, [], MetricsHistory(), {})
     before = Scrape(registry)
 
     with open(tmp_path / "blob", "wb") as f:
@@ -192,7 +192,7 @@ def test_disk_counters_count_fsynced_writes(hub: MemoryHub, tmp_path: Path) -> N
 
 
 async def test_hub_counters_follow_the_hub(hub: MemoryHub) -> None:
-    registry = build_registry(hub, [], MetricsHistory())
+    registry = build_registry(hub, [], MetricsHistory(), {})
     for i in range(10):
         hub.publish(METRICS, {"i": i})
     hub.read(1, Selector())  # a cursor the ring's tail (max_events=4) has passed: one gap
@@ -214,7 +214,7 @@ async def test_log_counters_follow_a_running_tailer(
     log.write_text("one\ntwo\nthree\n")
     hub = MemoryHub()
     tailer = FileSource("app", str(log))
-    registry = build_registry(hub, [tailer], MetricsHistory())
+    registry = build_registry(hub, [tailer], MetricsHistory(), {})
     running(tailer, hub)
 
     def lines() -> float:
@@ -239,8 +239,8 @@ def test_two_apps_registries_do_not_collide() -> None:
         second.publish(METRICS, {})
 
     one, two = (
-        build_registry(first, [], MetricsHistory()),
-        build_registry(second, [], MetricsHistory()),
+        build_registry(first, [], MetricsHistory(), {}),
+        build_registry(second, [], MetricsHistory(), {}),
     )
 
     assert Scrape(one).value("sse_monitor_events_published_total") == 1
@@ -248,13 +248,13 @@ def test_two_apps_registries_do_not_collide() -> None:
 
 
 def test_render_returns_the_classic_text_content_type(hub: MemoryHub) -> None:
-    body, content_type = render(build_registry(hub, [], MetricsHistory()))
+    body, content_type = render(build_registry(hub, [], MetricsHistory(), {}))
     assert content_type == "text/plain; version=0.0.4; charset=utf-8"
     assert b"# TYPE node_cpu_seconds_total counter\n" in body
 
 
 def test_cpu_usage_ratio_is_measured_between_scrapes(hub: MemoryHub) -> None:
-    registry = build_registry(hub, [], MetricsHistory())
+    registry = build_registry(hub, [], MetricsHistory(), {})
     Scrape(registry)
     deadline = time.monotonic() + 0.3
     while time.monotonic() < deadline:

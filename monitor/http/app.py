@@ -70,11 +70,21 @@ def lazy_registry(app: web.Application) -> Callable[[], CollectorRegistry]:
 
     @cache
     def registry() -> CollectorRegistry:
-        from monitor.http.prometheus import build_registry
+        from monitor.http.prometheus import Counters, build_registry
 
-        auth = app.get(AUTH)
-        checks = (lambda: auth.verifications) if auth is not None else None
-        return build_registry(app[HUB], app[SOURCES], app[HISTORY], checks)
+        alerts, auth = app[ALERTS], app.get(AUTH)
+        counters: Counters = {
+            "sse_monitor_alert_lines_skipped_total": (
+                "Log lines past an event's match budget, not searched by alert rules.",
+                lambda: alerts.lines_skipped,
+            )
+        }
+        if auth is not None:
+            counters["sse_monitor_password_checks_total"] = (
+                "Passwords checked with bcrypt (cache misses: each costs tens of ms of CPU).",
+                lambda: auth.verifications,
+            )
+        return build_registry(app[HUB], app[SOURCES], app[HISTORY], counters)
 
     return registry
 

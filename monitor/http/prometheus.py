@@ -31,16 +31,16 @@ class HubStatsReader(Protocol):
     def stats(self) -> HubStats: ...
 
 
+# More of the monitor's own counters: metric name -> (help, how to read it).
+Counters = dict[str, tuple[str, Callable[[], int]]]
+
+
 def build_registry(
-    hub: HubStatsReader,
-    sources: list[Source],
-    history: MetricsHistory,
-    password_checks: Callable[[], int] | None = None,
+    hub: HubStatsReader, sources: list[Source], history: MetricsHistory, counters: Counters
 ) -> CollectorRegistry:
-    """A new registry holding one MonitorCollector; render() it on each scrape.
-    `password_checks` counts bcrypt checks, where a users file is configured."""
+    """A new registry holding one MonitorCollector; render() it on each scrape."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MonitorCollector(hub, sources, history, password_checks))
+    registry.register(MonitorCollector(hub, sources, history, counters))
     return registry
 
 
@@ -60,12 +60,12 @@ class MonitorCollector(Collector):
         hub: HubStatsReader,
         sources: list[Source],
         history: MetricsHistory,
-        password_checks: Callable[[], int] | None = None,
+        counters: Counters,
     ) -> None:
         self._hub = hub
         self._sources = sources
         self._history = history
-        self._password_checks = password_checks
+        self._counters = counters
         self._lock = threading.Lock()
         # The baseline for sse_monitor_cpu_usage_ratio: the first scrape reports usage since
         # the app started (since boot if this read fails); each later one, since the previous.
@@ -170,15 +170,12 @@ class MonitorCollector(Collector):
                 "Metric names not kept as chart history (over its series cap).",
                 history.dropped_series,
             ),
-            *self._auth(),
+            *self._more(),
         ]
 
-    def _auth(self) -> list[Metric]:
-        if self._password_checks is None:
-            return []
-        doc = "Passwords checked with bcrypt (cache misses: each costs tens of ms of CPU)."
+    def _more(self) -> list[Metric]:
         return [
-            CounterMetricFamily("sse_monitor_password_checks_total", doc, self._password_checks())
+            CounterMetricFamily(name, doc, read()) for name, (doc, read) in self._counters.items()
         ]
 
     def _source_counters(self) -> list[Metric]:
