@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -276,3 +277,16 @@ async def test_api_history_rejects_bad_queries(
     resp = await client.get(f"/api/history{query}")
     assert resp.status == 400
     assert message in (await resp.json())["error"]
+
+
+async def test_concurrent_requests_share_one_build_of_a_body(
+    aiohttp_client: AiohttpClient, config: Config
+) -> None:
+    client = await aiohttp_client(create_app(config, sources=[]))
+    for path in ("/api/state", "/api/history?window=24h"):
+        resps = await asyncio.gather(*(client.get(path) for _ in range(20)))
+        bodies = {await r.read() for r in resps}
+        assert [r.status for r in resps] == [200] * 20 and len(bodies) == 1
+    metrics = await (await client.get("/metrics")).text()
+    # Nothing was published meanwhile: one build of each, every other request shared it.
+    assert "\nsse_monitor_shared_body_builds_total 2.0\n" in metrics

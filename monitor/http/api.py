@@ -12,8 +12,8 @@ from aiohttp import web
 from monitor import __version__
 from monitor.duration import parse_duration
 from monitor.http.errors import json_error, reject_unknown_params
-from monitor.http.keys import CONFIG, HISTORY, HUB, PROMETHEUS, SOURCES, STARTED
-from monitor.http.stream import hello_payload
+from monitor.http.keys import BODIES, CONFIG, HISTORY, HUB, PROMETHEUS, SOURCES, STARTED
+from monitor.http.stream import hello_payload, write_chunk
 from monitor.hub.events import STATUS, Frame
 from monitor.hub.interface import Selector
 
@@ -58,7 +58,7 @@ async def prometheus_metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
-async def api_history(request: web.Request) -> web.Response:
+async def api_history(request: web.Request) -> web.StreamResponse:
     """GET /api/history?window=15m&keys=a,b: chart data, full resolution up to the history's
     full_s, per-bucket min/avg/max beyond."""
     reject_unknown_params(request, ("window", "keys"))
@@ -66,23 +66,30 @@ async def api_history(request: web.Request) -> web.Response:
         window_s = parse_duration(request.query.get("window", "15m"))
     except ValueError as exc:
         raise json_error(400, f"window: {exc}") from None
-    keys = [k.strip() for k in request.query.get("keys", "").split(",") if k.strip()]
-    data = request.app[HISTORY].query(window_s, keys or None)
-    # A day of every series is ~1 MB of JSON: encode it off the loop.
-    body = await asyncio.to_thread(json.dumps, data, separators=(",", ":"))
-    return web.Response(text=body, content_type="application/json")
+    keys = tuple(k.strip() for k in request.query.get("keys", "").split(",") if k.strip())
+    history = request.app[HISTORY]
+
+    def build() -> bytes:  # a day of every series is ~1 MB of JSON: built off the loop, once
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    # The query copies the columns on the loop, where the history changes; only then encode.
+    data = history.query(window_s, keys or None)
+    key = ("history", window_s, keys, history.newest_ts)
+    return await send_body(request, await request.app[BODIES].get(key, build))
 
 
-async def api_state(request: web.Request) -> web.Response:
+async def api_state(request: web.Request) -> web.StreamResponse:
     """GET /api/state: what a new stream starts with (hello, then recent history), as JSON.
 
     A dashboard tab that shares another tab's stream starts from this, then applies the
     forwarded events newer than its last id.
     """
-    frames = request.app[HUB].snapshot(Selector(), hello_payload(request.app))
-    # Hundreds of metrics events are ~1 MB: join them off the loop.
-    body = await asyncio.to_thread(_state_json, frames)
-    return web.Response(body=body, content_type="application/json")
+    hub = request.app[HUB]
+    frames = hub.snapshot(Selector(), hello_payload(request.app))
+    # Hundreds of metrics events are ~1 MB: joined off the loop, once per published event.
+    key = ("state", hub.run_id, hub.stats().published)
+    body = await request.app[BODIES].get(key, lambda: _state_json(frames))
+    return await send_body(request, body)
 
 
 def _state_json(frames: list[Frame]) -> bytes:
@@ -94,3 +101,14 @@ def _state_json(frames: list[Frame]) -> bytes:
         for f in frames
     )
     return b'{"events":[%b]}' % events
+
+
+async def send_body(request: web.Request, body: bytes) -> web.StreamResponse:
+    """A JSON body written with the streams' send deadline: a client that never reads is cut
+    off after SEND_TIMEOUT_S instead of pinning the body for as long as it likes."""
+    resp = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    resp.content_length = len(body)
+    await resp.prepare(request)
+    if await write_chunk(request, resp, body):
+        await resp.write_eof()
+    return resp

@@ -18,6 +18,7 @@ from monitor.http.api import api_history, api_sources, api_state, healthz, prome
 from monitor.http.keys import (
     ALERTS,
     AUTH,
+    BODIES,
     CONFIG,
     HISTORY,
     HUB,
@@ -30,6 +31,7 @@ from monitor.http.limits import StreamLimiter
 from monitor.http.middleware import host_check, json_errors, require_auth, security_headers
 from monitor.http.page import add_page, find_web_dir
 from monitor.http.proxy import forwarded_middleware, parse_networks
+from monitor.http.shared import SharedBodies
 from monitor.http.stream import events
 from monitor.http.tail import tail_source
 from monitor.hub import create_hub
@@ -72,12 +74,16 @@ def lazy_registry(app: web.Application) -> Callable[[], CollectorRegistry]:
     def registry() -> CollectorRegistry:
         from monitor.http.prometheus import Counters, build_registry
 
-        alerts, auth = app[ALERTS], app.get(AUTH)
+        alerts, auth, bodies = app[ALERTS], app.get(AUTH), app[BODIES]
         counters: Counters = {
             "sse_monitor_alert_lines_skipped_total": (
                 "Log lines past an event's match budget, not searched by alert rules.",
                 lambda: alerts.lines_skipped,
-            )
+            ),
+            "sse_monitor_shared_body_builds_total": (
+                "Bodies of /api/state and /api/history built (each shared by all who asked).",
+                lambda: bodies.builds,
+            ),
         }
         if auth is not None:
             counters["sse_monitor_password_checks_total"] = (
@@ -108,6 +114,7 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
         # A bad users file raises ConfigError here, before anything starts.
         app[AUTH] = Authenticator(UsersFile(config.users_file))
     app[LIMITER] = StreamLimiter(config.stream.max_clients, config.stream.max_clients_per_address)
+    app[BODIES] = SharedBodies()
     stream = config.stream
     app[HUB] = create_hub(
         max_events=stream.buffer_events,

@@ -11,6 +11,7 @@ from aiohttp import web
 from monitor.alerts.engine import AlertEngine
 from monitor.config import Config
 from monitor.http.limits import StreamLimiter
+from monitor.http.shared import SharedBodies
 from monitor.hub.interface import Hub
 from monitor.metrics.history import MetricsHistory
 from monitor.sources.supervisor import Source
@@ -30,3 +31,4 @@ ALERTS = web.AppKey("alerts", AlertEngine)
 HISTORY = web.AppKey("history", MetricsHistory)
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth")  # set only with a users file
 LIMITER = web.AppKey("limiter", StreamLimiter)
+BODIES = web.AppKey("bodies", SharedBodies)

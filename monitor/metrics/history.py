@@ -206,6 +206,11 @@ class MetricsHistory:
             for stat in STATS:
                 del self._buckets.columns[(name, stat)]
 
+    @property
+    def newest_ts(self) -> float | None:
+        """The time of the newest sample: what the history holds changes with it."""
+        return self._newest
+
     def series_names(self) -> list[str]:
         """Names of the series kept now, sorted."""
         return sorted(self._last_seen)
