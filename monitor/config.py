@@ -49,6 +49,9 @@ class StreamConfig:
     history_events: int = 300  # of each type and source, for a new client
     max_clients: int = 1000  # open streams, in all
     max_clients_per_address: int = 50  # open streams from one client address
+    # A connection with no request under way is closed after this (a slow request's headers
+    # too: the clock runs from the last response, or from the connection's start).
+    idle_timeout_s: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,7 @@ STREAM_KEYS: dict[str, tuple[str, str, Check]] = {
     "retry_ms": ("stream", "retry_ms", number_in(0, 3_600_000, integer=True)),
     "history_events": ("stream", "history_events", number_in(0, 100_000, integer=True)),
     "max_clients": ("stream", "max_clients", number_in(1, 1_000_000, integer=True)),
+    "idle_timeout_s": ("stream", "idle_timeout_s", number_in(0.1, 3600, integer=False)),
     "max_clients_per_address": (
         "stream",
         "max_clients_per_address",

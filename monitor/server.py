@@ -99,7 +99,9 @@ async def serve(config: Config) -> None:
         app = create_root(config)
     except ConfigError as exc:  # cli checks the users file first; this covers a later edit
         raise StartupError(str(exc)) from None
-    runner = make_runner(app, shutdown_timeout_s=SHUTDOWN_TIMEOUT_S)
+    runner = make_runner(
+        app, shutdown_timeout_s=SHUTDOWN_TIMEOUT_S, idle_timeout_s=config.stream.idle_timeout_s
+    )
     # Handle SIGTERM before accepting anyone: a stop right after start must still be clean.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,8 +7,10 @@ import asyncio
 import json
 import signal
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -100,3 +102,40 @@ def test_malformed_headers_cost_one_redacted_line(start_server: Callable[..., Se
     assert "Traceback" not in stderr
     warnings = [line for line in stderr.splitlines() if "bad request from 127.0.0.1" in line]
     assert 1 <= len(warnings) <= 2, warnings  # at most one per 10 s
+
+
+def test_idle_and_slow_connections_are_closed_but_streams_live_on(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[stream]\nidle_timeout_s = 0.5\nheartbeat_s = 0.2\n")
+    server = start_server("--config", str(config))
+    port = int(server.url.rsplit(":", 1)[1])
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+    slow = socket.create_connection(("127.0.0.1", port))
+    stream = socket.create_connection(("127.0.0.1", port))
+    stream.sendall(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    started = time.monotonic()
+    headers = b"GET /api/sources HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 40
+    closed_at = None
+    for byte in headers:  # a byte every 0.1 s: headers that would take 6 s
+        try:
+            slow.sendall(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            closed_at = time.monotonic() - started
+            break
+        time.sleep(0.1)
+    for sock in [*idle, slow]:
+        sock.settimeout(5)
+        try:
+            assert sock.recv(100) == b""  # closed by the server, nothing sent
+        except ConnectionResetError:
+            pass
+        sock.close()
+    assert closed_at is None or closed_at < 3  # the slow one was cut long before 6 s
+    stream.settimeout(5)
+    received = b""
+    while received.count(b": ping") < 5 and time.monotonic() - started < 10:
+        received += stream.recv(4096)  # a live stream outlasts the idle timeout
+    assert received.count(b": ping") >= 5 and time.monotonic() - started > 1.0
+    stream.close()

@@ -43,8 +43,12 @@ class BadRequestLog(logging.Filter):
         return True
 
 
-def make_runner(app: web.Application, *, shutdown_timeout_s: float) -> web.AppRunner:
-    """A runner that leaves signals to the caller and ends handlers of gone clients."""
+def make_runner(
+    app: web.Application, *, shutdown_timeout_s: float, idle_timeout_s: float
+) -> web.AppRunner:
+    """A runner that leaves signals to the caller, ends handlers of gone clients, and closes a
+    connection idle for idle_timeout_s (aiohttp's default is an hour; its clock also runs
+    while a request's headers trickle in, so it is the header deadline too)."""
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, BadRequestLog) for f in server_log.filters):
         server_log.addFilter(BadRequestLog())
@@ -55,6 +59,7 @@ def make_runner(app: web.Application, *, shutdown_timeout_s: float) -> web.AppRu
         # Cancel a handler when its client disconnects: an idle stream would otherwise
         # hold its subscription until its next write.
         handler_cancellation=True,
+        keepalive_timeout=idle_timeout_s,
     )
 
 
