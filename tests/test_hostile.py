@@ -19,7 +19,7 @@ from helpers import Server
 from pytest_aiohttp import AiohttpClient
 
 from monitor.config import Config
-from monitor.http.app import create_app
+from monitor.http.app import create_app, create_root
 
 Client = TestClient[web.Request, web.Application]
 
@@ -139,3 +139,16 @@ def test_idle_and_slow_connections_are_closed_but_streams_live_on(
         received += stream.recv(4096)  # a live stream outlasts the idle timeout
     assert received.count(b": ping") >= 5 and time.monotonic() - started > 1.0
     stream.close()
+
+
+async def test_outside_the_base_path_errors_are_json_with_the_headers(
+    aiohttp_client: AiohttpClient, config: Config
+) -> None:
+    client = await aiohttp_client(create_root(replace(config, base_path="/monitor")))
+    outside = await client.get("/elsewhere")
+    assert outside.status == 404 and outside.content_type == "application/json"
+    assert "error" in await outside.json()
+    inside = await client.get("/monitor/nope")
+    for resp in (outside, inside, await client.get("/monitor", allow_redirects=False)):
+        assert resp.headers["Server"] == "sse-monitor"
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]

@@ -113,6 +113,7 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
 
         # A bad users file raises ConfigError here, before anything starts.
         app[AUTH] = Authenticator(UsersFile(config.users_file))
+        app.on_cleanup.append(close_auth)
     app[LIMITER] = StreamLimiter(config.stream.max_clients, config.stream.max_clients_per_address)
     app[BODIES] = SharedBodies()
     stream = config.stream
