@@ -113,7 +113,6 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
 
         # A bad users file raises ConfigError here, before anything starts.
         app[AUTH] = Authenticator(UsersFile(config.users_file))
-        app.on_cleanup.append(close_auth)
     app[LIMITER] = StreamLimiter(config.stream.max_clients, config.stream.max_clients_per_address)
     app[BODIES] = SharedBodies()
     stream = config.stream
@@ -158,7 +157,9 @@ def create_root(config: Config) -> web.Application:
     app = create_app(config)
     if not config.base_path:
         return app
-    root = web.Application()
+    # Outside the base path too: errors are JSON and every response carries the headers.
+    root = web.Application(middlewares=[json_errors])
+    root.on_response_prepare.append(security_headers)
     root[HUB] = app[HUB]  # the server reports its clients (systemd STATUS=) from it
     if AUTH in app:
         root[AUTH] = app[AUTH]  # and reloads the users file on SIGHUP
