@@ -20,7 +20,7 @@ import bcrypt
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from helpers import MONITOR, Server
+from helpers import MONITOR, Server, wait_until
 from pytest_aiohttp import AiohttpClient
 
 from monitor.config import Config, ConfigError
@@ -174,6 +174,8 @@ async def test_broken_users_file_edit_locks_everyone_out_until_fixed(
         (f"alice:{hash_pw('a')}\nalice:{hash_pw('b')}\n", "line 2: user 'alice' is listed twice"),
         (":$2b$04$" + "a" * 53 + "\n", "line 1: expected USER:HASH"),
         ("# nobody yet\n", "no users"),
+        ("alice:$2b$15$" + "a" * 53 + "\n", "line 1: user 'alice' has bcrypt cost 15; at most 14"),
+        ("alice:$2b$31$" + "a" * 53 + "\n", "line 1: user 'alice' has bcrypt cost 31; at most 14"),
     ],
 )
 def test_users_file_errors_name_file_and_line(tmp_path: Path, text: str, expected: str) -> None:
@@ -312,3 +314,78 @@ def test_sighup_reloads_the_users_file_and_the_server_lives_on(
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=5) == 0
     assert "reloaded: 2 users" in server.all_stderr()
+
+
+@pytest.fixture
+def costly_users(tmp_path: Path) -> Path:
+    """alice at bcrypt cost 10: about 60 ms a check, enough for a burst to queue up."""
+    path = tmp_path / "users"
+    path.write_text(f"alice:{hash_pw('wonder land', cost=10)}\n")
+    path.chmod(0o600)
+    return path
+
+
+async def test_a_burst_of_guesses_is_held_to_the_limit_and_others_still_sign_in(
+    aiohttp_client: AiohttpClient, config: Config, costly_users: Path
+) -> None:
+    cfg = replace(config, users_file=str(costly_users), trusted_proxies=("127.0.0.1",))
+    client = await aiohttp_client(create_app(cfg, sources=[]))
+    auth = client.app[AUTH]
+    url = client.make_url("/api/sources")
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def guess(i: int) -> tuple[int, str | None]:
+            async with session.get(url, headers=basic("alice", f"guess {i}")) as resp:
+                return resp.status, resp.headers.get("Retry-After")
+
+        async def timed(path: str, headers: dict[str, str]) -> tuple[int, float]:
+            started = time.monotonic()
+            async with session.get(client.make_url(path), headers=headers) as resp:
+                return resp.status, time.monotonic() - started
+
+        burst = [asyncio.create_task(guess(i)) for i in range(150)]
+        await wait_until(lambda: auth.verifications > 0)  # the burst is being checked
+        other = {**ALICE, "X-Forwarded-For": "203.0.113.7"}  # through the trusted proxy
+        signed_in, healthz = await asyncio.gather(
+            timed("/api/sources", other), timed("/healthz", {})
+        )
+        guesses = await asyncio.gather(*burst)
+    assert signed_in[0] == 200 and signed_in[1] < 3.0, signed_in
+    assert healthz[0] == 200 and healthz[1] < 1.0, healthz
+    statuses = [status for status, _ in guesses]
+    assert statuses.count(401) <= 12, statuses.count(401)
+    assert statuses.count(429) == 150 - statuses.count(401)
+    assert all(retry is not None and int(retry) >= 1 for status, retry in guesses if status == 429)
+    assert auth.verifications <= 12 + 1  # the guesses, and the other address's right password
+    metrics = await (await client.get("/metrics", headers=other)).text()
+    assert f"\nsse_monitor_password_checks_total {auth.verifications}.0\n" in metrics
+
+
+async def test_too_many_checks_at_once_get_503_not_a_long_queue(
+    aiohttp_client: AiohttpClient, config: Config, costly_users: Path
+) -> None:
+    cfg = replace(config, users_file=str(costly_users), trusted_proxies=("127.0.0.1",))
+    client = await aiohttp_client(create_app(cfg, sources=[]))
+
+    async def guess(i: int) -> tuple[int, str | None]:
+        headers = {**basic("alice", f"guess {i}"), "X-Forwarded-For": f"203.0.113.{i}"}
+        async with client.get("/api/sources", headers=headers) as resp:
+            return resp.status, resp.headers.get("Retry-After")
+
+    results = await asyncio.gather(*(guess(i) for i in range(1, 25)))
+    assert {status for status, _ in results} == {401, 503}, results
+    assert all(retry == "1" for status, retry in results if status == 503)
+    assert client.app[AUTH].verifications == [s for s, _ in results].count(401)
+
+
+async def test_a_right_password_does_not_count_as_a_failure(users_file: Path) -> None:
+    auth = Authenticator(UsersFile(str(users_file)))
+    for _ in range(9):
+        assert not (await auth.check_from("10.0.0.1", "alice", "guess")).ok
+    for password in ("wonder land", "wonder land", "guess"):  # a check, a cached hit, a 10th
+        verdict = await auth.check_from("10.0.0.1", "alice", password)
+        assert verdict.ok == (password == "wonder land")
+    assert (
+        await auth.authenticate(basic("alice", "wonder land")["Authorization"], "10.0.0.1")
+    ).status == 429
+    auth.close()

@@ -113,6 +113,7 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
 
         # A bad users file raises ConfigError here, before anything starts.
         app[AUTH] = Authenticator(UsersFile(config.users_file))
+        app.on_cleanup.append(close_auth)
     app[LIMITER] = StreamLimiter(config.stream.max_clients, config.stream.max_clients_per_address)
     app[BODIES] = SharedBodies()
     stream = config.stream
@@ -196,6 +197,11 @@ async def run_background(app: web.Application) -> AsyncIterator[None]:
     tasks += [asyncio.create_task(supervise(s, hub), name=s.name) for s in app[SOURCES]]
     yield
     await cancel_and_wait(tasks)
+
+
+async def close_auth(app: web.Application) -> None:
+    """Stop the password checks' own threads."""
+    app[AUTH].close()
 
 
 async def close_hub(app: web.Application) -> None:

@@ -1,4 +1,5 @@
-"""HTTP Basic authentication: the users file, cached bcrypt checks, failed-attempt limits."""
+"""HTTP Basic authentication: cached bcrypt checks in their own threads, failed-attempt limits
+(the users file itself is users.py's)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,20 @@ import getpass
 import hashlib
 import hmac
 import logging
-import os
-import re
 import secrets
 import sys
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from monitor.values import ConfigError, read_text
+from monitor.http.users import USER_RE, UsersFile, read_users
+
+__all__ = ["Authenticator", "FailureLimiter", "UsersFile", "Verdict", "read_users"]
 
 log = logging.getLogger(__name__)
 
-# $2y$ (htpasswd -B), $2b$ (the bcrypt library), $2a$: the same algorithm for our purposes.
-BCRYPT_RE = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
-USER_RE = re.compile(r"[^\s:]{1,128}")
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores the rest; bcrypt>=5 refuses longer input
 MIN_PASSWORD_CHARS = 8  # a shorter one falls to guessing, whatever the hash costs
 HASH_COST = 12
@@ -33,77 +32,9 @@ CACHE_MAX_ENTRIES = 1024
 MAX_FAILURES = 10
 FAILURE_WINDOW_S = 60.0
 MAX_TRACKED_ADDRESSES = 10_000
-# Checked when the user is unknown and the file has no hash to borrow, so an unknown name
-# costs about as much as a wrong password. Its password is random and thrown away.
-FALLBACK_HASH = b"$2b$12$orrtmrL2ImXKVJNvhzBsT.goaV5TNh0cBVam4U36ftLBJ7MpLMf5a"
-
-
-def parse_users(text: str, path: str) -> dict[str, bytes]:
-    """`user:bcrypt-hash` lines; a bad line is a ConfigError naming the file and line."""
-    users: dict[str, bytes] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        where = f"users file {path}, line {number}"
-        user, sep, hashed = line.partition(":")
-        if not sep or not USER_RE.fullmatch(user) or not hashed:
-            raise ConfigError(
-                f"{where}: expected USER:HASH (from `sse-monitor hash-password USER`)"
-            )
-        if not BCRYPT_RE.fullmatch(hashed):
-            raise ConfigError(
-                f"{where}: user {user!r} has an unsupported hash; only bcrypt ($2y$/$2b$/$2a$, "
-                "as written by `htpasswd -B` or `sse-monitor hash-password`) is accepted"
-            )
-        if user in users:
-            raise ConfigError(f"{where}: user {user!r} is listed twice")
-        users[user] = hashed.encode("ascii")
-    return users
-
-
-def read_users(path: str) -> dict[str, bytes]:
-    """Read and check a users file; any failure is a one-line ConfigError."""
-    users = parse_users(read_text(path, "users file"), path)
-    if not users:
-        raise ConfigError(
-            f"users file {path}: no users; add lines from `sse-monitor hash-password`"
-        )
-    return users
-
-
-class UsersFile:
-    """The users file, read again whenever it changes on disk."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.generation = 0  # bumped on every reload: verifications from before are stale
-        self._stamp = self._stat()
-        self.users = read_users(path)  # at start a bad file stops the server
-
-    def _stat(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-    def refresh(self, *, force: bool = False) -> bool:
-        """Reload if the file changed (a stat, no read otherwise), or always with `force`;
-        True if it was reloaded."""
-        stamp = self._stat()
-        if stamp == self._stamp and not force:
-            return False
-        self._stamp = stamp
-        self.generation += 1
-        try:
-            self.users = read_users(self.path)
-            log.info("users file %s reloaded: %d users", self.path, len(self.users))
-        except ConfigError as exc:
-            # Fail closed: a half-edited file must not keep a removed user working.
-            self.users = {}
-            log.error("%s; nobody can sign in until it is fixed", exc)
-        return True
+MAX_CHECKS_PER_ADDRESS = 2  # bcrypt checks in flight for one address
+BCRYPT_WORKERS = 2
+MAX_PENDING_CHECKS = 8  # running and queued; beyond this a sign-in is 503, not a long wait
 
 
 class FailureLimiter:
@@ -137,6 +68,12 @@ class FailureLimiter:
         if len(times) == self.max_failures and self.retry_after_s(address) > 0:
             log.warning("%d failed sign-ins from %s: refusing it for a while", len(times), address)
 
+    def refund(self, address: str) -> None:
+        """Take back the latest failure of `address`: it was reserved, and the check passed."""
+        times = self._failures.get(address)
+        if times:
+            times.pop()
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -144,7 +81,11 @@ class Verdict:
 
     ok: bool
     message: str = ""
-    retry_after_s: float = 0.0  # > 0: too many failures, come back later
+    status: int = 401  # when not ok: 401, 429 (too many failures or checks), 503 (busy)
+    retry_after_s: float = 0.0  # > 0 with 429 and 503: come back later
+
+
+TOO_MANY_FAILURES = "too many failed sign-ins; try again later"
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -163,7 +104,8 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
 
 
 class Authenticator:
-    """Checks Basic credentials against a UsersFile, computing as few bcrypt hashes as it can."""
+    """Checks Basic credentials against a UsersFile, computing as few bcrypt hashes as it can,
+    in threads of its own: guessing cannot starve the default executor (the sampler's)."""
 
     def __init__(self, users: UsersFile, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.users = users
@@ -172,30 +114,36 @@ class Authenticator:
         self.verifications = 0  # bcrypt checks run (on /metrics: the cache's effect)
         self._key = secrets.token_bytes(32)  # per process: cache digests mean nothing elsewhere
         self._cache: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
-        self._pending: dict[bytes, asyncio.Task[bool]] = {}
+        self._pending: dict[bytes, asyncio.Future[bool]] = {}
+        self._in_flight: Counter[str] = Counter()  # checks running or queued, by address
+        self._executor: ThreadPoolExecutor | None = None  # made at the first check
 
     def reload(self) -> None:
-        """Read the users file again now (SIGHUP), forgetting every cached check."""
-        self.users.refresh(force=True)
+        """Read the users file again (SIGHUP), forgetting every cached check."""
+        self.users.force()
         self._cache.clear()
+
+    def close(self) -> None:
+        """Stop the bcrypt threads (app cleanup); queued checks are dropped."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     async def authenticate(self, header: str | None, address: str) -> Verdict:
         """The verdict for one request's Authorization header from `address`."""
         # Before anything else, cache included: a cache hit must not let guessing go on.
         wait_s = self.failures.retry_after_s(address)
         if wait_s > 0:
-            return Verdict(False, "too many failed sign-ins; try again later", wait_s)
+            return Verdict(False, TOO_MANY_FAILURES, 429, wait_s)
         credentials = parse_basic(header)
         if credentials is None:
             return Verdict(False, "authentication required")
-        if await self.check(*credentials):
-            return Verdict(True)
-        self.failures.record(address)
-        return Verdict(False, "wrong user or password")
+        return await self.check_from(address, *credentials)
 
-    async def check(self, user: str, password: str) -> bool:
-        """True if `password` is `user`'s; bcrypt runs at most once per TTL per user."""
-        if self.users.refresh():
+    async def check_from(self, address: str, user: str, password: str) -> Verdict:
+        """Check a password sent from `address`. A new bcrypt check counts as a failure before
+        it runs, so concurrent guesses cannot outrun the limit; a right password refunds it."""
+        if await self.users.refresh():
             self._cache.clear()
         generation = self.users.generation
         stored = self.users.users.get(user)
@@ -204,18 +152,60 @@ class Authenticator:
             self._key, b"\0".join((user.encode(), password.encode(), stored or b"")), hashlib.sha256
         ).digest()
         if stored is not None and self._cached(user, digest):
-            return True
-        task = self._pending.get(digest)
-        if task is None:
-            # An unknown user costs a bcrypt check too, so timing does not tell names apart.
-            against = stored or next(iter(self.users.users.values()), FALLBACK_HASH)
-            task = asyncio.create_task(asyncio.to_thread(self._verify, password, against))
-            self._pending[digest] = task  # concurrent requests with these credentials share it
-            task.add_done_callback(lambda _: self._pending.pop(digest, None))
-        ok = await asyncio.shield(task) and stored is not None
-        if ok and generation == self.users.generation:
+            return Verdict(True)
+        future = self._pending.get(digest)
+        if future is None:
+            if refusal := self._refusal(address):
+                return refusal
+            self.failures.record(address)  # reserved now, refunded below if right
+            # An unknown user costs a bcrypt check too, against the file's costliest hash, so
+            # timing does not tell names apart.
+            future = self._start_check(address, digest, password, stored or self.users.fallback)
+            is_mine = True
+        else:
+            is_mine = False  # the same credentials are being checked: share that check
+        if not (await asyncio.shield(future) and stored is not None):
+            return Verdict(False, "wrong user or password")
+        if is_mine:
+            self.failures.refund(address)
+        if generation == self.users.generation:
             self._remember(user, digest)
-        return ok
+        return Verdict(True)
+
+    def _refusal(self, address: str) -> Verdict | None:
+        """Why a new check for `address` may not start now, if it may not."""
+        if (wait_s := self.failures.retry_after_s(address)) > 0:  # filled while we waited
+            return Verdict(False, TOO_MANY_FAILURES, 429, wait_s)
+        busy = "too many sign-ins in progress; try again shortly"
+        if self._in_flight[address] >= MAX_CHECKS_PER_ADDRESS:
+            return Verdict(False, busy, 429, 1.0)
+        if sum(self._in_flight.values()) >= MAX_PENDING_CHECKS:
+            return Verdict(False, busy, 503, 1.0)
+        return None
+
+    def _start_check(
+        self, address: str, digest: bytes, password: str, hashed: bytes
+    ) -> asyncio.Future[bool]:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(BCRYPT_WORKERS, thread_name_prefix="bcrypt")
+        future = asyncio.get_running_loop().run_in_executor(
+            self._executor, self._verify, password, hashed
+        )
+        self._pending[digest] = future  # concurrent requests with these credentials share it
+        self._in_flight[address] += 1
+
+        def done(_: object) -> None:  # when the thread is done, not when a request gives up
+            self._pending.pop(digest, None)
+            self._in_flight[address] -= 1
+            if self._in_flight[address] <= 0:
+                del self._in_flight[address]
+
+        future.add_done_callback(done)
+        return future
+
+    async def check(self, user: str, password: str) -> bool:
+        """True if `password` is `user`'s; bcrypt runs at most once per TTL per user."""
+        return (await self.check_from("", user, password)).ok
 
     def _verify(self, password: str, hashed: bytes) -> bool:
         self.verifications += 1

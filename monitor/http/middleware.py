@@ -46,18 +46,19 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 @web.middleware
 async def require_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """HTTP Basic on everything but OPEN_ROUTES; 429 for an address with too many failures."""
+    """HTTP Basic on everything but OPEN_ROUTES; 429 for an address with too many failures or
+    checks in progress, 503 while the password checks are all busy."""
     if request.match_info.route.name in OPEN_ROUTES:
         return await handler(request)
     verdict = await request.app[AUTH].authenticate(
         request.headers.get(hdrs.AUTHORIZATION), request.remote or ""
     )
+    if verdict.ok:
+        return await handler(request)
     if verdict.retry_after_s > 0:
         retry = str(math.ceil(verdict.retry_after_s))
-        raise json_error(429, verdict.message, headers={"Retry-After": retry})
-    if not verdict.ok:
-        raise json_error(401, verdict.message, headers={"WWW-Authenticate": AUTH_CHALLENGE})
-    return await handler(request)
+        raise json_error(verdict.status, verdict.message, headers={"Retry-After": retry})
+    raise json_error(401, verdict.message, headers={"WWW-Authenticate": AUTH_CHALLENGE})
 
 
 def host_check(allowed: Collection[str]) -> Callable[..., Awaitable[web.StreamResponse]]:
