@@ -281,14 +281,12 @@ async def test_unreadable_file_is_an_error_status(
     tmp_path: Path, tail: Callable[..., Tail]
 ) -> None:
     if os.geteuid() == 0:
-        # root reads any mode-000 file; procfs still refuses reading a write-only file
-        target = Path("/proc/sys/vm/compact_memory")
-        if not target.exists():
-            pytest.skip("no write-only procfs file to stand for an unreadable log")
-    else:
-        target = tmp_path / "secret.log"
-        append(target, "x\n")
-        target.chmod(0)
+        # root reads any mode-000 file, and procfs (a write-only file there stood in for one)
+        # is refused before it is opened: test_kernel_pseudo_files_are_refused
+        pytest.skip("root reads every file: nothing stands for an unreadable log")
+    target = tmp_path / "secret.log"
+    append(target, "x\n")
+    target.chmod(0)
     t = tail(target)
     status = await t.wait_state("error")
     assert "Permission denied" in status["detail"]
@@ -367,3 +365,103 @@ async def test_a_burst_larger_than_the_ring_reaches_a_slow_reader_complete(
         await asyncio.gather(task, return_exceptions=True)
     assert gaps == 0 and hub.stats().left_behind == 0
     assert got == numbered(0, 200_000).splitlines()
+
+
+async def test_glob_refuses_symlinks_out_of_its_directory_and_into_proc(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    """Another user who can write the log directory must not get /etc/shadow or the
+    server's environment shown to every viewer (#13.12)."""
+    app, outside = tmp_path / "app", tmp_path / "outside"
+    app.mkdir()
+    outside.mkdir()
+    append(outside / "secret", "SECRET\n")
+    append(app / "a.log", "a1\n")
+    append(app / "real.txt", "sibling1\n")
+    (app / "current.log").symlink_to(app / "real.txt")  # within the directory: allowed
+    (app / "zz.log").symlink_to(outside / "secret")
+    (app / "env.log").symlink_to("/proc/self/environ")
+    t = tail(app / "*.log")
+    await t.wait_lines(2)
+    append(app / "real.txt", "sibling2\n")  # the kernel names real.txt, not current.log
+    append(outside / "secret", "SECRET2\n")
+    append(app / "a.log", "a2\n")
+    await t.wait_lines(4)
+    status = await t.wait_state("following")
+    assert status["files"] == [str(app / "a.log"), str(app / "current.log")]
+    assert status["errors"] == [
+        f"{app / 'env.log'} resolves to /proc/{os.getpid()}/environ, a kernel pseudo-file "
+        "(procfs, sysfs); not followed",
+        f"{app / 'zz.log'} is a symlink out of {app}; not followed",
+    ]
+    by_file = {(Path(e["file"]).name, line) for e in t.events for line in e["lines"]}
+    assert by_file == {
+        ("a.log", "a1"),
+        ("a.log", "a2"),
+        ("current.log", "sibling1"),
+        ("current.log", "sibling2"),
+    }
+
+
+async def test_configured_symlink_is_followed(tmp_path: Path, tail: Callable[..., Tail]) -> None:
+    """A path the operator named (no glob) may be a symlink anywhere but /proc and /sys."""
+    (tmp_path / "data").mkdir()
+    target = tmp_path / "data" / "app.log"
+    append(target, "one\n")
+    link = tmp_path / "app.log"
+    link.symlink_to(target)
+    t = tail(link)
+    await t.wait_lines(1)
+    append(target, "two\n")
+    assert await t.wait_lines(2) == ["one", "two"]
+    assert (await t.wait_state("following"))["files"] == [str(link)]
+
+
+@pytest.mark.parametrize("via_symlink", [False, True])
+async def test_kernel_pseudo_files_are_refused(
+    tmp_path: Path, tail: Callable[..., Tail], via_symlink: bool
+) -> None:
+    """/proc/self/environ is the server's secrets; /proc/kmsg is consumed by reading."""
+    path = Path("/proc/self/environ")
+    if via_symlink:
+        path = tmp_path / "app.log"
+        path.symlink_to("/proc/self/environ")
+    t = tail(path)
+    status = await t.wait_state("error")
+    assert status["detail"].endswith("a kernel pseudo-file (procfs, sysfs); not followed")
+    assert status["detail"].startswith(f"{path} resolves to /proc/")
+    assert t.lines() == []
+
+
+async def test_glob_over_the_cap_follows_the_newest(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    now = time.time()
+    for i in range(300):
+        log = tmp_path / f"{i:03}.log"
+        log.touch()
+        os.utime(log, (now - 300 + i, now - 300 + i))
+    t = tail(tmp_path / "*.log")
+    status = await t.wait_state("following")
+    assert status["files"] == [str(tmp_path / f"{i:03}.log") for i in range(44, 300)]
+    assert status["errors"] == ["300 files match; following the 256 newest (cap)"]
+
+
+async def test_a_write_is_read_from_the_file_inotify_names_only(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    """With many files, a write reads only its file; the safety poll still reads them all."""
+    logs, elsewhere = tmp_path / "logs", tmp_path / "elsewhere"
+    logs.mkdir()
+    elsewhere.mkdir()
+    for i in range(50):
+        (logs / f"{i:02}.log").touch()
+    # Written through a hard link in an unwatched directory, the kernel reports the write
+    # there, not in logs/: only the safety poll can see it.
+    os.link(logs / "49.log", elsewhere / "49.log")
+    t = tail(logs / "*.log")
+    await t.wait_state("following")
+    append(elsewhere / "49.log", "unannounced\n")
+    append(logs / "00.log", "announced\n")
+    assert await t.wait_lines(1) == ["announced"]
+    assert await t.wait_lines(2, timeout_s=5) == ["announced", "unannounced"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import glob
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import Any
 from monitor.config import TailConfig
 from monitor.hub.events import LOG, MAX_LINES_PER_EVENT
 from monitor.hub.interface import Publisher
-from monitor.sources.follower import Chunk, FileFollower, Position
+from monitor.sources.follower import Chunk, FileFollower, Position, refusal
 from monitor.sources.inotify import DirWatcher
 from monitor.sources.supervisor import SourceStats, report
 
@@ -28,6 +29,22 @@ log = logging.getLogger(__name__)
 SAFETY_POLL_S = 1.0  # even with inotify, look again this often (new directories, missed events)
 ROTATED_GRACE_S = 5.0  # keep reading a rotated-away file until it has been quiet this long
 COPY_CANDIDATES = 3  # after copytruncate, the newest files named like the log may be its copy
+# A glob naming more files is followed for its newest this many: each costs a descriptor,
+# and a full pass (the safety poll) reads each; 256 is more logs than a person watches on
+# one page, and four such sources still fit under the common 1,024 limit (#13.16).
+MAX_FILES_PER_SOURCE = 256
+_has_warned_root = False  # one warning per process, however many sources
+
+
+def warn_if_root() -> None:
+    """Log once that running as root lets every viewer read what root can."""
+    global _has_warned_root
+    if os.geteuid() == 0 and not _has_warned_root:
+        _has_warned_root = True
+        log.warning(
+            "running as root: viewers can read any file a --log path or glob names; "
+            "run as a user in the adm group instead"
+        )
 
 
 class FileSource:
@@ -40,10 +57,19 @@ class FileSource:
         self.pattern = pattern
         self.options = options or TailConfig()
         self.is_glob = glob.has_magic(pattern)
+        fixed = pattern
+        while glob.has_magic(fixed):
+            fixed = os.path.dirname(fixed)
+        self._fixed = fixed  # a glob's directory without wildcards; the path itself if none
         self.stats = SourceStats()
         self._live: dict[str, FileFollower] = {}  # by path: the files the pattern names now
         self._rotated: list[FileFollower] = []  # renamed or deleted, still being drained
-        self._errors: dict[str, str] = {}
+        self._errors: dict[str, str] = {}  # by path: files that could not be opened
+        self._refused: dict[str, str] = {}  # by path: symlinks out, kernel pseudo-files
+        self._notes: dict[str, str] = {}  # "cap", "fds": why matched files are not followed
+        self._capped: set[str] = set()  # matched, not followed: opened at their end if ever
+        self._by_name: dict[str, FileFollower] = {}  # live followers by path and real path
+        self._written: set[str] = set()  # paths inotify named as written since the last scan
         self._wake = asyncio.Event()
         self._needs_match = False  # a name may have changed: glob and stat again
         self._watcher = DirWatcher(self._on_change, enabled=self.options.use_inotify)
@@ -54,6 +80,7 @@ class FileSource:
     async def run(self, hub: Publisher) -> None:
         """Follow the files until cancelled."""
         self._hub = hub
+        warn_if_root()
         self._watcher.start()
         try:
             await self._scan(hub, is_first=True, is_full=True)
@@ -67,7 +94,9 @@ class FileSource:
                     is_full = True
                 self._wake.clear()
                 self._needs_match = False
-                await self._scan(hub, is_first=False, is_full=is_full)
+                written, self._written = self._written, set()
+                only = None if is_full else self._named(written)
+                await self._scan(hub, is_first=False, is_full=is_full, only=only)
         finally:
             self._watcher.close()
             for follower in [*self._live.values(), *self._rotated]:
@@ -75,17 +104,23 @@ class FileSource:
             self._live.clear()
             self._rotated.clear()
 
-    def _on_change(self, names_changed: bool) -> None:
+    def _on_change(self, names_changed: bool, written: set[str]) -> None:
         """From the loop's inotify callback: for plain writes read at once, like tail -F;
-        a task switch later, copytruncate may already have erased the lines."""
+        a task switch later, copytruncate may already have erased the lines. Only the files
+        inotify named are read: with many files, reading all on every write cost a core."""
         self._needs_match = self._needs_match or names_changed
+        self._written |= written
         # Reading a live file's descriptor is right even if its name now points elsewhere
         # (its data comes before any successor's). Only a rotated file or a copy being read
         # must go first; then the scan task keeps the order.
         if not self._rotated and not self._is_recovering:
-            for follower in self._live.values():
+            for follower in self._named(written):
                 self._read_now(follower)
         self._wake.set()
+
+    def _named(self, paths: set[str]) -> list[FileFollower]:
+        """The live followers these paths name (by the matched path or its resolved one)."""
+        return list({id(f): f for p in paths if (f := self._by_name.get(p))}.values())
 
     def _read_now(self, follower: FileFollower) -> None:
         """One bounded read, synchronously; a truncated file is left to the scan task, which
@@ -99,12 +134,10 @@ class FileSource:
             self._publish(self._hub, follower, chunk)
 
     def _watch_dirs(self) -> None:
-        """Watch the pattern's fixed directory and every followed file's directory."""
-        fixed = self.pattern
-        while glob.has_magic(fixed):
-            fixed = os.path.dirname(fixed)
-        dirs = {os.path.dirname(fixed) if not self.is_glob else fixed}
-        dirs |= {os.path.dirname(f.path) for f in self._live.values()}
+        """Watch the pattern's fixed directory and every followed file's directory (and its
+        target's, for a symlink: that is where the kernel reports its writes)."""
+        dirs = {os.path.dirname(self._fixed) if not self.is_glob else self._fixed}
+        dirs |= {os.path.dirname(path) for path in self._by_name}
         self._errors.update(self._watcher.watch(dirs))
 
     def _next_timeout(self) -> float:
@@ -116,9 +149,16 @@ class FileSource:
         due = [t - time.monotonic() for t in flushes if t is not None]
         return max(0.0, min([base, *due]))
 
-    async def _scan(self, hub: Publisher, *, is_first: bool, is_full: bool) -> None:
+    async def _scan(
+        self,
+        hub: Publisher,
+        *,
+        is_first: bool,
+        is_full: bool,
+        only: list[FileFollower] | None = None,
+    ) -> None:
         """One pass: see what the pattern names now (if full); drain rotated files, then read
-        live ones."""
+        live ones (`only` these, if given: the files inotify named)."""
         if is_full:
             for change in self._match(is_first):
                 self._publish_status(hub, change=change)
@@ -131,6 +171,9 @@ class FileSource:
                 follower.close()
                 self._rotated.remove(follower)
         for follower in list(self._live.values()):
+            if only is not None and follower not in only:
+                self._flush(hub, follower, force=False)
+                continue
             if was := follower.truncated():
                 self.stats.truncations += 1
                 self._is_recovering = True
@@ -157,6 +200,9 @@ class FileSource:
             with contextlib.suppress(OSError):
                 candidates.append((os.stat(path).st_mtime, path))
         for _, path in sorted(candidates, reverse=True)[:COPY_CANDIDATES]:
+            with contextlib.suppress(OSError):
+                if refusal(path, os.stat(path).st_dev, directory):
+                    continue  # someone's symlink named like the log: never read its target
             try:
                 copy = FileFollower(
                     path, max_line_bytes=self.options.max_line_bytes, backlog_lines=None
@@ -174,16 +220,8 @@ class FileSource:
 
     def _match(self, is_first: bool) -> list[str]:
         """Open what the pattern names now; followers whose name moved on go to _rotated."""
-        paths = sorted(glob.glob(self.pattern)) if self.is_glob else [self.pattern]
-        keys: dict[str, tuple[int, int]] = {}
-        for path in paths:
-            try:
-                st = os.stat(path)
-                keys[path] = (st.st_dev, st.st_ino)
-            except FileNotFoundError:
-                self._errors.pop(path, None)
-            except OSError as exc:
-                self._errors[path] = f"{path}: {exc.strerror}"
+        was_capped = self._capped
+        keys = self._allowed(sorted(glob.glob(self.pattern)) if self.is_glob else [self.pattern])
         changes = []
         for path, follower in list(self._live.items()):
             if keys.get(path) != follower.key:
@@ -192,8 +230,13 @@ class FileSource:
                 self.stats.rotations += 1
                 if path in keys:
                     changes.append(f"rotated: {path} is a new file; the old one is read to its end")
+                elif path in self._capped:
+                    changes.append(f"capped: {path} is no longer among the newest; read to its end")
+                elif path in self._refused:
+                    changes.append(f"refused: {self._refused[path]}")
                 else:
                     changes.append(f"gone: {path} was moved or deleted; waiting for it")
+        self._notes.pop("fds", None)
         for path, key in keys.items():
             if path in self._live:
                 continue
@@ -201,22 +244,67 @@ class FileSource:
             if moved is not None:  # a glob that also names the file's new name
                 self._rotated.remove(moved)
                 moved.path, self._live[path] = path, moved
-            else:
-                self._open(path, is_first)
+            elif "fds" not in self._notes:
+                # A file that was over the cap is old news: start at its end, not its start.
+                backlog = self.options.backlog_lines if is_first else None
+                self._open(path, key, 0 if path in was_capped else backlog)
+        self._by_name = {}
+        for path, follower in self._live.items():
+            self._by_name[path] = self._by_name[os.path.realpath(path)] = follower
         return changes
 
-    def _open(self, path: str, is_first: bool) -> None:
-        backlog = self.options.backlog_lines if is_first else None
+    def _allowed(self, paths: list[str]) -> dict[str, tuple[int, int]]:
+        """The (dev, inode) of each path that may be followed: not refused, within the cap."""
+        found: dict[str, os.stat_result] = {}
+        self._refused = {}
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                self._errors.pop(path, None)
+                continue
+            except OSError as exc:
+                self._errors[path] = f"{path}: {exc.strerror}"
+                continue
+            # A configured path the operator named may be a symlink; a glob's match may not
+            # lead out of the glob's directory (another user may write there).
+            if why := refusal(path, st.st_dev, self._fixed if self.is_glob else None):
+                self._refused[path] = why
+            else:
+                found[path] = st
+        newest = sorted(found, key=lambda p: (-found[p].st_mtime, p))
+        self._capped = set(newest[MAX_FILES_PER_SOURCE:])
+        if self._capped:
+            self._notes["cap"] = (
+                f"{len(found)} files match; following the {MAX_FILES_PER_SOURCE} newest (cap)"
+            )
+        else:
+            self._notes.pop("cap", None)
+        return {p: (found[p].st_dev, found[p].st_ino) for p in newest[:MAX_FILES_PER_SOURCE]}
+
+    def _open(self, path: str, key: tuple[int, int], backlog: int | None) -> None:
         try:
-            self._live[path] = FileFollower(
+            follower = FileFollower(
                 path, max_line_bytes=self.options.max_line_bytes, backlog_lines=backlog
             )
-            self._errors.pop(path, None)
         except FileNotFoundError:
-            pass  # gone between stat and open: the next pass sees
+            return  # gone between stat and open: the next pass sees
         except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                # Serve the files already open; the next full pass tries again.
+                self._notes["fds"] = (
+                    f"too many open files: {path} and others not opened ({exc.strerror}); "
+                    "raise LimitNOFILE or narrow the glob"
+                )
+                return
             # Permission denied, a directory, a FIFO: say so, keep trying, serve the rest.
             self._errors[path] = str(exc) if not exc.strerror else f"{path}: {exc.strerror}"
+            return
+        if follower.key != key:  # the name was pointed elsewhere after it was checked
+            follower.close()
+            return
+        self._live[path] = follower
+        self._errors.pop(path, None)
 
     async def _drain(self, hub: Publisher, follower: FileFollower) -> None:
         while True:
@@ -248,13 +336,14 @@ class FileSource:
 
     def _publish_status(self, hub: Publisher, change: str | None = None) -> None:
         files = sorted(self._live)
+        problems = [*self._notes.values(), *self._errors.values(), *self._refused.values()]
         if files:
             state, detail = "following", ", ".join(files)
-        elif self._errors:
-            state, detail = "error", "; ".join(self._errors.values())
+        elif problems:
+            state, detail = "error", "; ".join(problems)
         else:
             state, detail = "waiting", f"waiting for {self.pattern} to appear"
-        errors = sorted(self._errors.values())
+        errors = sorted(problems)
         mode = self._watcher.mode
         current = (state, detail, mode, tuple(errors))
         if current == self._last_status and change is None:

@@ -6,7 +6,10 @@ so a file renamed or deleted under it is still read to its end.
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
+import resource
 import stat
 import time
 from dataclasses import dataclass
@@ -16,6 +19,13 @@ BACKLOG_BLOCK_BYTES = 64 * 1024
 BACKLOG_SCAN_BYTES = 16 * 1024 * 1024  # backlog looks this far back at most, whatever the file
 TRUNCATED = " […line truncated]"
 TAIL_CHECK_BYTES = 32
+# Kernel pseudo-files: never logs, some secret (/proc/self/environ), some read destructively
+# (/proc/kmsg). Refused however they are named.
+PSEUDO_FS_ROOTS = ("/proc", "/sys")
+# Followed files may use the lower half of the descriptor table; the rest is kept for the
+# listening socket, clients, inotify and the journal's pipes (#13.16: 3,000 files under a
+# 1,024 limit left the server unable to listen).
+FILES_FD_SHARE = 0.5
 
 
 class NotRegularFile(OSError):
@@ -71,9 +81,48 @@ def decode_lines(blob: bytes, max_line_bytes: int) -> list[str]:
     return lines
 
 
+@functools.cache
+def pseudo_fs_devices() -> frozenset[int]:
+    """The st_dev of procfs and sysfs where they are mounted (not the root's, if they are not)."""
+    devices = set()
+    for root in PSEUDO_FS_ROOTS:
+        try:
+            devices.add(os.stat(root).st_dev)
+        except OSError:
+            continue
+    try:
+        devices.discard(os.stat("/").st_dev)
+    except OSError:
+        pass
+    return frozenset(devices)
+
+
+def refusal(path: str, st_dev: int, fixed_dir: str | None) -> str | None:
+    """Why `path` must not be followed, or None: it resolves into /proc or /sys, or (for a
+    glob's match, `fixed_dir` given) it is a symlink out of the glob's fixed directory."""
+    real = os.path.realpath(path)
+    is_under_root = any(real == root or real.startswith(root + "/") for root in PSEUDO_FS_ROOTS)
+    if is_under_root or st_dev in pseudo_fs_devices():
+        return f"{path} resolves to {real}, a kernel pseudo-file (procfs, sysfs); not followed"
+    if fixed_dir is not None:
+        real_fixed = os.path.realpath(fixed_dir)
+        if os.path.commonpath([real, real_fixed]) != real_fixed:
+            return f"{path} is a symlink out of {fixed_dir or '.'}; not followed"
+    return None
+
+
+def check_fd_budget(fd: int) -> None:
+    """Raise EMFILE (closing `fd`) once followed files would crowd out everything else."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and fd >= soft * FILES_FD_SHARE:
+        os.close(fd)
+        raise OSError(errno.EMFILE, f"half of the {soft} file descriptors allowed are in use")
+
+
 def open_regular(path: str) -> tuple[int, os.stat_result]:
     """Open a regular file for reading without blocking (a FIFO would block on open)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    check_fd_budget(fd)
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)

@@ -18,18 +18,24 @@ IN_MODIFY = 0x2
 
 
 class DirWatcher:
-    """Calls `on_change(names_changed)` when anything in the watched directories changes.
+    """Calls `on_change(names_changed, written)` when anything in the watched directories
+    changes.
 
-    `names_changed` is False when only file contents were written. `mode` says "inotify", or
-    why the owner must poll instead (`is_active` False).
+    `names_changed` is False when only file contents were written; `written` holds the paths
+    (watched directory joined with the event's name) of the files written to. `mode` says
+    "inotify", or why the owner must poll instead (`is_active` False).
     """
 
-    def __init__(self, on_change: Callable[[bool], None], *, enabled: bool = True) -> None:
+    def __init__(
+        self, on_change: Callable[[bool, set[str]], None], *, enabled: bool = True
+    ) -> None:
         self.on_change = on_change
         self.is_enabled = enabled
         self.mode = "polling (inotify turned off)" if not enabled else "starting"
         self._inotify: Any = None
         self._watched: set[str] = set()
+        # One kernel watch per directory, however many names we asked for it by.
+        self._dirs_by_wd: dict[int, set[str]] = {}
 
     @property
     def is_active(self) -> bool:
@@ -57,6 +63,8 @@ class DirWatcher:
             asyncio.get_running_loop().remove_reader(self._inotify.fd)
             self._inotify.close()
             self._inotify = None
+            self._watched.clear()
+            self._dirs_by_wd.clear()
 
     def watch(self, directories: Iterable[str]) -> dict[str, str]:
         """Watch these directories too; returns errors by directory. Missing ones are skipped
@@ -69,8 +77,9 @@ class DirWatcher:
         errors: dict[str, str] = {}
         for directory in set(directories) - self._watched:
             try:
-                self._inotify.add_watch(directory or ".", mask)
+                watch = self._inotify.add_watch(directory or ".", mask)
                 self._watched.add(directory)
+                self._dirs_by_wd.setdefault(watch.wd, set()).add(directory)
             except FileNotFoundError:
                 pass
             except OSError as exc:
@@ -88,9 +97,15 @@ class DirWatcher:
         except BlockingIOError:
             return
         names_changed = False
+        written: set[str] = set()
         offset = 0
         while offset + INOTIFY_EVENT.size <= len(data):
-            _, mask, _, name_len = INOTIFY_EVENT.unpack_from(data, offset)
-            offset += INOTIFY_EVENT.size + name_len
-            names_changed = names_changed or bool(mask & ~IN_MODIFY)
-        self.on_change(names_changed)
+            wd, mask, _, name_len = INOTIFY_EVENT.unpack_from(data, offset)
+            start = offset + INOTIFY_EVENT.size
+            offset = start + name_len
+            if mask & ~IN_MODIFY:
+                names_changed = True
+                continue
+            name = os.fsdecode(data[start:offset].rstrip(b"\0"))
+            written |= {os.path.join(d, name) for d in self._dirs_by_wd.get(wd, ())}
+        self.on_change(names_changed, written)
