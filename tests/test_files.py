@@ -1,18 +1,22 @@
-"""FileSource on real files: backlog, appends, rotation, truncation, late and bad files."""
+"""FileSource on real files: backlog, appends, rotation, truncation, late, bad and refused
+files, many files."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import resource
+import subprocess
 import time
 import tracemalloc
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Published, wait_until
+from helpers import MONITOR, Published, Server, wait_until
 
 from monitor.config import TailConfig
 from monitor.hub.events import LOG, STATUS
@@ -465,3 +469,55 @@ async def test_a_write_is_read_from_the_file_inotify_names_only(
     append(logs / "00.log", "announced\n")
     assert await t.wait_lines(1) == ["announced"]
     assert await t.wait_lines(2, timeout_s=5) == ["announced", "unannounced"]
+
+
+def app_status(url: str) -> dict[str, Any]:
+    """Source `app`'s latest status, from GET /api/sources."""
+    request = urllib.request.Request(f"{url}/api/sources", headers={"Host": "localhost"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        (app,) = [s for s in json.load(resp) if s["name"] == "app"]
+    return dict(app["status"])
+
+
+def test_too_many_open_files_is_a_status_and_the_server_still_listens(tmp_path: Path) -> None:
+    """200 files under a 64-descriptor limit: the server listens, serves the files it could
+    open, and says why the rest are not followed (#13.16: it never listened, said nothing)."""
+    for i in range(200):
+        append(tmp_path / f"{i:03}.log", f"line of {i}\n")
+
+    def low_fd_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    proc = subprocess.Popen(
+        [*MONITOR, "serve", "--port", "0", "--log", f"app={tmp_path}/*.log"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=low_fd_limit,
+    )
+    server = Server(proc)
+    try:
+        url = server.wait_for_url()
+        with urllib.request.urlopen(f"{url}/healthz", timeout=5) as resp:
+            assert resp.status == 200
+        deadline = time.monotonic() + 5
+        while (status := app_status(url))["state"] == "starting":
+            assert time.monotonic() < deadline, "no status after 5s"
+            time.sleep(0.02)
+        assert status["state"] == "following" and 0 < len(status["files"]) < 64
+        (note,) = [e for e in status["errors"] if e.startswith("too many open files: ")]
+        assert note.endswith("; raise LimitNOFILE or narrow the glob")
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        server.all_stderr()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the warning is for root")
+def test_running_as_root_is_one_warning(
+    tmp_path: Path, start_server: Callable[..., Server]
+) -> None:
+    server = start_server("--log", f"a={tmp_path}/a.log", "--log", f"b={tmp_path}/b.log")
+    server.proc.terminate()
+    assert server.proc.wait(timeout=10) == 0
+    assert server.all_stderr().count("running as root") == 1
