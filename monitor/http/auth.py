@@ -117,11 +117,17 @@ class Authenticator:
         self._pending: dict[bytes, asyncio.Future[bool]] = {}
         self._in_flight: Counter[str] = Counter()  # checks running or queued, by address
         self._executor: ThreadPoolExecutor | None = None  # made at the first check
+        self._reloading: asyncio.Task[bool] | None = None
 
     def reload(self) -> None:
-        """Read the users file again (SIGHUP), forgetting every cached check."""
-        self.users.force()
+        """Read the users file again now (SIGHUP), forgetting every cached check."""
+        self.users.force()  # requests meanwhile wait for the new file
         self._cache.clear()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not serving: the next check reads it
+            return
+        self._reloading = loop.create_task(self.users.refresh(), name="reload users")
 
     def close(self) -> None:
         """Stop the bcrypt threads (app cleanup); queued checks are dropped."""

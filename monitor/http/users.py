@@ -90,7 +90,10 @@ def read_users_text(path: str) -> UsersText:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ConfigError(f"{what}: is {file_kind(st.st_mode)}, not a regular file")
-        data = f.read(MAX_FILE_BYTES + 1)
+        try:
+            data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"{what}: {exc.strerror or exc}") from None
     if len(data) > MAX_FILE_BYTES:
         raise ConfigError(f"{what}: is over {MAX_FILE_BYTES // (1024 * 1024)} MiB")
     try:
@@ -170,6 +173,7 @@ class UsersFile:
     def force(self) -> None:
         """Make the next refresh() read the file whatever its stat says (SIGHUP)."""
         self._is_forced = True
+        self.generation += 1  # checks under way now must not be cached
 
     async def refresh(self) -> bool:
         """Reload if the file changed (a stat on the loop; the read in a thread), or if
