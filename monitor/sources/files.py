@@ -118,9 +118,9 @@ class FileSource:
                 self._read_now(follower)
         self._wake.set()
 
-    def _named(self, paths: set[str]) -> list[FileFollower]:
+    def _named(self, paths: set[str]) -> set[FileFollower]:
         """The live followers these paths name (by the matched path or its resolved one)."""
-        return list({id(f): f for p in paths if (f := self._by_name.get(p))}.values())
+        return {f for p in paths if (f := self._by_name.get(p))}
 
     def _read_now(self, follower: FileFollower) -> None:
         """One bounded read, synchronously; a truncated file is left to the scan task, which
@@ -155,7 +155,7 @@ class FileSource:
         *,
         is_first: bool,
         is_full: bool,
-        only: list[FileFollower] | None = None,
+        only: set[FileFollower] | None = None,
     ) -> None:
         """One pass: see what the pattern names now (if full); drain rotated files, then read
         live ones (`only` these, if given: the files inotify named)."""
@@ -201,7 +201,7 @@ class FileSource:
                 candidates.append((os.stat(path).st_mtime, path))
         for _, path in sorted(candidates, reverse=True)[:COPY_CANDIDATES]:
             with contextlib.suppress(OSError):
-                if refusal(path, os.stat(path).st_dev, directory):
+                if refusal(path, os.stat(path).st_dev, (directory, os.path.realpath(directory))):
                     continue  # someone's symlink named like the log: never read its target
             try:
                 copy = FileFollower(
@@ -257,6 +257,7 @@ class FileSource:
         """The (dev, inode) of each path that may be followed: not refused, within the cap."""
         found: dict[str, os.stat_result] = {}
         self._refused = {}
+        glob_root = (self._fixed, os.path.realpath(self._fixed)) if self.is_glob else None
         for path in paths:
             try:
                 st = os.stat(path)
@@ -268,7 +269,7 @@ class FileSource:
                 continue
             # A configured path the operator named may be a symlink; a glob's match may not
             # lead out of the glob's directory (another user may write there).
-            if why := refusal(path, st.st_dev, self._fixed if self.is_glob else None):
+            if why := refusal(path, st.st_dev, glob_root):
                 self._refused[path] = why
             else:
                 found[path] = st

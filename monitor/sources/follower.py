@@ -1,7 +1,9 @@
 """FileFollower: one open log file read like `tail`: backlog, new bytes, whole lines out.
 
 It knows nothing of names, globs or rotation (the tailer does): it holds one file descriptor,
-so a file renamed or deleted under it is still read to its end.
+so a file renamed or deleted under it is still read to its end. What may be opened is checked
+here too: never a kernel pseudo-file, never a glob's symlink out of its directory, never more
+descriptors than half the limit.
 """
 
 from __future__ import annotations
@@ -97,17 +99,32 @@ def pseudo_fs_devices() -> frozenset[int]:
     return frozenset(devices)
 
 
-def refusal(path: str, st_dev: int, fixed_dir: str | None) -> str | None:
-    """Why `path` must not be followed, or None: it resolves into /proc or /sys, or (for a
-    glob's match, `fixed_dir` given) it is a symlink out of the glob's fixed directory."""
-    real = os.path.realpath(path)
+def resolved(path: str, fixed: str, real_fixed: str) -> str:
+    """`path` (a match of a glob whose fixed directory is `fixed`) with symlinks resolved:
+    one lstat per component below `fixed` unless one is a link (a full pass stats them all)."""
+    rel = path[len(fixed) :].lstrip("/")
+    parts = rel.split("/")
+    if not path.startswith(fixed) or "." in parts or ".." in parts:
+        return os.path.realpath(path)
+    at = fixed
+    for part in parts:
+        at = os.path.join(at, part)
+        if os.path.islink(at):
+            return os.path.realpath(path)
+    return os.path.join(real_fixed, rel)
+
+
+def refusal(path: str, st_dev: int, glob_root: tuple[str, str] | None) -> str | None:
+    """Why `path` must not be followed, or None: it resolves into /proc or /sys, or (a glob's
+    match: `glob_root` is its fixed directory and that resolved) it is a symlink out of it."""
+    real = resolved(path, *glob_root) if glob_root else os.path.realpath(path)
     is_under_root = any(real == root or real.startswith(root + "/") for root in PSEUDO_FS_ROOTS)
     if is_under_root or st_dev in pseudo_fs_devices():
         return f"{path} resolves to {real}, a kernel pseudo-file (procfs, sysfs); not followed"
-    if fixed_dir is not None:
-        real_fixed = os.path.realpath(fixed_dir)
+    if glob_root:
+        fixed, real_fixed = glob_root
         if os.path.commonpath([real, real_fixed]) != real_fixed:
-            return f"{path} is a symlink out of {fixed_dir or '.'}; not followed"
+            return f"{path} is a symlink out of {fixed or '.'}; not followed"
     return None
 
 
