@@ -407,6 +407,22 @@ async def test_glob_refuses_symlinks_out_of_its_directory_and_into_proc(
     }
 
 
+async def test_glob_refuses_a_symlinked_directory_out_of_it(
+    tmp_path: Path, tail: Callable[..., Tail]
+) -> None:
+    app, outside = tmp_path / "app", tmp_path / "outside"
+    (app / "web").mkdir(parents=True)
+    outside.mkdir()
+    append(app / "web" / "x.log", "web\n")
+    append(outside / "x.log", "SECRET\n")
+    (app / "evil").symlink_to(outside)
+    t = tail(app / "*" / "x.log")
+    assert await t.wait_lines(1) == ["web"]
+    status = await t.wait_state("following")
+    assert status["files"] == [str(app / "web" / "x.log")]
+    assert status["errors"] == [f"{app / 'evil' / 'x.log'} is a symlink out of {app}; not followed"]
+
+
 async def test_configured_symlink_is_followed(tmp_path: Path, tail: Callable[..., Tail]) -> None:
     """A path the operator named (no glob) may be a symlink anywhere but /proc and /sys."""
     (tmp_path / "data").mkdir()
