@@ -20,7 +20,7 @@ import bcrypt
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from helpers import MONITOR, Server, wait_until
+from helpers import MONITOR, Server, StreamReader, wait_until
 from pytest_aiohttp import AiohttpClient
 
 from monitor.config import Config, ConfigError
@@ -388,4 +388,28 @@ async def test_a_right_password_does_not_count_as_a_failure(users_file: Path) ->
     assert (
         await auth.authenticate(basic("alice", "wonder land")["Authorization"], "10.0.0.1")
     ).status == 429
-    auth.close()
+    await auth.close()
+
+
+@pytest.mark.parametrize("edit", ["remove alice", "new password for alice"])
+async def test_editing_a_user_out_ends_their_open_streams_only(
+    client: Client, users_file: Path, edit: str
+) -> None:
+    alice = await client.get("/events", headers=ALICE)
+    bob = await client.get("/tail/app", headers=BOB)
+    assert (alice.status, bob.status) == (200, 200)
+    alice_events = StreamReader(alice)
+    await alice_events.next()  # the stream is under way
+    lines = users_file.read_text().splitlines()
+    kept = [line for line in lines if not line.startswith("alice:")]
+    if edit == "new password for alice":
+        kept.append(f"alice:{hash_pw('looking glass')}")
+    users_file.write_text("\n".join(kept) + "\n")
+    with pytest.raises((EOFError, aiohttp.ClientPayloadError)):
+        while True:  # with no request to notice the edit, within the file watch's 2 s
+            await alice_events.next(timeout_s=5)
+    assert len(client.app[AUTH].signed_in) == 1  # bob's stream, still open
+    assert not bob.content.at_eof()
+    assert (await client.get("/api/sources", headers=BOB)).status == 200
+    assert (await client.get("/api/sources", headers=ALICE)).status == 401
+    bob.close()

@@ -201,7 +201,7 @@ async def run_background(app: web.Application) -> AsyncIterator[None]:
 
 async def close_auth(app: web.Application) -> None:
     """Stop the password checks' own threads."""
-    app[AUTH].close()
+    await app[AUTH].close()
 
 
 async def close_hub(app: web.Application) -> None:

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from monitor.http.users import USER_RE, UsersFile, read_users
+from monitor.http.users import USER_RE, SignedIn, UsersFile, read_users
+from monitor.tasks import cancel_and_wait
 
 __all__ = ["Authenticator", "FailureLimiter", "UsersFile", "Verdict", "read_users"]
 
@@ -34,6 +35,7 @@ FAILURE_WINDOW_S = 60.0
 MAX_TRACKED_ADDRESSES = 10_000
 MAX_CHECKS_PER_ADDRESS = 2  # bcrypt checks in flight for one address
 BCRYPT_WORKERS = 2
+WATCH_INTERVAL_S = 2.0  # how soon a removed user's open streams end
 MAX_PENDING_CHECKS = 8  # running and queued; beyond this a sign-in is 503, not a long wait
 
 
@@ -83,6 +85,7 @@ class Verdict:
     message: str = ""
     status: int = 401  # when not ok: 401, 429 (too many failures or checks), 503 (busy)
     retry_after_s: float = 0.0  # > 0 with 429 and 503: come back later
+    user: str = ""  # when ok
 
 
 TOO_MANY_FAILURES = "too many failed sign-ins; try again later"
@@ -117,7 +120,9 @@ class Authenticator:
         self._pending: dict[bytes, asyncio.Future[bool]] = {}
         self._in_flight: Counter[str] = Counter()  # checks running or queued, by address
         self._executor: ThreadPoolExecutor | None = None  # made at the first check
-        self._reloading: asyncio.Task[bool] | None = None
+        self._reloading: asyncio.Task[None] | None = None
+        self.signed_in = SignedIn()
+        self._watcher: asyncio.Task[None] | None = None
 
     def reload(self) -> None:
         """Read the users file again now (SIGHUP), forgetting every cached check."""
@@ -127,10 +132,31 @@ class Authenticator:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not serving: the next check reads it
             return
-        self._reloading = loop.create_task(self.users.refresh(), name="reload users")
+        self._reloading = loop.create_task(self._refresh(), name="reload users")
 
-    def close(self) -> None:
-        """Stop the bcrypt threads (app cleanup); queued checks are dropped."""
+    async def _refresh(self) -> None:
+        """Reload the users file if it changed; close what removed users have open."""
+        if await self.users.refresh():
+            self._cache.clear()
+            self.signed_in.close_stale(self.users.users)
+
+    def open_request(self, user: str, close: Callable[[], None]) -> Callable[[], None]:
+        """Note a signed-in request (a stream may last days): `close` ends it if `user` is
+        removed or given a new password meanwhile. Call the result when it ends."""
+        done = self.signed_in.add(user, self.users.users.get(user, b""), close)
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="users")
+        return done
+
+    async def _watch(self) -> None:
+        # Streams make no requests: while any is open, look at the file now and then.
+        while self.signed_in:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            await self._refresh()
+
+    async def close(self) -> None:
+        """Stop the file watch and the bcrypt threads (app cleanup); queued checks are dropped."""
+        await cancel_and_wait(t for t in (self._watcher, self._reloading) if t is not None)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -149,8 +175,7 @@ class Authenticator:
     async def check_from(self, address: str, user: str, password: str) -> Verdict:
         """Check a password sent from `address`. A new bcrypt check counts as a failure before
         it runs, so concurrent guesses cannot outrun the limit; a right password refunds it."""
-        if await self.users.refresh():
-            self._cache.clear()
+        await self._refresh()
         generation = self.users.generation
         stored = self.users.users.get(user)
         # Keyed by user, password and the stored hash: a hit proves this very password.
@@ -158,7 +183,7 @@ class Authenticator:
             self._key, b"\0".join((user.encode(), password.encode(), stored or b"")), hashlib.sha256
         ).digest()
         if stored is not None and self._cached(user, digest):
-            return Verdict(True)
+            return Verdict(True, user=user)
         future = self._pending.get(digest)
         if future is None:
             if refusal := self._refusal(address):
@@ -176,7 +201,7 @@ class Authenticator:
             self.failures.refund(address)
         if generation == self.users.generation:
             self._remember(user, digest)
-        return Verdict(True)
+        return Verdict(True, user=user)
 
     def _refusal(self, address: str) -> Verdict | None:
         """Why a new check for `address` may not start now, if it may not."""

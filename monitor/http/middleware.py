@@ -47,14 +47,19 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 @web.middleware
 async def require_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """HTTP Basic on everything but OPEN_ROUTES; 429 for an address with too many failures or
-    checks in progress, 503 while the password checks are all busy."""
+    checks in progress, 503 while the password checks are all busy. A request (a stream) is
+    cut off if its user is removed or given a new password while it runs."""
     if request.match_info.route.name in OPEN_ROUTES:
         return await handler(request)
-    verdict = await request.app[AUTH].authenticate(
-        request.headers.get(hdrs.AUTHORIZATION), request.remote or ""
-    )
+    auth = request.app[AUTH]
+    verdict = await auth.authenticate(request.headers.get(hdrs.AUTHORIZATION), request.remote or "")
     if verdict.ok:
-        return await handler(request)
+        transport = request.transport
+        done = auth.open_request(verdict.user, transport.abort if transport else lambda: None)
+        try:
+            return await handler(request)
+        finally:
+            done()
     if verdict.retry_after_s > 0:
         retry = str(math.ceil(verdict.retry_after_s))
         raise json_error(verdict.status, verdict.message, headers={"Retry-After": retry})

@@ -4,10 +4,12 @@ a FIFO or a device), checked, and read again off the event loop when it changes.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from monitor.values import ConfigError
@@ -197,3 +199,35 @@ class UsersFile:
             log.info("users file %s reloaded: %d users", self.path, len(users))
             warn_about(self.path, users, content)
             return True
+
+
+class SignedIn:
+    """Requests under way (streams, mostly) by user, with the hash each signed in against:
+    a user removed from the file, or given a new password, has them closed."""
+
+    def __init__(self) -> None:
+        self._open: dict[int, tuple[str, bytes, Callable[[], None]]] = {}
+        self._ids = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, user: str, hashed: bytes, close: Callable[[], None]) -> Callable[[], None]:
+        """Note a request of `user`; call the result when it ends."""
+        key = next(self._ids)
+        self._open[key] = (user, hashed, close)
+
+        def done() -> None:
+            self._open.pop(key, None)
+
+        return done
+
+    def close_stale(self, users: dict[str, bytes]) -> int:
+        """Close the requests whose user is gone or has another hash; how many."""
+        stale = [key for key, (user, hashed, _) in self._open.items() if users.get(user) != hashed]
+        for key in stale:
+            user, _, close = self._open.pop(key)
+            close()
+        if stale:
+            log.info("users file changed: closed %d open requests of removed users", len(stale))
+        return len(stale)
