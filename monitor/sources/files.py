@@ -20,7 +20,8 @@ from typing import Any
 from monitor.config import TailConfig
 from monitor.hub.events import LOG, MAX_LINES_PER_EVENT
 from monitor.hub.interface import Publisher
-from monitor.sources.follower import Chunk, FileFollower, Position, refusal
+from monitor.sources.admission import MAX_FILES_PER_SOURCE, refusal, warn_if_root
+from monitor.sources.follower import Chunk, FileFollower, Position
 from monitor.sources.inotify import DirWatcher
 from monitor.sources.supervisor import SourceStats, report
 
@@ -29,22 +30,6 @@ log = logging.getLogger(__name__)
 SAFETY_POLL_S = 1.0  # even with inotify, look again this often (new directories, missed events)
 ROTATED_GRACE_S = 5.0  # keep reading a rotated-away file until it has been quiet this long
 COPY_CANDIDATES = 3  # after copytruncate, the newest files named like the log may be its copy
-# A glob naming more files is followed for its newest this many: each costs a descriptor,
-# and a full pass (the safety poll) reads each; 256 is more logs than a person watches on
-# one page, and four such sources still fit under the common 1,024 limit (#13.16).
-MAX_FILES_PER_SOURCE = 256
-_has_warned_root = False  # one warning per process, however many sources
-
-
-def warn_if_root() -> None:
-    """Log once that running as root lets every viewer read what root can."""
-    global _has_warned_root
-    if os.geteuid() == 0 and not _has_warned_root:
-        _has_warned_root = True
-        log.warning(
-            "running as root: viewers can read any file a --log path or glob names; "
-            "run as a user in the adm group instead"
-        )
 
 
 class FileSource:
