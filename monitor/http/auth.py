@@ -222,6 +222,7 @@ class Authenticator:
         future = asyncio.get_running_loop().run_in_executor(
             self._executor, self._verify, password, hashed
         )
+        self.verifications += 1  # here, on the loop: two threads would race on `+=`
         self._pending[digest] = future  # concurrent requests with these credentials share it
         self._in_flight[address] += 1
 
@@ -239,7 +240,6 @@ class Authenticator:
         return (await self.check_from("", user, password)).ok
 
     def _verify(self, password: str, hashed: bytes) -> bool:
-        self.verifications += 1
         try:
             import bcrypt  # here, not at start: a server without a users file does without it
 
