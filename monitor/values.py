@@ -3,6 +3,8 @@ ConfigError of one line that names the key or file and says what was expected.""
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from typing import Any
 
@@ -38,19 +40,52 @@ def number_in(lo: float, hi: float, *, integer: bool) -> Callable[[str, Any], An
     return check
 
 
-def read_text(path: str, what: str) -> str:
-    """The whole of a small text file the user named (`what` says which: "config file",
-    "users file", "--password-file")."""
+MAX_FILE_BYTES = 1024 * 1024  # a config, users or password file is never near this
+
+
+def kind_of(mode: int) -> str:
+    """A file type in words, for messages: "a directory", "a FIFO", ..."""
+    for is_kind, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if is_kind(mode):
+            return name
+    return "not a regular file"
+
+
+def read_file_text(path: str, what: str) -> tuple[str, os.stat_result]:
+    """The text of a small file the user named (`what` says which: "config file", "users
+    file", "--password-file"), and its stat. Only a regular file of at most MAX_FILE_BYTES,
+    opened without blocking: a FIFO or a link to /dev/zero is an error, never a hang."""
+    where = f"{what} {path}"
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise ConfigError(f"{what} {path}: not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{what} {path}: is a directory, not a file") from None
+        raise ConfigError(f"{where}: not found") from None
     except PermissionError:
-        raise ConfigError(f"{what} {path}: permission denied") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what} {path}: not UTF-8 text") from None
+        raise ConfigError(f"{where}: permission denied") from None
     except OSError as exc:
-        raise ConfigError(f"{what} {path}: {exc.strerror or exc}") from None
+        raise ConfigError(f"{where}: {exc.strerror or exc}") from None
+    with open(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{where}: is {kind_of(st.st_mode)}, not a regular file")
+        try:
+            data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"{where}: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{where}: is over {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    try:
+        return data.decode("utf-8"), st
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: not UTF-8 text") from None
+
+
+def read_text(path: str, what: str) -> str:
+    """The text of a small file the user named (see read_file_text)."""
+    return read_file_text(path, what)[0]

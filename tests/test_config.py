@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,10 @@ def test_base_path_is_normalised(given: str, kept: str | None) -> None:
 def test_bad_base_path_is_refused(bad: str) -> None:
     with pytest.raises(ConfigError, match="--base-path: expected a path like /monitor"):
         load_config(None, {"base_path": bad})
+
+
+def test_a_config_file_that_is_a_fifo_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)  # no writer: a blocking open would wait for ever
+    with pytest.raises(ConfigError, match="is a FIFO, not a regular file"):
+        load_config(str(fifo))

@@ -12,7 +12,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from monitor.values import ConfigError
+from monitor.values import ConfigError, read_file_text
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,6 @@ BCRYPT_RE = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 USER_RE = re.compile(r"[^\s:]{1,128}")
 MAX_COST = 14  # ~1 s per check on one core; each step doubles it ($2b$31$: days)
 WEAK_COST = 10  # below this, guessing is cheap (htpasswd -B's default is 5)
-MAX_FILE_BYTES = 1024 * 1024
 # Checked when the user is unknown and the file has no hash to borrow, so an unknown name
 # costs about as much as a wrong password. Its password is random and thrown away.
 FALLBACK_HASH = b"$2b$12$orrtmrL2ImXKVJNvhzBsT.goaV5TNh0cBVam4U36ftLBJ7MpLMf5a"
@@ -77,44 +76,9 @@ class UsersText:
 
 
 def read_users_text(path: str) -> UsersText:
-    """The text of a users file: a regular file of at most MAX_FILE_BYTES; else ConfigError.
-    Opened without blocking, so a FIFO cannot hang the caller, and never read past the cap."""
-    what = f"users file {path}"
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise ConfigError(f"{what}: not found") from None
-    except PermissionError:
-        raise ConfigError(f"{what}: permission denied") from None
-    except OSError as exc:
-        raise ConfigError(f"{what}: {exc.strerror or exc}") from None
-    with open(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{what}: is {file_kind(st.st_mode)}, not a regular file")
-        try:
-            data = f.read(MAX_FILE_BYTES + 1)
-        except OSError as exc:
-            raise ConfigError(f"{what}: {exc.strerror or exc}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError(f"{what}: is over {MAX_FILE_BYTES // (1024 * 1024)} MiB")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{what}: not UTF-8 text") from None
+    """The text of a users file: a regular file of at most 1 MiB (values.read_file_text)."""
+    text, st = read_file_text(path, "users file")
     return UsersText(text, bool(st.st_mode & stat.S_IROTH))
-
-
-def file_kind(mode: int) -> str:
-    """What a non-regular file is, for messages."""
-    kinds = [
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ]
-    return next((name for is_kind, name in kinds if is_kind(mode)), "not a file")
 
 
 def read_users(path: str) -> dict[str, bytes]:

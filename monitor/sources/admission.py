@@ -11,6 +11,8 @@ import os
 import resource
 import stat
 
+from monitor.values import kind_of
+
 log = logging.getLogger(__name__)
 
 # Kernel pseudo-files: never logs, some secret (/proc/self/environ), some read destructively
@@ -40,20 +42,6 @@ def warn_if_root() -> None:
 
 class NotRegularFile(OSError):
     """The path is a directory, FIFO, socket or device: nothing a log tailer may read."""
-
-
-def kind_of(mode: int) -> str:
-    """A file type in words, for error messages."""
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
 
 
 @functools.cache
