@@ -65,8 +65,12 @@ class AlertEngine:
         self._seen_paths: set[str] = set()  # rules' paths that had a value in the first samples
 
     async def run(self, hub: Consumable) -> None:
-        """Evaluate every metrics and log event published from now on, until the hub closes."""
-        await consume(hub, frozenset({METRICS, LOG}), self.handle, "alerts")
+        """Evaluate the events its rules need (log events only with log rules; metrics with
+        any rule: they are also its clock) from now on, until the hub closes."""
+        if not self._metric and not self._log:
+            return  # no rules: publish() hands nothing to a consumer that would do nothing
+        types = frozenset({METRICS, LOG}) if self._log else frozenset({METRICS})
+        await consume(hub, types, self.handle, "alerts")
 
     def handle(self, event: Event) -> None:
         """Evaluate the rules on one event; other types than metrics and log are ignored."""

@@ -87,12 +87,13 @@ class MemoryHub:
         if sticky_key:
             self._sticky[(event_type, str(payload[sticky_key]))] = (frame, payload)
         self._readers.fan_out(frame)
+        event_id = frame.id
         event = None
         for feed in self._feeds:
             if event_type in feed.types:
-                event = event or Event(event_type, frame.id, source, payload)
+                event = event or Event(event_type, event_id, source, payload)
                 feed.put(event)
-        return frame.id
+        return event_id
 
     @property
     def read_budget_bytes(self) -> int:

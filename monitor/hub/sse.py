@@ -28,7 +28,8 @@ def encode_frame(
     head = f"event: {event_type}\nid: {run_id}-{seq}\ndata: "
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     data = f"{head}{body}\n\n".encode("utf-8", "backslashreplace")
-    return Frame(seq, event_type, source, data, len(head.encode()), run_id)
+    # The head is ASCII (our event types, digits): its length in characters is in bytes.
+    return Frame(seq, event_type, source, data, len(head), run_id)
 
 
 @dataclass(frozen=True, slots=True)
