@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -113,7 +113,7 @@ class _ChunkFraming:
 
     def __init__(self) -> None:
         self._data = b""
-        self._framed = b""  # frames are never empty
+        self._framed = b""
 
     def __call__(self, data: bytes) -> bytes:
         if data is not self._data:
@@ -124,12 +124,23 @@ class _ChunkFraming:
 _chunked = _ChunkFraming()
 
 
-def direct_writer(request: web.Request, resp: web.StreamResponse) -> Sink:
+def frame_bytes(frame: Frame) -> bytes:
+    """What /events writes of a frame: the frame itself."""
+    return frame.data
+
+
+def direct_writer(
+    request: web.Request,
+    resp: web.StreamResponse,
+    render: Callable[[Frame], bytes | None] = frame_bytes,
+) -> Sink:
     """The hub's sink for a caught-up client: one transport.write per frame, from publish().
 
     With a thousand clients, waking a task per client per event costs more than the send
     itself. A backed-up or closing socket refuses, and the client's task (write_chunk, with
-    aiohttp's flow control and the send timeout) takes over from the ring.
+    aiohttp's flow control and the send timeout) takes over from the ring; so does a frame
+    `render` gives None for. `render` must return the same bytes object to every client of
+    a frame (made once), so the chunk framing is made once too.
     """
     transport, protocol = request.transport, request.protocol
     is_chunked = resp.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
@@ -137,7 +148,11 @@ def direct_writer(request: web.Request, resp: web.StreamResponse) -> Sink:
     def write_now(frame: Frame) -> bool:
         if transport is None or transport.is_closing() or protocol.writing_paused:
             return False
-        transport.write(_chunked(frame.data) if is_chunked else frame.data)
+        data = render(frame)
+        if data is None:
+            return False
+        if data:
+            transport.write(_chunked(data) if is_chunked else data)
         return True
 
     return write_now

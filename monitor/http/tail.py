@@ -6,13 +6,13 @@ import json
 import re
 from typing import Any
 
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from monitor.http.errors import json_error, reject_unknown_params
 from monitor.http.keys import CONFIG, HUB
-from monitor.http.stream import stream_slot, write_chunk
+from monitor.http.stream import direct_writer, stream_slot, write_chunk
 from monitor.hub.events import LOG, Frame
-from monitor.hub.interface import Selector, Sink
+from monitor.hub.interface import Selector
 
 TAIL_PARAMS = ("lines",)
 DEFAULT_LINES = 10
@@ -65,46 +65,25 @@ class LineBudget:
 
 
 class _TailText:
-    """The plain text of the frame being fanned out, bare and chunk-framed, made once for all
-    /tail clients: publish() hands every sink the same frame in turn. None for a frame the
-    client's own task must see (start-up backlog: its line budget applies)."""
+    """The plain text of the frame being fanned out, made once for all /tail clients:
+    publish() hands every sink the same frame in turn. None for a frame the client's own task
+    must see (start-up backlog: its line budget applies)."""
 
     def __init__(self) -> None:
         self._frame: Frame | None = None
-        self._texts: tuple[bytes, bytes] | None = None
+        self._text: bytes | None = None
 
-    def __call__(self, frame: Frame) -> tuple[bytes, bytes] | None:
+    def __call__(self, frame: Frame) -> bytes | None:
         if frame is not self._frame:
-            self._frame, self._texts = frame, None
+            self._frame, self._text = frame, None
             payload: Any = json.loads(frame.json)
             lines = payload.get("lines") if isinstance(payload, dict) else None
             if isinstance(lines, list) and not payload.get("backlog"):
-                text = "".join(f"{line}\n" for line in lines).encode("utf-8", "replace")
-                self._texts = (text, b"%x\r\n%b\r\n" % (len(text), text) if text else b"")
-        return self._texts
+                self._text = "".join(f"{line}\n" for line in lines).encode("utf-8", "replace")
+        return self._text
 
 
 _tail_text = _TailText()
-
-
-def direct_writer(request: web.Request, resp: web.StreamResponse) -> Sink:
-    """The hub's sink for a caught-up /tail client: its lines written from publish(), with no
-    task switch per client (see stream.direct_writer)."""
-    transport, protocol = request.transport, request.protocol
-    is_chunked = resp.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
-
-    def write_now(frame: Frame) -> bool:
-        if transport is None or transport.is_closing() or protocol.writing_paused:
-            return False
-        texts = _tail_text(frame)
-        if texts is None:
-            return False
-        plain, framed = texts
-        if plain:
-            transport.write(framed if is_chunked else plain)
-        return True
-
-    return write_now
 
 
 async def tail_source(request: web.Request) -> web.StreamResponse:
@@ -124,7 +103,7 @@ async def _tail(request: web.Request, name: str, count: int) -> web.StreamRespon
     await resp.prepare(request)
     budget = LineBudget(count)
     selector = Selector(frozenset({LOG}), frozenset({name}))
-    sink = direct_writer(request, resp)
+    sink = direct_writer(request, resp, _tail_text)
     async with request.app[HUB].subscribe(selector, sink=sink) as batches:
         async for frames in batches:  # ends when the hub closes at shutdown
             lines = budget.lines(frames)
