@@ -121,7 +121,7 @@ def validate(path: str | None, flags: dict[str, Any]) -> Config:
     """Load and check a config as serve needs it, users file included."""
     config = load_config(path, flags)  # alert rules included
     if config.users_file:
-        from monitor.http.auth import read_users
+        from monitor.http.users import read_users
 
         read_users(config.users_file)  # a bad line is exit 2 here, not a traceback later
     return config

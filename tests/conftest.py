@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import MONITOR, Server, base_path
+from helpers import MONITOR, Server, base_path, hash_pw
 
 from monitor.config import Config, LogSource, StreamConfig
 
@@ -54,3 +54,14 @@ def config() -> Config:
             heartbeat_s=0.2, buffer_events=1000, buffer_bytes=1024 * 1024, history_events=5
         ),
     )
+
+
+@pytest.fixture
+def users_file(tmp_path: Path) -> Path:
+    """alice ("wonder land") and bob ("bü€r:colon", with htpasswd -B's $2y$ prefix), in a file
+    only its owner may read."""
+    path = tmp_path / "users"
+    bob = hash_pw("bü€r:colon").replace("$2b$", "$2y$", 1)
+    path.write_text(f"# who may look\n\nalice:{hash_pw('wonder land')}\n  bob:{bob}  \n")
+    path.chmod(0o600)
+    return path

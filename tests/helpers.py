@@ -135,3 +135,10 @@ def base_path(flags: tuple[str, ...]) -> str:
     """The --base-path among serve flags (the last one wins, as in argparse), or ""."""
     paths = [flags[i + 1] for i, flag in enumerate(flags[:-1]) if flag == "--base-path"]
     return paths[-1].rstrip("/") if paths else ""
+
+
+def hash_pw(password: str, cost: int = 4) -> str:
+    """A bcrypt hash for a users-file line (cost 4: fast, and enough for tests)."""
+    import bcrypt  # here: only the tests of users and sign-in need it
+
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode()

@@ -13,24 +13,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-import bcrypt
 import pytest
-from helpers import MONITOR, Server
+from helpers import MONITOR, Server, hash_pw
 
 from monitor.config import ConfigError
 from monitor.http.users import FALLBACK_HASH, UsersFile, costliest_hash, read_users
-
-
-def hash_pw(password: str, cost: int = 4) -> bytes:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost))
-
-
-@pytest.fixture
-def users_file(tmp_path: Path) -> Path:
-    path = tmp_path / "users"
-    path.write_text(f"alice:{hash_pw('wonder land').decode()}\n")
-    path.chmod(0o600)
-    return path
 
 
 def status_of(url: str, headers: dict[str, str] | None = None) -> int:
@@ -74,7 +61,7 @@ def test_users_file_that_is_not_a_regular_file_is_one_line_and_exit_2(
 
 def test_users_file_over_1_mib_is_refused(tmp_path: Path) -> None:
     users = tmp_path / "users"
-    line = f"alice:{hash_pw('wonder land').decode()}\n"
+    line = f"alice:{hash_pw('wonder land')}\n"
     users.write_text(line + "#" * (1024 * 1024) + "\n")
     with pytest.raises(ConfigError, match=re.escape(f"users file {users}: is over 1 MiB")):
         read_users(str(users))
@@ -98,7 +85,7 @@ def test_users_file_replaced_by_a_fifo_while_serving_does_not_stall_it(
 
 
 def test_unknown_users_are_checked_against_the_costliest_hash(tmp_path: Path) -> None:
-    cheap, costly = hash_pw("a", cost=4), hash_pw("b", cost=6)
+    cheap, costly = hash_pw("a", cost=4).encode(), hash_pw("b", cost=6).encode()
     assert costliest_hash({"cheap": cheap, "costly": costly}) == costly
     assert costliest_hash({"costly": costly, "cheap": cheap}) == costly
     assert costliest_hash({}) == FALLBACK_HASH
@@ -111,7 +98,7 @@ def test_weak_hashes_and_a_file_others_can_read_are_warned_once_each(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     users = tmp_path / "users"
-    users.write_text(f"weak:{hash_pw('a', cost=5).decode()}\nstrong:{hash_pw('b', 10).decode()}\n")
+    users.write_text(f"weak:{hash_pw('a', cost=5)}\nstrong:{hash_pw('b', 10)}\n")
     users.chmod(0o644)
     with caplog.at_level(logging.WARNING, logger="monitor.http.users"):
         UsersFile(str(users))
@@ -120,7 +107,7 @@ def test_weak_hashes_and_a_file_others_can_read_are_warned_once_each(
     assert "user 'weak' has bcrypt cost 5" in warnings[0]
     assert f"users file {users} is readable by every local user" in warnings[1]
     caplog.clear()
-    users.write_text(f"strong:{hash_pw('b', 10).decode()}\n")
+    users.write_text(f"strong:{hash_pw('b', 10)}\n")
     users.chmod(0o600)
     with caplog.at_level(logging.WARNING, logger="monitor.http.users"):
         UsersFile(str(users))

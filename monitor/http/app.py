@@ -109,7 +109,8 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
     app[CONFIG] = config
     if config.users_file:
         # Here, not at the top: without a users file the server does without it (~0.2 MB).
-        from monitor.http.auth import Authenticator, UsersFile
+        from monitor.http.auth import Authenticator
+        from monitor.http.users import UsersFile
 
         # A bad users file raises ConfigError here, before anything starts.
         app[AUTH] = Authenticator(UsersFile(config.users_file))

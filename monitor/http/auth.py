@@ -18,10 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from monitor.http.users import USER_RE, SignedIn, UsersFile, read_users
+from monitor.http.users import USER_RE, SignedIn, UsersFile
 from monitor.tasks import cancel_and_wait
-
-__all__ = ["Authenticator", "FailureLimiter", "UsersFile", "Verdict", "read_users"]
 
 log = logging.getLogger(__name__)
 
@@ -234,10 +232,6 @@ class Authenticator:
 
         future.add_done_callback(done)
         return future
-
-    async def check(self, user: str, password: str) -> bool:
-        """True if `password` is `user`'s; bcrypt runs at most once per TTL per user."""
-        return (await self.check_from("", user, password)).ok
 
     def _verify(self, password: str, hashed: bytes) -> bool:
         try:

@@ -10,7 +10,6 @@ import os
 import re
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from monitor.values import ConfigError, read_file_text
 
@@ -67,37 +66,23 @@ def parse_users(text: str, path: str) -> dict[str, bytes]:
     return users
 
 
-@dataclass(frozen=True, slots=True)
-class UsersText:
-    """A users file's text and whether others may read it."""
-
-    text: str
-    is_world_readable: bool
-
-
-def read_users_text(path: str) -> UsersText:
-    """The text of a users file: a regular file of at most 1 MiB (values.read_file_text)."""
-    text, st = read_file_text(path, "users file")
-    return UsersText(text, bool(st.st_mode & stat.S_IROTH))
-
-
 def read_users(path: str) -> dict[str, bytes]:
     """Read and check a users file; any failure is a one-line ConfigError."""
     return load_users(path)[0]
 
 
-def load_users(path: str) -> tuple[dict[str, bytes], UsersText]:
-    """The users of a file, and its text (for warn_about)."""
-    content = read_users_text(path)
-    users = parse_users(content.text, path)
+def load_users(path: str) -> tuple[dict[str, bytes], bool]:
+    """The users of a file, and whether others may read it (for warn_about)."""
+    text, st = read_file_text(path, "users file")
+    users = parse_users(text, path)
     if not users:
         raise ConfigError(
             f"users file {path}: no users; add lines from `sse-monitor hash-password`"
         )
-    return users, content
+    return users, bool(st.st_mode & stat.S_IROTH)
 
 
-def warn_about(path: str, users: dict[str, bytes], content: UsersText) -> None:
+def warn_about(path: str, users: dict[str, bytes], is_world_readable: bool) -> None:
     """One WARNING line per weak hash, and one if others may read the file."""
     for user, hashed in users.items():
         if (cost := cost_of(hashed)) < WEAK_COST:
@@ -108,7 +93,7 @@ def warn_about(path: str, users: dict[str, bytes], content: UsersText) -> None:
                 user,
                 cost,
             )
-    if content.is_world_readable:
+    if is_world_readable:
         log.warning("users file %s is readable by every local user; chmod o-r it", path)
 
 
@@ -121,8 +106,8 @@ class UsersFile:
         self._stamp = self._stat()
         self._is_forced = False
         self._lock = asyncio.Lock()
-        users, content = load_users(path)  # at start a bad file stops the server
-        warn_about(path, users, content)
+        users, is_world_readable = load_users(path)  # at start a bad file stops the server
+        warn_about(path, users, is_world_readable)
         self._set(users)
 
     def _set(self, users: dict[str, bytes]) -> None:
@@ -153,7 +138,7 @@ class UsersFile:
             self._stamp, self._is_forced = stamp, False
             self.generation += 1
             try:
-                users, content = await asyncio.to_thread(load_users, self.path)
+                users, is_world_readable = await asyncio.to_thread(load_users, self.path)
             except ConfigError as exc:
                 # Fail closed: a half-edited file must not keep a removed user working.
                 self._set({})
@@ -161,7 +146,7 @@ class UsersFile:
                 return True
             self._set(users)
             log.info("users file %s reloaded: %d users", self.path, len(users))
-            warn_about(self.path, users, content)
+            warn_about(self.path, users, is_world_readable)
             return True
 
 
