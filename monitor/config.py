@@ -52,6 +52,14 @@ class StreamConfig:
     # A connection with no request under way is closed after this (a slow request's headers
     # too: the clock runs from the last response, or from the connection's start).
     idle_timeout_s: float = 15.0
+    # Connections, streams or not: each costs a file descriptor and a socket's buffers.
+    # Loopback peers (this machine's users, a reverse proxy) count against the total only.
+    # Never below the stream caps (every stream is a connection); above them, the room left
+    # for pages and API requests while the streams are full.
+    max_connections: int = 2048
+    max_connections_per_address: int = 100
+    # A response, stream or not, whose client reads nothing for this long is cut off.
+    send_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +170,13 @@ STREAM_KEYS: dict[str, tuple[str, str, Check]] = {
         "max_clients_per_address",
         number_in(1, 1_000_000, integer=True),
     ),
+    "max_connections": ("stream", "max_connections", number_in(1, 1_000_000, integer=True)),
+    "max_connections_per_address": (
+        "stream",
+        "max_connections_per_address",
+        number_in(1, 1_000_000, integer=True),
+    ),
+    "send_timeout_s": ("stream", "send_timeout_s", number_in(0.1, 3600, integer=False)),
 }
 TAIL_KEYS: dict[str, tuple[str, str, Check]] = {
     "backlog_lines": ("tail", "backlog_lines", number_in(0, 100_000, integer=True)),

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from monitor.config import Config, ConfigError, exposure_problem
 from monitor.http.app import create_root, reload_users
-from monitor.http.keys import HUB
+from monitor.http.keys import CONNECTIONS, HUB
 from monitor.http.runner import make_runner, start_site
 from monitor.hub.interface import Hub
 from monitor.systemd import notify, run_status, run_watchdog, watchdog_interval_s
@@ -100,7 +100,10 @@ async def serve(config: Config) -> None:
     except ConfigError as exc:  # cli checks the users file first; this covers a later edit
         raise StartupError(str(exc)) from None
     runner = make_runner(
-        app, shutdown_timeout_s=SHUTDOWN_TIMEOUT_S, idle_timeout_s=config.stream.idle_timeout_s
+        app,
+        shutdown_timeout_s=SHUTDOWN_TIMEOUT_S,
+        idle_timeout_s=config.stream.idle_timeout_s,
+        guard=app[CONNECTIONS],
     )
     # Handle SIGTERM before accepting anyone: a stop right after start must still be clean.
     stop = asyncio.Event()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import ssl
 import subprocess
 import urllib.request
@@ -19,12 +20,19 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Starts `serve --port 0 <flags>` and waits until it answers; kills leftovers at the end."""
     started: list[Server] = []
 
-    def start(*flags: str, ssl_context: ssl.SSLContext | None = None) -> Server:
+    def start(
+        *flags: str, ssl_context: ssl.SSLContext | None = None, max_open_files: int | None = None
+    ) -> Server:
+        def limit_open_files() -> None:
+            if max_open_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (max_open_files, max_open_files))
+
         proc = subprocess.Popen(
             [*MONITOR, "serve", "--port", "0", *flags],
             cwd=tmp_path,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=limit_open_files,
         )
         server = Server(proc)
         started.append(server)

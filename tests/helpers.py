@@ -33,6 +33,17 @@ async def wait_until(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
+def wait_until_sync(check: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    """wait_until for tests that are not coroutines: True once `check` is; fail after
+    `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout_s}s")
+        time.sleep(0.02)
+    return True
+
+
 class Published:
     """What a source published (log and status payloads), read from the hub as the server's
     consumers read it: in publish order, never more than the test holds."""

@@ -94,7 +94,14 @@ def test_malformed_headers_cost_one_redacted_line(start_server: Callable[..., Se
             bad = b"Basic " + credentials + b"\x01" if i % 2 else b"x" * 20_000
             sock.sendall(b"GET /api/sources HTTP/1.1\r\nHost: localhost\r\nAuthorization: ")
             sock.sendall(bad + b"\r\n\r\n")
-            assert sock.recv(100).startswith(b"HTTP/1.0 400 ")
+            sock.settimeout(5)
+            response = b""
+            while chunk := sock.recv(65536):
+                response += chunk
+            head, _, body = response.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.0 400 ") and b"Server: sse-monitor\r\n" in head
+            assert json.loads(body)["error"].startswith("Bad Request: ")
+            assert credentials not in response and b"xxxxxxxx" not in response, response
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=5) == 0
     stderr = server.all_stderr()

@@ -13,7 +13,7 @@ from monitor import __version__
 from monitor.duration import parse_duration
 from monitor.http.errors import json_error, reject_unknown_params
 from monitor.http.keys import BODIES, CONFIG, HISTORY, HUB, PROMETHEUS, SOURCES, STARTED
-from monitor.http.stream import hello_payload, write_chunk
+from monitor.http.stream import hello_payload
 from monitor.hub.events import STATUS, Frame
 from monitor.hub.interface import Selector
 
@@ -75,7 +75,7 @@ async def api_history(request: web.Request) -> web.StreamResponse:
     # The query copies the columns on the loop, where the history changes; only then encode.
     data = history.query(window_s, keys or None)
     key = ("history", window_s, keys, history.newest_ts)
-    return await send_body(request, await request.app[BODIES].get(key, build))
+    return json_body(await request.app[BODIES].get(key, build))
 
 
 async def api_state(request: web.Request) -> web.StreamResponse:
@@ -89,7 +89,7 @@ async def api_state(request: web.Request) -> web.StreamResponse:
     # Hundreds of metrics events are ~1 MB: joined off the loop, once per published event.
     key = ("state", hub.run_id, hub.stats().published)
     body = await request.app[BODIES].get(key, lambda: _state_json(frames))
-    return await send_body(request, body)
+    return json_body(body)
 
 
 def _state_json(frames: list[Frame]) -> bytes:
@@ -103,12 +103,7 @@ def _state_json(frames: list[Frame]) -> bytes:
     return b'{"events":[%b]}' % events
 
 
-async def send_body(request: web.Request, body: bytes) -> web.StreamResponse:
-    """A JSON body written with the streams' send deadline: a client that never reads is cut
-    off after SEND_TIMEOUT_S instead of pinning the body for as long as it likes."""
-    resp = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
-    resp.content_length = len(body)
-    await resp.prepare(request)
-    if await write_chunk(request, resp, body):
-        await resp.write_eof()
-    return resp
+def json_body(body: bytes) -> web.Response:
+    """A response for a shared JSON body (not copied; sent within the send deadline, as every
+    response is)."""
+    return web.Response(body=body, content_type="application/json", charset="utf-8")

@@ -15,11 +15,13 @@ from aiohttp import web
 from monitor.alerts.engine import AlertEngine
 from monitor.config import Config
 from monitor.http.api import api_history, api_sources, api_state, healthz, prometheus_metrics
+from monitor.http.connections import ConnectionGuard
 from monitor.http.keys import (
     ALERTS,
     AUTH,
     BODIES,
     CONFIG,
+    CONNECTIONS,
     HISTORY,
     HUB,
     LIMITER,
@@ -27,8 +29,14 @@ from monitor.http.keys import (
     SOURCES,
     STARTED,
 )
-from monitor.http.limits import StreamLimiter
-from monitor.http.middleware import host_check, json_errors, require_auth, security_headers
+from monitor.http.limits import Caps
+from monitor.http.middleware import (
+    host_check,
+    json_errors,
+    require_auth,
+    security_headers,
+    send_deadline,
+)
 from monitor.http.page import add_page, find_web_dir
 from monitor.http.proxy import forwarded_middleware, parse_networks
 from monitor.http.shared import SharedBodies
@@ -75,7 +83,17 @@ def lazy_registry(app: web.Application) -> Callable[[], CollectorRegistry]:
         from monitor.http.prometheus import Counters, build_registry
 
         alerts, auth, bodies = app[ALERTS], app.get(AUTH), app[BODIES]
+        connections, streams = app[CONNECTIONS], app[LIMITER]
         counters: Counters = {
+            "sse_monitor_connections": ("Open HTTP connections.", lambda: connections.total),
+            "sse_monitor_connections_refused_total": (
+                "Connections refused (503) by max_connections or max_connections_per_address.",
+                lambda: connections.refused,
+            ),
+            "sse_monitor_streams_refused_total": (
+                "Streams refused (503) by max_clients or max_clients_per_address.",
+                lambda: streams.refused,
+            ),
             "sse_monitor_alert_lines_skipped_total": (
                 "Log lines past an event's match budget, not searched by alert rules.",
                 lambda: alerts.lines_skipped,
@@ -98,7 +116,7 @@ def lazy_registry(app: web.Application) -> Callable[[], CollectorRegistry]:
 def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Application:
     """The aiohttp application; `sources` replaces the configured ones (tests use this)."""
     web_dir = find_web_dir()
-    middlewares: list[Any] = [json_errors]
+    middlewares: list[Any] = [send_deadline(config.stream.send_timeout_s), json_errors]
     if config.trusted_proxies:
         middlewares.append(forwarded_middleware(parse_networks(config.trusted_proxies)))
     if config.users_file:
@@ -115,9 +133,13 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
         # A bad users file raises ConfigError here, before anything starts.
         app[AUTH] = Authenticator(UsersFile(config.users_file))
         app.on_cleanup.append(close_auth)
-    app[LIMITER] = StreamLimiter(config.stream.max_clients, config.stream.max_clients_per_address)
-    app[BODIES] = SharedBodies()
+    app[LIMITER] = Caps("streams", config.stream.max_clients, config.stream.max_clients_per_address)
     stream = config.stream
+    app[CONNECTIONS] = ConnectionGuard(
+        max(stream.max_connections, stream.max_clients),
+        max(stream.max_connections_per_address, stream.max_clients_per_address),
+    )
+    app[BODIES] = SharedBodies()
     app[HUB] = create_hub(
         max_events=stream.buffer_events,
         max_bytes=stream.buffer_bytes,
@@ -160,9 +182,10 @@ def create_root(config: Config) -> web.Application:
     if not config.base_path:
         return app
     # Outside the base path too: errors are JSON and every response carries the headers.
-    root = web.Application(middlewares=[json_errors])
+    root = web.Application(middlewares=[send_deadline(config.stream.send_timeout_s), json_errors])
     root.on_response_prepare.append(security_headers)
     root[HUB] = app[HUB]  # the server reports its clients (systemd STATUS=) from it
+    root[CONNECTIONS] = app[CONNECTIONS]  # and admits connections by it
     if AUTH in app:
         root[AUTH] = app[AUTH]  # and reloads the users file on SIGHUP
     location = config.base_path + "/"

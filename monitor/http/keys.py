@@ -10,7 +10,8 @@ from aiohttp import web
 
 from monitor.alerts.engine import AlertEngine
 from monitor.config import Config
-from monitor.http.limits import StreamLimiter
+from monitor.http.connections import ConnectionGuard
+from monitor.http.limits import Caps
 from monitor.http.shared import SharedBodies
 from monitor.hub.interface import Hub
 from monitor.metrics.history import MetricsHistory
@@ -30,5 +31,6 @@ PROMETHEUS = web.AppKey[Callable[[], "CollectorRegistry"]]("prometheus")
 ALERTS = web.AppKey("alerts", AlertEngine)
 HISTORY = web.AppKey("history", MetricsHistory)
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth")  # set only with a users file
-LIMITER = web.AppKey("limiter", StreamLimiter)
+LIMITER = web.AppKey("limiter", Caps)
+CONNECTIONS = web.AppKey("connections", ConnectionGuard)
 BODIES = web.AppKey("bodies", SharedBodies)

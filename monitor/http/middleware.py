@@ -4,6 +4,7 @@ against DNS rebinding."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 from collections.abc import Awaitable, Callable, Collection
@@ -11,26 +12,39 @@ from collections.abc import Awaitable, Callable, Collection
 from aiohttp import hdrs, web
 
 from monitor.http.errors import json_error
+from monitor.http.headers import SECURITY_HEADERS, SERVER
 from monitor.http.keys import AUTH
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; "
-    "frame-ancestors 'none'"
-)
 AUTH_CHALLENGE = 'Basic realm="sse-monitor", charset="UTF-8"'
 OPEN_ROUTES = frozenset({"healthz"})  # answered without credentials
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Headers every response carries, streams and static files included."""
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers["Server"] = "sse-monitor"  # not aiohttp's and Python's versions
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers["Server"] = SERVER
+
+
+def send_deadline(timeout_s: float) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Cut the connection of a client that has not taken a response within `timeout_s` of
+    its handler returning it: one that never reads would otherwise pin the body (and the
+    connection) for as long as it likes. Streams, prepared by their handlers, keep their own
+    deadline per write."""
+
+    @web.middleware
+    async def send_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        transport, task = request.transport, asyncio.current_task()
+        if not response.prepared and transport is not None and task is not None:
+            # aiohttp sends the response in this same task, after the middlewares return.
+            deadline = asyncio.get_running_loop().call_later(timeout_s, transport.abort)
+            task.add_done_callback(lambda _: deadline.cancel())
+        return response
+
+    return send_in_time
 
 
 @web.middleware

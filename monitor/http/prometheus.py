@@ -31,7 +31,8 @@ class HubStatsReader(Protocol):
     def stats(self) -> HubStats: ...
 
 
-# More of the monitor's own counters: metric name -> (help, how to read it).
+# More of the monitor's own figures: metric name -> (help, how to read it); a name ending in
+# _total is a counter, any other a gauge.
 Counters = dict[str, tuple[str, Callable[[], int]]]
 
 
@@ -175,7 +176,10 @@ class MonitorCollector(Collector):
 
     def _more(self) -> list[Metric]:
         return [
-            CounterMetricFamily(name, doc, read()) for name, (doc, read) in self._counters.items()
+            (CounterMetricFamily if name.endswith("_total") else GaugeMetricFamily)(
+                name, doc, read()
+            )
+            for name, (doc, read) in self._counters.items()
         ]
 
     def _source_counters(self) -> list[Metric]:

@@ -11,6 +11,8 @@ import time
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from monitor.http.connections import ConnectionGuard, GuardedRunner
+
 
 class BadRequestLog(logging.Filter):
     """aiohttp logs a request it cannot parse as an ERROR with a traceback and the offending
@@ -44,16 +46,22 @@ class BadRequestLog(logging.Filter):
 
 
 def make_runner(
-    app: web.Application, *, shutdown_timeout_s: float, idle_timeout_s: float
+    app: web.Application,
+    *,
+    shutdown_timeout_s: float,
+    idle_timeout_s: float,
+    guard: ConnectionGuard,
 ) -> web.AppRunner:
-    """A runner that leaves signals to the caller, ends handlers of gone clients, and closes a
-    connection idle for idle_timeout_s (aiohttp's default is an hour; its clock also runs
-    while a request's headers trickle in, so it is the header deadline too)."""
+    """A runner that leaves signals to the caller, admits connections through `guard`, ends
+    handlers of gone clients, and closes a connection idle for idle_timeout_s (aiohttp's
+    default is an hour; its clock also runs while a request's headers trickle in, so it is
+    the header deadline too)."""
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, BadRequestLog) for f in server_log.filters):
         server_log.addFilter(BadRequestLog())
-    return web.AppRunner(
+    return GuardedRunner(
         app,
+        guard,
         handle_signals=False,
         shutdown_timeout=shutdown_timeout_s,
         # Cancel a handler when its client disconnects: an idle stream would otherwise

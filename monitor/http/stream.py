@@ -14,15 +14,11 @@ from aiohttp_sse import EventSourceResponse
 from monitor import __version__
 from monitor.http.errors import json_error, reject_unknown_params
 from monitor.http.keys import CONFIG, HUB, LIMITER
+from monitor.http.limits import BUSY_RETRY_S
 from monitor.hub.events import STREAM_TYPES, Frame
 from monitor.hub.interface import Selector, Sink
 
-# A client whose socket accepts nothing for this long is cut off (and TCP_USER_TIMEOUT is set
-# to it), so a vanished peer does not hold a handler forever.
-SEND_TIMEOUT_S = 60.0
 EVENTS_PARAMS = ("types", "sources", "last_event_id")
-# How long a client refused for too many streams should wait before trying again.
-BUSY_RETRY_S = 5
 
 
 def _names(request: web.Request, key: str, known: list[str]) -> frozenset[str] | None:
@@ -88,7 +84,9 @@ async def _stream(
     request: web.Request, selector: Selector, last_id: str | None
 ) -> web.StreamResponse:
     config = request.app[CONFIG]
-    resp = EventSourceResponse(ping_interval=config.stream.heartbeat_s, send_timeout=SEND_TIMEOUT_S)
+    resp = EventSourceResponse(
+        ping_interval=config.stream.heartbeat_s, send_timeout=config.stream.send_timeout_s
+    )
     # Proxies must neither cache nor transform (compress, buffer) the stream.
     resp.headers["Cache-Control"] = "no-cache, no-transform"
     await resp.prepare(request)
@@ -159,9 +157,10 @@ def direct_writer(
 
 
 async def write_chunk(request: web.Request, resp: web.StreamResponse, data: bytes) -> bool:
-    """Write one chunk; False if the client is gone or stopped reading."""
+    """Write one chunk; False if the client is gone, or read nothing for send_timeout_s (a
+    vanished peer must not hold a handler forever)."""
     try:
-        async with asyncio.timeout(SEND_TIMEOUT_S):
+        async with asyncio.timeout(request.app[CONFIG].stream.send_timeout_s):
             await resp.write(data)
         return True
     except ConnectionResetError:

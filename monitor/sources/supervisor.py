@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from dataclasses import dataclass
@@ -78,8 +79,13 @@ async def supervise(
         except SourceStopped as exc:
             problem = str(exc)
         except Exception as exc:  # noqa: BLE001 - one source's bug must not stop the others
-            log.exception("source %s crashed", source.name)
-            problem = f"crashed: {type(exc).__name__}: {exc}"
+            if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+                # Not a bug, and no traceback: the process is out of file descriptors.
+                problem = f"stopped: {exc.strerror}"
+                log.error("source %s stopped: %s", source.name, exc.strerror)
+            else:
+                log.exception("source %s crashed", source.name)
+                problem = f"crashed: {type(exc).__name__}: {exc}"
         if time.monotonic() - started > HEALTHY_RUN_S:
             backoff_s = min_backoff_s
         report(hub, source, "error", f"{problem}; retrying in {backoff_s:g}s", retry_in_s=backoff_s)

@@ -1,0 +1,191 @@
+"""Connections, before any request: caps in all and per peer address, kept below the file
+descriptors the process may open, and one log line per episode of running out of them.
+
+aiohttp accepts every connection it is offered and has no hook before the first request, so
+the runner below makes aiohttp's server hand out `Connection`s: its own handler, admitted by
+a `ConnectionGuard` when the connection is made. A refused connection is answered 503 and
+closed without reading a byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import resource
+import time
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from monitor.http.headers import SECURITY_HEADERS, SERVER
+from monitor.http.limits import BUSY_RETRY_S, Caps
+from monitor.sources.admission import FILES_FD_SHARE
+
+log = logging.getLogger(__name__)
+
+# Descriptors neither followed files nor connections may take: the listening socket, epoll,
+# inotify, stdio, the journal's pipes, the users file and TLS files being re-read.
+RESERVED_FDS = 32
+# asyncio reports a failed accept() (EMFILE, ENFILE, ENOBUFS, ENOMEM) with this message, then
+# retries the listening socket a second later, for as long as it lasts.
+ACCEPT_FAILED = "socket.accept() out of system resource"
+
+
+def connection_budget() -> int | None:
+    """Connections that fit beside followed files' share of RLIMIT_NOFILE; None if unlimited."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(1, int(soft * (1 - FILES_FD_SHARE)) - RESERVED_FDS)
+
+
+class ConnectionGuard(Caps):
+    """The caps on connections, kept within the descriptors left beside followed files, and
+    the one log line per episode of running out of descriptors at accept()."""
+
+    def __init__(self, max_total: int, max_per_address: int) -> None:
+        budget = connection_budget()
+        if budget is not None and budget < max_total:
+            log.info(
+                "connections capped at %d (max_connections %d): the limit on open files "
+                "(ulimit -n, LimitNOFILE=) leaves room for no more beside followed files",
+                budget,
+                max_total,
+            )
+            max_total = budget
+        super().__init__("connections", max_total, max_per_address)
+        self._out_of_fds_since: float | None = None
+        self._failed_accepts = 0
+
+    def acquire(self, address: str) -> str | None:
+        self.accepted()
+        return super().acquire(address)
+
+    def accept_failed(self) -> None:
+        """accept() found no file descriptor: say so once, not once a second."""
+        self._failed_accepts += 1
+        if self._out_of_fds_since is None:
+            self._out_of_fds_since = time.monotonic()
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+            log.error(
+                "out of file descriptors (limit %s, %d connections open): new connections "
+                "wait in the listen queue until some close; raise LimitNOFILE= (ulimit -n) "
+                "or lower max_connections",
+                soft,
+                self.total,
+            )
+
+    def accepted(self) -> None:
+        """A connection got through: an episode of failed accepts, if any, is over."""
+        if self._out_of_fds_since is not None:
+            log.warning(
+                "accepting connections again after %.1f s out of file descriptors "
+                "(%d failed accepts)",
+                time.monotonic() - self._out_of_fds_since,
+                self._failed_accepts,
+            )
+            self._out_of_fds_since, self._failed_accepts = None, 0
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Route asyncio's report of a failed accept() here; everything else as before."""
+        previous = loop.get_exception_handler()
+
+        def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            if context.get("message") == ACCEPT_FAILED:
+                self.accept_failed()
+            elif previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handle)
+
+
+def refusal(reason: str) -> bytes:
+    """A whole 503 response, written before the request is read."""
+    body = json.dumps({"error": reason}).encode()
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        b"Retry-After: %d\r\nConnection: close\r\nServer: %b\r\n"
+        b"Content-Length: %d\r\n\r\n%b" % (BUSY_RETRY_S, SERVER.encode(), len(body), body)
+    )
+
+
+class Connection(RequestHandler):
+    """aiohttp's handler for one connection, admitted by the guard first; its 400 for a
+    request it cannot parse names the reason, not the offending bytes (which may be a
+    password), and like every error is JSON."""
+
+    __slots__ = ("_guard", "_peer")
+
+    def __init__(self, manager: web.Server, guard: ConnectionGuard, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._guard = guard
+        self._peer: str | None = None  # set once admitted
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        address = peer[0] if isinstance(peer, tuple) else ""  # a unix socket: local
+        if (why := self._guard.acquire(address or "localhost")) is not None:
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(refusal(why))
+            transport.close()
+            return
+        self._peer = address or "localhost"
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._peer is not None:
+            self._guard.release(self._peer)
+            self._peer = None
+        super().connection_lost(exc)
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """aiohttp's answer to a request it could not parse (400) or a handler's crash
+        (500), as JSON with our headers like every other error."""
+        super().handle_error(request, status, exc, message)  # logs it; raises if sent already
+        reason = HTTPStatus(status).phrase
+        if message and status == 400:
+            # The parser's message quotes the bytes it choked on after its first colon.
+            reason += ": " + (message.split(":", 1)[0].splitlines() or [""])[0][:100]
+        resp = web.Response(
+            status=status,
+            text=json.dumps({"error": reason}),
+            content_type="application/json",
+            headers={**SECURITY_HEADERS, "Server": SERVER},
+        )
+        resp.force_close()
+        return resp
+
+
+class GuardedServer(web.Server):
+    """aiohttp's server for an app, handing out guarded `Connection`s."""
+
+    def __init__(self, made: web.Server, guard: ConnectionGuard) -> None:
+        # Take over the server aiohttp built for the app, with all its settings.
+        vars(self).update(vars(made))
+        self.guard = guard
+
+    def __call__(self) -> RequestHandler:
+        return Connection(self, self.guard, loop=self._loop, **self._kwargs)
+
+
+class GuardedRunner(web.AppRunner):
+    """An AppRunner whose server admits connections through `guard`."""
+
+    def __init__(self, app: web.Application, guard: ConnectionGuard, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.guard = guard
+
+    async def _make_server(self) -> web.Server:
+        self.guard.install(asyncio.get_running_loop())
+        return GuardedServer(await super()._make_server(), self.guard)
