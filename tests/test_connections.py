@@ -3,6 +3,8 @@ and per address, a response nobody reads, and running out of file descriptors.""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -11,11 +13,17 @@ import ssl
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import trustme
+from aiohttp import web
 from helpers import Server, wait_until_sync
+from pytest_aiohttp import AiohttpServer
+
+from monitor.config import Config
+from monitor.http.app import create_app
 
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
@@ -205,3 +213,28 @@ def test_running_out_of_descriptors_is_one_line_and_passes(
     assert stderr.count("out of file descriptors (limit 256") == 1, stderr
     assert stderr.count("accepting connections again") == 1, stderr
     assert "Traceback" not in stderr
+
+
+async def test_every_response_has_the_send_deadline(
+    aiohttp_server: AiohttpServer, config: Config
+) -> None:
+    """Not only the shared bodies: a handler's plain Response too (here a made-up 32 MB one,
+    far beyond what socket buffers hold)."""
+    app = create_app(replace(config, stream=replace(config.stream, send_timeout_s=0.5)), sources=[])
+    big = b"x" * 32 * 1024 * 1024
+
+    async def large(request: web.Request) -> web.Response:
+        return web.Response(body=big)
+
+    app.router.add_get("/large", large)
+    server = await aiohttp_server(app)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /large HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    await asyncio.sleep(1.5)  # the client under test reads nothing for 3 deadlines
+    received = 0
+    with contextlib.suppress(ConnectionResetError):
+        async with asyncio.timeout(10):
+            while chunk := await reader.read(1 << 20):
+                received += len(chunk)
+    writer.close()
+    assert 0 < received < len(big)  # it started, then was cut off

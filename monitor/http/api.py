@@ -17,6 +17,8 @@ from monitor.http.stream import hello_payload
 from monitor.hub.events import STATUS, Frame
 from monitor.hub.interface import Selector
 
+SLICE_BYTES = 64 * 1024
+
 
 async def healthz(request: web.Request) -> web.Response:
     """GET /healthz: liveness, with a few figures."""
@@ -75,7 +77,7 @@ async def api_history(request: web.Request) -> web.StreamResponse:
     # The query copies the columns on the loop, where the history changes; only then encode.
     data = history.query(window_s, keys or None)
     key = ("history", window_s, keys, history.newest_ts)
-    return json_body(await request.app[BODIES].get(key, build))
+    return await send_shared(request, await request.app[BODIES].get(key, build))
 
 
 async def api_state(request: web.Request) -> web.StreamResponse:
@@ -89,7 +91,7 @@ async def api_state(request: web.Request) -> web.StreamResponse:
     # Hundreds of metrics events are ~1 MB: joined off the loop, once per published event.
     key = ("state", hub.run_id, hub.stats().published)
     body = await request.app[BODIES].get(key, lambda: _state_json(frames))
-    return json_body(body)
+    return await send_shared(request, body)
 
 
 def _state_json(frames: list[Frame]) -> bytes:
@@ -103,7 +105,25 @@ def _state_json(frames: list[Frame]) -> bytes:
     return b'{"events":[%b]}' % events
 
 
-def json_body(body: bytes) -> web.Response:
-    """A response for a shared JSON body (not copied; sent within the send deadline, as every
-    response is)."""
-    return web.Response(body=body, content_type="application/json", charset="utf-8")
+async def send_shared(request: web.Request, body: bytes) -> web.StreamResponse:
+    """A shared JSON body, sent in slices as the socket takes them, within the send deadline.
+
+    asyncio's transport copies whatever it cannot send at once: handed the whole body, a
+    client that reads nothing would hold a private copy of megabytes. In slices it holds at
+    most a slice or two beyond the kernel's buffer.
+    """
+    resp = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    resp.content_length = len(body)
+    await resp.prepare(request)
+    view = memoryview(body)
+    try:
+        async with asyncio.timeout(request.app[CONFIG].stream.send_timeout_s):
+            for start in range(0, len(body), SLICE_BYTES):
+                await resp.write(view[start : start + SLICE_BYTES])
+            await resp.write_eof()
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()  # a graceful close would wait for the unread bytes
+    except ConnectionResetError:
+        pass
+    return resp
