@@ -35,8 +35,11 @@ lint test: $(NODE_STAMP)
 
 install: $(STAMP)
 
+# A per-user state directory: clients resume and the charts keep their history across restarts.
+STATE_DIR ?= $(or $(XDG_STATE_HOME),$(HOME)/.local/state)/sse-monitor
+
 run: $(STAMP)
-	$(BIN)/sse-monitor serve $(ARGS)
+	$(BIN)/sse-monitor serve --state-dir $(STATE_DIR) $(ARGS)
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--certfile", metavar="FILE", help="TLS certificate chain (PEM)")
     serve.add_argument("--keyfile", metavar="FILE", help="TLS private key (PEM)")
+    serve.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="keep what survives a restart here (default: systemd's StateDirectory, else none)",
+    )
     serve.add_argument("--max-clients", type=int, metavar="N", help="open streams in all")
     serve.add_argument(
         "--max-clients-per-address", type=int, metavar="N", help="open streams per client"

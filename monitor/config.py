@@ -19,6 +19,7 @@ from monitor.logspecs import (
     logs_from_flags,
     logs_from_table,
 )
+from monitor.state import default_state_dir
 from monitor.values import ConfigError, number_in, read_text, require_bool, require_text
 
 __all__ = ["Config", "ConfigError", "LogSource", "JournalSpec", "load_config"]
@@ -100,6 +101,9 @@ class Config:
     allow_anonymous: bool = False  # serve a non-loopback address without users, on purpose
     certfile: str | None = None  # with keyfile: serve HTTPS
     keyfile: str | None = None
+    # What outlives a restart (the position log); "": nothing (systemd's StateDirectory=
+    # is the default when set).
+    state_dir: str = ""
 
     def log_names(self) -> list[str]:
         """Every log source's name: files, then journals (one namespace)."""
@@ -156,6 +160,7 @@ TOP_KEYS: dict[str, tuple[str, str, Check]] = {
     "allow_anonymous": ("", "allow_anonymous", require_bool),
     "certfile": ("", "certfile", require_text),
     "keyfile": ("", "keyfile", require_text),
+    "state_dir": ("", "state_dir", require_text),
 }
 STREAM_KEYS: dict[str, tuple[str, str, Check]] = {
     "buffer_events": ("stream", "buffer_events", number_in(16, 10_000_000, integer=True)),
@@ -205,6 +210,7 @@ FLAG_KEYS: dict[str, tuple[str, str, Check]] = {
     "allow_anonymous": TOP_KEYS["allow_anonymous"],
     "certfile": TOP_KEYS["certfile"],
     "keyfile": TOP_KEYS["keyfile"],
+    "state_dir": TOP_KEYS["state_dir"],
     "max_clients": STREAM_KEYS["max_clients"],
     "max_clients_per_address": STREAM_KEYS["max_clients_per_address"],
 }
@@ -272,7 +278,7 @@ def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None)
     except ConfigError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
     config = _build(values, logs=check_logs(logs), journals=tuple(journals.values()))
-    config = replace(config, alerts=rules)
+    config = replace(config, alerts=rules, state_dir=config.state_dir or default_state_dir())
     _check_exposure(config)
     return config
 

@@ -343,7 +343,8 @@ async def test_status_events_are_published_only_on_change(
 async def test_a_burst_larger_than_the_ring_reaches_a_slow_reader_complete(
     tmp_path: Path,
 ) -> None:
-    """The file is the buffer: the tailer reads on only as fast as a live client keeps up."""
+    """The file is the history: a reader slower than the burst is lapped by the ring and
+    caught up from the file, every line once and in order, without a gap."""
     log = tmp_path / "app.log"
     log.touch()
     hub = MemoryHub(max_events=1000, max_bytes=256 * 1024)  # 32 KiB per read
@@ -367,7 +368,7 @@ async def test_a_burst_larger_than_the_ring_reaches_a_slow_reader_complete(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert gaps == 0 and hub.stats().left_behind == 0
+    assert gaps == 0 and hub.stats().replayed > 0
     assert got == numbered(0, 200_000).splitlines()
 
 

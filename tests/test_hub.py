@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from helpers import wait_until
 
 from monitor.hub.events import ALERT, LOG, METRICS, STATUS, STREAM_TYPES, Frame, parse_id
-from monitor.hub.interface import Selector
+from monitor.hub.interface import Origin, Selector
 from monitor.hub.memory import MemoryHub, UnknownEventId
 from monitor.hub.sse import SSEEvent, SSEParser
 
@@ -91,7 +92,7 @@ def test_reader_behind_the_tail_gets_gap_then_oldest_held() -> None:
 
 
 def test_resolve_honours_held_ids_and_refuses_the_rest() -> None:
-    hub = MemoryHub(max_events=4)
+    hub = MemoryHub(max_events=4, positions=4)  # ids are honoured as long as records last
     ids = [hub.publish(METRICS, {"n": i}) for i in range(10)]
     assert hub.resolve(ids[-1]) == hub.resolve(ids[-2]) + 1
     events, _ = read_all(hub, hub.resolve(ids[7]))
@@ -225,58 +226,63 @@ def test_latest_alert_of_each_rule_is_part_of_a_new_clients_state() -> None:
     assert alerts == [{"rule": "cpu", "state": "firing"}, {"rule": "disk", "state": "resolved"}]
 
 
-async def fill_until_full(hub: MemoryHub, limit: int) -> int:
-    """Publish small log events until the hub says a waiting source should stop."""
-    count = 0
-    while hub.has_room():
-        hub.publish(LOG, {"lines": [f"line {count}"]}, source="app")
-        count += 1
-        assert count < limit, "the hub never asked the source to wait"
-    return count
+def lines_hub(stored: dict[int, list[str]]) -> MemoryHub:
+    """A hub of 16 events whose source "app" can make any event again from `stored` (keyed
+    by the origin's start), as a file source does from its file."""
+    hub = MemoryHub(max_events=16)
+
+    def reread(origin: Origin) -> dict[str, Any] | None:
+        lines = stored.get(origin.start)
+        return None if lines is None else {"source": "app", "lines": lines}
+
+    hub.keep_history("app", reread)
+    return hub
 
 
-async def test_a_source_waits_for_a_reader_that_keeps_up_instead_of_lapping_it() -> None:
-    hub = MemoryHub(max_events=100)
-    async with hub.subscribe(ALL) as chunks:
-        await anext(chunks)  # the hello
-        published = await fill_until_full(hub, limit=100)
-        waiting = asyncio.ensure_future(hub.wait_for_room())
-        await wait_until(lambda: hub.stats().waiting_sources == 1)
-        assert not waiting.done()
-        got = parse(await anext(chunks))  # the reader catches up: the source may go on
-        await asyncio.wait_for(waiting, 2)
-        assert [e.json()["lines"][0] for e in got] == [f"line {i}" for i in range(published)]
-        assert hub.stats().gaps == 0 and hub.stats().left_behind == 0
+def publish_lines(hub: MemoryHub, stored: dict[int, list[str]], n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        stored[i] = [f"line {i}"]
+        origin = Origin((1, 2), i, i + 1, 0, 1)
+        ids.append(hub.publish(LOG, {"source": "app", "lines": stored[i]}, "app", origin))
+    return ids
 
 
-async def test_a_reader_that_stops_reading_is_left_behind_after_the_stall_time() -> None:
-    hub = MemoryHub(max_events=100, stall_s=0.2)
-    async with hub.subscribe(ALL) as chunks:
-        await anext(chunks)
-        await fill_until_full(hub, limit=100)
-        started = asyncio.get_running_loop().time()
-        await asyncio.wait_for(hub.wait_for_room(), 2)
-        assert asyncio.get_running_loop().time() - started >= 0.2
-        assert hub.stats().left_behind == 1 and hub.has_room()
-        for i in range(200):  # the source goes on and laps the stalled reader
-            hub.publish(LOG, {"lines": [f"more {i}"]}, source="app")
-        caught_up = parse(await anext(chunks))
-        assert caught_up[0].type == "gap" and caught_up[0].json()["missed"] > 0
-        assert caught_up[-1].json()["lines"] == ["more 199"]
-        # Caught up again: it counts again, and holds the next burst back.
-        await fill_until_full(hub, limit=100)
+def test_a_reader_the_ring_lapped_gets_the_log_events_again_from_their_origin() -> None:
+    stored: dict[int, list[str]] = {}
+    hub = lines_hub(stored)
+    ids = publish_lines(hub, stored, 100)  # far past the ring's 16
+    hub.publish(METRICS, {"n": 0})
+    events, cursor = read_all(hub, 1)
+    while cursor < hub.resolve(ids[-1]):
+        more, cursor = read_all(hub, cursor)
+        events += more
+    logs = [e for e in events if e.type == "log"]
+    assert [e.id for e in logs] == ids  # the same ids, all of them, in order: no gap
+    assert [e.json()["lines"] for e in logs] == [[f"line {i}"] for i in range(100)]
+    assert hub.stats().gaps == 0 and hub.stats().replayed == 100 - 16 + 1
 
 
-async def test_a_reader_that_disconnects_releases_a_waiting_source() -> None:
-    hub = MemoryHub(max_events=100)
-    async with hub.subscribe(ALL) as chunks:
-        await anext(chunks)
-        await fill_until_full(hub, limit=100)
-        waiting = asyncio.ensure_future(hub.wait_for_room())
-        await wait_until(lambda: hub.stats().waiting_sources == 1)
-        assert not waiting.done()
-    await asyncio.wait_for(waiting, 2)
-    assert hub.stats().left_behind == 0
+def test_lines_gone_from_their_file_are_a_gap_that_counts_them() -> None:
+    stored: dict[int, list[str]] = {}
+    hub = lines_hub(stored)
+    ids = publish_lines(hub, stored, 60)
+    for i in range(10, 20):
+        del stored[i]  # say, rotated away and compressed
+    events, _ = read_all(hub, 1, Selector(types=frozenset({"log"})))
+    gaps = [e for e in events if e.type == "gap"]
+    assert len(gaps) == 1 and gaps[0].json()["lines"] == 10 and gaps[0].json()["missed"] == 10
+    assert gaps[0].id == ids[19]  # resuming from the gap's id goes on after the lost lines
+    logs = [e.json()["lines"][0] for e in events if e.type == "log"]
+    assert logs[:11] == [f"line {i}" for i in [*range(10), 20]]
+
+
+def test_publishing_never_waits_for_a_reader_that_stopped() -> None:
+    hub = MemoryHub(max_events=16)
+    stored: dict[int, list[str]] = {}
+    hub.keep_history("app", lambda origin: None)
+    publish_lines(hub, stored, 10_000)  # no reader can hold publish() back: it has no await
+    assert hub.stats().published == 10_000
 
 
 async def test_a_caught_up_reader_is_written_to_by_publish_itself() -> None:
@@ -331,30 +337,3 @@ async def test_close_wakes_parked_readers() -> None:
         hub.close()
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(parked, 2)
-
-
-async def test_a_reader_slower_than_a_burst_is_left_behind_though_it_catches_up_between_reads() -> (
-    None
-):
-    hub = MemoryHub(max_events=1000, stall_s=0.3)
-    got = 0
-
-    async def slow_reader() -> None:
-        nonlocal got
-        async with hub.subscribe(ALL) as chunks:
-            async for chunk in chunks:
-                got += len(parse(chunk))
-                await asyncio.sleep(0.02)  # a client slower than the source
-
-    reader = asyncio.create_task(slow_reader())
-    await wait_until(lambda: hub.stats().subscribers == 1)
-    published = 0
-    async with asyncio.timeout(10):
-        while hub.stats().left_behind == 0:  # a source that waits for room, like a tailer
-            await hub.wait_for_room()
-            hub.publish(LOG, {"lines": ["x" * 100]}, source="app")
-            published += 1
-    reader.cancel()
-    await asyncio.gather(reader, return_exceptions=True)
-    assert published > 1000  # it held the source back, and more than once caught up, first
-    assert hub.stats().left_behind >= 1

@@ -1,5 +1,5 @@
 """The shipped systemd units, checked by the real systemd-analyze (Debian's `systemd` package):
-`verify` is clean, and `security --offline=true` rates the service's exposure at most 2.5."""
+`verify` is clean, and `security --offline=true` rates the service's exposure at most 2.0."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from monitor.config import StreamConfig
+from monitor.http.connections import RESERVED_FDS
+from monitor.sources.admission import FILES_FD_SHARE
+
 REPO = Path(__file__).resolve().parent.parent
 UNITS = REPO / "systemd"
 SERVICE = UNITS / "sse-monitor.service"
 SOCKET = UNITS / "sse-monitor.socket"
-MAX_EXPOSURE = 2.5
+MAX_EXPOSURE = 2.0
 EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
 INSTALLED_BINARY = "/opt/sse-monitor/bin/sse-monitor"
 
@@ -110,7 +114,7 @@ def test_verify_reports_a_broken_unit(tmp_path: Path) -> None:
     assert "WatchdogSecs" in result.stderr and SERVICE.name in result.stderr
 
 
-def test_service_exposure_is_at_most_2_5(capsys: pytest.CaptureFixture[str]) -> None:
+def test_service_exposure_is_at_most_2_0(capsys: pytest.CaptureFixture[str]) -> None:
     result = subprocess.run(
         [systemd_analyze(), "security", "--offline=true", "--no-pager", str(SERVICE)],
         capture_output=True,
@@ -153,12 +157,13 @@ def test_service_essentials() -> None:
     assert one(SERVICE, "Install", "WantedBy") == "multi-user.target"
 
 
-def test_limit_nofile_leaves_room_for_max_clients() -> None:
-    default_max_clients = 1000  # README: --max-clients default
+def test_limit_nofile_leaves_room_for_the_default_connection_cap() -> None:
     limit = int(one(SERVICE, "Service", "LimitNOFILE"))
-    assert limit >= 16 * default_max_clients
+    # Connections get what followed files leave, less the reserve (http/connections.py).
+    room = int(limit * (1 - FILES_FD_SHARE)) - RESERVED_FDS
+    assert room >= 8 * StreamConfig().max_connections
     text = SERVICE.read_text()
-    assert "max-clients" in text[: text.index("LimitNOFILE=")], "LimitNOFILE needs its comment"
+    assert "max_connections" in text[: text.index("LimitNOFILE=")], "LimitNOFILE needs its comment"
 
 
 def test_socket_essentials() -> None:

@@ -105,8 +105,10 @@ class TailPrinter:
                 self._on_reset(str(payload.get("reason", "")))
             self._snapshot = []
         elif event.type == GAP:
-            missed = payload.get("missed", "some")
-            self.note(f"{missed} events missed (this client fell behind the server's buffer)")
+            lines = payload.get("lines")
+            if lines != 0:  # only other events (metrics) were lost: no lines are missing
+                what = f"{lines} lines" if lines is not None else f"{payload.get('missed')} events"
+                self.note(f"{what} missed (no longer in the log files; this client fell behind)")
         elif event.type == LOG and isinstance(payload.get("lines"), list):
             if self._snapshot is not None:
                 self._snapshot.append((event.id, payload))

@@ -28,6 +28,7 @@ from monitor.http.keys import (
     PROMETHEUS,
     SOURCES,
     STARTED,
+    STATE,
 )
 from monitor.http.limits import Caps
 from monitor.http.middleware import (
@@ -44,10 +45,12 @@ from monitor.http.stream import events
 from monitor.http.tail import tail_source
 from monitor.hub import create_hub
 from monitor.metrics.history import MetricsHistory
+from monitor.metrics.saving import keep_saved, restore
 from monitor.sources.files import FileSource
 from monitor.sources.journal import JournalSource
 from monitor.sources.sampler import MetricsSampler
 from monitor.sources.supervisor import Source, supervise
+from monitor.state import StateDir
 from monitor.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -135,6 +138,10 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
         app.on_cleanup.append(close_auth)
     app[LIMITER] = Caps("streams", config.stream.max_clients, config.stream.max_clients_per_address)
     stream = config.stream
+    state = StateDir.open(config.state_dir) if config.state_dir else None
+    if state is not None:
+        app[STATE] = state
+        app.on_cleanup.append(close_state)
     app[CONNECTIONS] = ConnectionGuard(
         max(stream.max_connections, stream.max_clients),
         max(stream.max_connections_per_address, stream.max_clients_per_address),
@@ -144,6 +151,7 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
         max_events=stream.buffer_events,
         max_bytes=stream.buffer_bytes,
         history_events=stream.history_events,
+        state=state,
     )
     app[ALERTS] = AlertEngine(app[HUB], config.alerts)
     app[HISTORY] = MetricsHistory(
@@ -199,6 +207,11 @@ def create_root(config: Config) -> web.Application:
     return root
 
 
+async def close_state(app: web.Application) -> None:
+    """Let another server have the state directory once this one is done with it."""
+    app[STATE].close()
+
+
 def reload_users(app: web.Application) -> None:
     """SIGHUP: read the users file again now; without one there is nothing to reload."""
     auth = app.get(AUTH)
@@ -218,6 +231,9 @@ async def run_background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(app[HISTORY].run(hub), name="history"),
         asyncio.create_task(app[ALERTS].run(hub), name="alerts"),
     ]
+    if (state := app.get(STATE)) is not None:
+        restore(app[HISTORY], state)  # before the history task takes its first sample
+        tasks.append(asyncio.create_task(keep_saved(app[HISTORY], state), name="history-saver"))
     tasks += [asyncio.create_task(supervise(s, hub), name=s.name) for s in app[SOURCES]]
     yield
     await cancel_and_wait(tasks)

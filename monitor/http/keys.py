@@ -16,6 +16,7 @@ from monitor.http.shared import SharedBodies
 from monitor.hub.interface import Hub
 from monitor.metrics.history import MetricsHistory
 from monitor.sources.supervisor import Source
+from monitor.state import StateDir
 
 if TYPE_CHECKING:  # imported when first used, not at start: a scrape, a users file
     from prometheus_client import CollectorRegistry
@@ -34,3 +35,4 @@ AUTH: web.AppKey[Authenticator] = web.AppKey("auth")  # set only with a users fi
 LIMITER = web.AppKey("limiter", Caps)
 CONNECTIONS = web.AppKey("connections", ConnectionGuard)
 BODIES = web.AppKey("bodies", SharedBodies)
+STATE = web.AppKey("state", StateDir)  # set only with a state directory

@@ -135,11 +135,6 @@ class MonitorCollector(Collector):
                 "Clients with nothing left to read, written to as events are published.",
                 stats.caught_up,
             ),
-            GaugeMetricFamily(
-                "sse_monitor_sources_waiting",
-                "Log sources waiting now for a client that keeps up to read on.",
-                stats.waiting_sources,
-            ),
             CounterMetricFamily(
                 "sse_monitor_events_published_total",
                 "Events published to the hub.",
@@ -147,13 +142,14 @@ class MonitorCollector(Collector):
             ),
             CounterMetricFamily(
                 "sse_monitor_gaps_total",
-                "Times a slow client lost events (gap frames).",
+                "Times a slow client lost events (gap frames): lines no longer in their file, "
+                "or other events past the replay buffer.",
                 stats.gaps,
             ),
             CounterMetricFamily(
-                "sse_monitor_clients_left_behind_total",
-                "Times a client held the log sources back for 5 s and was left to get a gap.",
-                stats.left_behind,
+                "sse_monitor_events_replayed_total",
+                "Log events read again from their files for clients behind the replay buffer.",
+                stats.replayed,
             ),
             GaugeMetricFamily(
                 "sse_monitor_buffer_events", "Events the replay ring holds.", stats.held_events

@@ -5,12 +5,18 @@ and its readers). The rest of the program asks create_hub() for a hub and sees o
 from __future__ import annotations
 
 from monitor.hub.interface import Hub
+from monitor.state import StateDir
 
 
-def create_hub(*, max_events: int, max_bytes: int, history_events: int) -> Hub:
+def create_hub(
+    *, max_events: int, max_bytes: int, history_events: int, state: StateDir | None = None
+) -> Hub:
     """The hub a server runs on: the embedded in-memory one, whose replay buffer holds at most
     max_events events and max_bytes bytes, and gives a new client history_events of each type
-    and source. (A Redis Streams hub for many hosts plugs in here, chosen by the config.)"""
+    and source; with a state directory, its records outlive the process. (A Redis Streams hub
+    for many hosts plugs in here, chosen by the config.)"""
     from monitor.hub.memory import MemoryHub
 
-    return MemoryHub(max_events=max_events, max_bytes=max_bytes, history_events=history_events)
+    return MemoryHub(
+        max_events=max_events, max_bytes=max_bytes, history_events=history_events, state=state
+    )

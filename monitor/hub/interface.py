@@ -34,39 +34,55 @@ class Selector:
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a log event's lines can be read again: bytes start..end of the file whose (st_dev,
+    st_ino) is `key`, which held `lines` lines with this CRC-32 when they were read."""
+
+    key: tuple[int, int]
+    start: int
+    end: int
+    crc: int
+    lines: int
+    is_backlog: bool = False
+
+
+# A source's way to make an event again from its origin: the payload, or None if the bytes
+# are gone (the file deleted, rotated away, compressed, or rewritten: the CRC differs).
+Reread = Callable[[Origin], "dict[str, Any] | None"]
+
+
+@dataclass(frozen=True, slots=True)
 class HubStats:
     """The hub's own figures, for /healthz, /metrics and systemd's STATUS=."""
 
     subscribers: int  # clients subscribed now
     caught_up: int  # of them, those with nothing left to read (written to at publish)
-    waiting_sources: int  # sources waiting now for a client that keeps up to read on
     published: int  # events published in this run
     gaps: int  # times a client fell behind and got a `gap` frame
-    left_behind: int  # times a client held waiting sources back too long and was left behind
+    replayed: int  # log events read again from their files for clients behind the buffer
     held_events: int  # events the replay buffer holds now
     held_bytes: int  # encoded bytes the replay buffer holds now
     consumer_drops: int  # events an in-process consumer fell too far behind to see
 
 
 class Publisher(Protocol):
-    """What a source needs. A source whose input keeps what it has not read yet (a file, a
-    pipe) asks for room before reading on, so a burst never laps a client that keeps up."""
+    """What a source needs. Publishing never waits for a client: a client that falls behind
+    the hub's buffer gets log events again from their origin (the file), or a `gap`."""
 
-    def publish(self, event_type: str, payload: dict[str, Any], source: str | None = None) -> str:
-        """Publish one event (without waiting for any client); returns its id."""
+    def publish(
+        self,
+        event_type: str,
+        payload: dict[str, Any],
+        source: str | None = None,
+        origin: Origin | None = None,
+    ) -> str:
+        """Publish one event (without waiting for any client); returns its id. With an
+        origin, a client that falls behind gets the event again from there."""
         ...
 
-    def has_room(self) -> bool:
-        """True if another read's worth may be published now."""
-        ...
-
-    async def wait_for_room(self) -> None:
-        """Wait until has_room() (or the hub gives up on the client that holds it back)."""
-        ...
-
-    @property
-    def read_budget_bytes(self) -> int:
-        """Raw bytes a waiting source should read at a time."""
+    def keep_history(self, source: str, reread: Reread) -> Mapping[tuple[int, int], Origin]:
+        """How events of `source` published with an origin are made again; returns where the
+        previous run left each of its files (by (st_dev, st_ino)), if there was one."""
         ...
 
 

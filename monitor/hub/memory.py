@@ -13,16 +13,30 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from monitor.hub.events import GAP, HELLO, RESET, STICKY_KEYS, Event, Frame, format_id, parse_id
+from monitor.hub.events import (
+    GAP,
+    HELLO,
+    LOG,
+    RESET,
+    STICKY_KEYS,
+    Event,
+    Frame,
+    format_id,
+    parse_id,
+)
 from monitor.hub.feeds import MAX_PENDING, Feed
-from monitor.hub.interface import HubStats, Selector, Sink
-from monitor.hub.readers import STALL_S, Reader, Readers
+from monitor.hub.interface import HubStats, Origin, Reread, Selector, Sink
+from monitor.hub.positions import DEFAULT_CAPACITY, PositionLog
+from monitor.hub.readers import Reader, Readers
 from monitor.hub.ring import Ring
 from monitor.hub.sse import encode_frame
+from monitor.state import StateDir
 
 # One read hands a client at most this much (plus one frame), so a client that stops
 # reading holds at most one such chunk in its socket's buffer.
 READ_CHUNK_BYTES = 256 * 1024
+# A client behind the ring is caught up from the position log this many records at a time.
+REPLAY_RECORDS = 4096
 
 
 class UnknownEventId(Exception):
@@ -43,14 +57,20 @@ class MemoryHub:
         max_bytes: int = 4 * 1024 * 1024,
         history_events: int = 300,
         run_id: str | None = None,
-        stall_s: float = STALL_S,
+        positions: int = DEFAULT_CAPACITY,
+        state: StateDir | None = None,
     ) -> None:
-        # The run id is the start time in ms: ids stay unique and increasing across restarts.
-        self.run_id = run_id or str(time.time_ns() // 1_000_000)
+        # Where every event came from: a client behind the ring reads log lines again from
+        # their files through the source's reread. In a state directory, it outlives us.
+        self._positions = PositionLog(positions, state)
+        # The run id is the first start's time in ms; with a state directory a restarted
+        # server goes on with it after the last recorded seq, so clients resume across the
+        # restart. Ids are <run>-<seq>, from <run>-1; <run>-0 means "before all".
+        self.run_id = run_id or self._positions.run_id or str(time.time_ns() // 1_000_000)
+        self._positions.start(self.run_id)
         self.history_events = history_events
-        # Ids are <run>-<seq>, from <run>-1; <run>-0 means "before all".
-        self._ring = Ring(max_events, max_bytes)
-        self._readers = Readers(self._ring, stall_s)
+        self._ring = Ring(max_events, max_bytes, first=self._positions.head)
+        self._readers = Readers(self._ring)
         self._feeds: list[Feed] = []
         self._is_closed = False
         # The latest event of each source (status) and each alert rule (alert), kept outside
@@ -58,6 +78,8 @@ class MemoryHub:
         self._sticky: dict[tuple[str, str], tuple[Frame, dict[str, Any]]] = {}
         self._recent_cache: tuple[int, Selector, list[Frame]] | None = None
         self._gaps = 0
+        self._rereaders: dict[str, Reread] = {}
+        self.replayed = 0  # log events made again from their files for clients behind the ring
 
     def stats(self) -> HubStats:
         """The hub's figures now."""
@@ -65,10 +87,9 @@ class MemoryHub:
         return HubStats(
             subscribers=len(self._readers),
             caught_up=self._readers.caught_up,
-            waiting_sources=self._readers.waiting_sources,
             published=ring.head - 1,
             gaps=self._gaps,
-            left_behind=self._readers.left_behind,
+            replayed=self.replayed,
             held_events=ring.head - ring.tail,
             held_bytes=ring.held_bytes,
             consumer_drops=sum(f.dropped for f in self._feeds),
@@ -78,10 +99,19 @@ class MemoryHub:
         """The latest payload of each key of a sticky type (status by source, alert by rule)."""
         return {key: p for (kind, key), (_, p) in self._sticky.items() if kind == event_type}
 
-    def publish(self, event_type: str, payload: dict[str, Any], source: str | None = None) -> str:
-        """Encode the event once, append it to the ring, write or wake readers, feed
-        consumers; returns its id."""
-        frame = encode_frame(event_type, self._ring.head, self.run_id, payload, source)
+    def publish(
+        self,
+        event_type: str,
+        payload: dict[str, Any],
+        source: str | None = None,
+        origin: Origin | None = None,
+    ) -> str:
+        """Encode the event once, record where it came from, append it to the ring, write or
+        wake readers, feed consumers; returns its id."""
+        seq = self._ring.head
+        frame = encode_frame(event_type, seq, self.run_id, payload, source)
+        lines = len(payload.get("lines", ())) if event_type == LOG else 0
+        self._positions.write(seq, event_type, source, origin, time.time(), lines)
         self._ring.append(frame)
         sticky_key = STICKY_KEYS.get(event_type)
         if sticky_key:
@@ -95,18 +125,11 @@ class MemoryHub:
                 feed.put(event)
         return event_id
 
-    @property
-    def read_budget_bytes(self) -> int:
-        """Raw bytes a waiting source should read at a time (see Readers)."""
-        return self._readers.read_budget_bytes
-
-    def has_room(self) -> bool:
-        """True if a source may publish another read's worth without lapping any reader."""
-        return self._readers.has_room()
-
-    async def wait_for_room(self) -> None:
-        """Wait until has_room(); a reader that holds it back for STALL_S is left behind."""
-        await self._readers.wait_for_room()
+    def keep_history(self, source: str, reread: Reread) -> Mapping[tuple[int, int], Origin]:
+        """How events of `source` published with an origin are made again; returns where the
+        previous run left each of its files (by (st_dev, st_ino)), if there was one."""
+        self._rereaders[source] = reread
+        return self._positions.resumed.get(source, {})
 
     def feed(self, types: frozenset[str], max_pending: int = MAX_PENDING) -> Feed:
         """A consumer's feed of the events of these types published from now on."""
@@ -135,24 +158,20 @@ class MemoryHub:
             raise UnknownEventId("id from another run of the server")
         if seq >= self._ring.head:
             raise UnknownEventId("id not issued yet")
-        if seq + 1 < self._ring.tail:
+        if seq + 1 < self._positions.tail:
             raise UnknownEventId("id too old: events after it were dropped")
         return seq + 1
 
     def read(self, cursor: int, selector: Selector) -> tuple[list[Frame], int]:
-        """Frames from `cursor` on that the selector wants; and the next cursor.
-
-        A cursor the ring's tail has passed gets a `gap` frame first and moves to the tail.
-        """
-        frames = []
+        """Frames from `cursor` on that the selector wants; and the next cursor. A cursor
+        the ring's tail has passed is caught up from the position log first (_replay)."""
         ring = self._ring
+        frames: list[Frame] = []
         if cursor < ring.tail:
-            missed = ring.tail - cursor
-            cursor = ring.tail
-            self._gaps += 1
-            gap = {"missed": missed, "resume_id": format_id(self.run_id, cursor - 1)}
-            frames.append(encode_frame(GAP, cursor - 1, self.run_id, gap))
-        size, head = 0, ring.head
+            frames, cursor = self._replay(cursor, selector)
+            if cursor < ring.tail:
+                return frames, cursor
+        size, head = sum(len(f.data) for f in frames), ring.head
         while cursor < head and size < READ_CHUNK_BYTES:
             frame = ring.get(cursor)
             cursor += 1
@@ -160,6 +179,59 @@ class MemoryHub:
                 frames.append(frame)
                 size += len(frame.data)
         return frames, cursor
+
+    def _replay(self, cursor: int, selector: Selector) -> tuple[list[Frame], int]:
+        """For a cursor the ring has passed: the log events it wants made again from their
+        files, in order, up to a chunk's worth. A `gap` stands for what cannot be: lines whose
+        bytes are gone from the file, other events (metrics, statuses) the ring dropped, and
+        events whose record is gone too; it says how many events and lines."""
+        frames: list[Frame] = []
+        end = min(self._ring.tail, cursor + REPLAY_RECORDS)
+        if cursor < self._positions.tail:
+            self._gap(frames, cursor, self._positions.tail, events=self._positions.tail - cursor)
+            return frames, self._positions.tail
+        size = 0
+        lost_from, lost_events, lost_lines = 0, 0, 0
+        for record in self._positions.read(cursor, end):
+            cursor += 1
+            # A record overwritten meanwhile is an event of unknown type: lost, as far as
+            # the client can tell.
+            if record is not None and not (
+                record.type in selector.types
+                and (selector.sources is None or record.source in (None, *selector.sources))
+            ):
+                continue
+            if record is None:
+                lost_from, lost_events = lost_from or cursor - 1, lost_events + 1
+                continue
+            payload = None
+            if record.type == LOG and record.origin is not None:
+                reread = self._rereaders.get(record.source or "")
+                payload = reread(record.origin) if reread else None
+            if payload is None:
+                lost_from, lost_events = lost_from or record.seq, lost_events + 1
+                lost_lines += record.lines
+                continue
+            if lost_events:
+                self._gap(frames, lost_from, record.seq, events=lost_events, lines=lost_lines)
+                lost_from, lost_events, lost_lines = 0, 0, 0
+            frame = encode_frame(LOG, record.seq, self.run_id, payload, record.source)
+            frames.append(frame)
+            self.replayed += 1
+            size += len(frame.data)
+            if size >= READ_CHUNK_BYTES:
+                break
+        if lost_events:
+            self._gap(frames, lost_from, cursor, events=lost_events, lines=lost_lines)
+        return frames, cursor
+
+    def _gap(
+        self, frames: list[Frame], first: int, after: int, *, events: int, lines: int = 0
+    ) -> None:
+        """A `gap` frame for events first..after-1, with the id of the last of them."""
+        self._gaps += 1
+        gap = {"missed": events, "lines": lines, "resume_id": format_id(self.run_id, after - 1)}
+        frames.append(encode_frame(GAP, after - 1, self.run_id, gap))
 
     def recent(self, selector: Selector) -> list[Frame]:
         """Recent history for a new client: the last `history_events` frames of each
@@ -202,6 +274,7 @@ class MemoryHub:
         """End every subscription and feed; publishing afterwards is harmless but unread."""
         self._is_closed = True
         self._readers.close()
+        self._positions.close()
         for feed in self._feeds:
             feed.close()
 

@@ -15,11 +15,11 @@ from monitor.hub.events import Frame
 class Ring:
     """Frames `tail`..`head - 1`; appending past either bound evicts the oldest."""
 
-    def __init__(self, max_events: int, max_bytes: int) -> None:
+    def __init__(self, max_events: int, max_bytes: int, first: int = 1) -> None:
         self.max_events = max_events
         self.max_bytes = max_bytes
-        self.head = 1  # seq of the next frame; seq 0 means "before all"
-        self.tail = 1  # seq of the oldest frame held
+        self.head = first  # seq of the next frame; seq 0 means "before all"
+        self.tail = first  # seq of the oldest frame held
         self.held_bytes = 0
         self._slots: list[Frame | None] = [None] * max_events
         self._total = 0  # bytes ever appended

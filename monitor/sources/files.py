@@ -15,13 +15,15 @@ import glob
 import logging
 import os
 import time
+import zlib
+from collections import OrderedDict
 from typing import Any
 
 from monitor.config import TailConfig
 from monitor.hub.events import LOG, MAX_LINES_PER_EVENT
-from monitor.hub.interface import Publisher
-from monitor.sources.admission import MAX_FILES_PER_SOURCE, refusal, warn_if_root
-from monitor.sources.follower import Chunk, FileFollower, Position
+from monitor.hub.interface import Origin, Publisher
+from monitor.sources.admission import MAX_FILES_PER_SOURCE, open_regular, refusal, warn_if_root
+from monitor.sources.follower import Chunk, FileFollower, Position, decode_lines
 from monitor.sources.inotify import DirWatcher
 from monitor.sources.supervisor import SourceStats, report
 
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 SAFETY_POLL_S = 1.0  # even with inotify, look again this often (new directories, missed events)
 ROTATED_GRACE_S = 5.0  # keep reading a rotated-away file until it has been quiet this long
 COPY_CANDIDATES = 3  # after copytruncate, the newest files named like the log may be its copy
+KNOWN_FILES = 1024  # files once followed, by identity: where to look for them to read again
+REREAD_FDS = 4  # files no longer followed kept open for reading again (a catch-up reads many)
 
 
 class FileSource:
@@ -61,10 +65,18 @@ class FileSource:
         self._hub: Publisher | None = None
         self._is_recovering = False  # reading a copy: the live file's lines must wait
         self._last_status: tuple[Any, ...] = ()
+        # Every file followed, by (st_dev, st_ino): its last known path, so lines a client
+        # missed can be read again after the file was renamed (rotated) or closed.
+        self._known: OrderedDict[tuple[int, int], str] = OrderedDict()
+        # Where the previous run left each file (a state directory's position log): read on
+        # from there at start, not from a backlog, so nothing is lost or sent twice.
+        self._resume: dict[tuple[int, int], Origin] = {}
+        self._reread_fds: OrderedDict[tuple[int, int], tuple[int, str]] = OrderedDict()
 
     async def run(self, hub: Publisher) -> None:
         """Follow the files until cancelled."""
         self._hub = hub
+        self._resume = dict(hub.keep_history(self.name, self.reread))
         warn_if_root()
         self._watcher.start()
         try:
@@ -88,6 +100,9 @@ class FileSource:
                 follower.close()
             self._live.clear()
             self._rotated.clear()
+            for fd, _ in self._reread_fds.values():
+                os.close(fd)
+            self._reread_fds.clear()
 
     def _on_change(self, names_changed: bool, written: set[str]) -> None:
         """From the loop's inotify callback: for plain writes read at once, like tail -F;
@@ -109,13 +124,11 @@ class FileSource:
 
     def _read_now(self, follower: FileFollower) -> None:
         """One bounded read, synchronously; a truncated file is left to the scan task, which
-        first looks for the lines it missed in the copy. With no room in the ring (a client
-        that keeps up would be lapped) nothing is read: the scan task waits for room, and
-        the file holds the lines meanwhile."""
+        first looks for the lines it missed in the copy."""
         assert self._hub is not None
-        if not self._hub.has_room() or follower.looks_truncated():
+        if follower.looks_truncated():
             return
-        if chunk := follower.read(self._hub.read_budget_bytes):
+        if chunk := follower.read():
             self._publish(self._hub, follower, chunk)
 
     def _watch_dirs(self) -> None:
@@ -147,6 +160,8 @@ class FileSource:
         if is_full:
             for change in self._match(is_first):
                 self._publish_status(hub, change=change)
+            if is_first:
+                self._find_rotated_while_down()
             self._watch_dirs()
         # Rotated files first: their lines were written before their successors'.
         for follower in list(self._rotated):
@@ -194,6 +209,7 @@ class FileSource:
                 )
             except OSError:
                 continue
+            self._remember(copy)
             try:
                 if copy.resume(was):
                     await self._drain(hub, copy)
@@ -289,13 +305,70 @@ class FileSource:
         if follower.key != key:  # the name was pointed elsewhere after it was checked
             follower.close()
             return
+        if (was := self._resume.pop(key, None)) is not None and not self._continue(follower, was):
+            follower.close()  # what we read last run is not there any more: a fresh start
+            self._open(path, key, backlog)
+            return
         self._live[path] = follower
         self._errors.pop(path, None)
+        self._remember(follower)
+
+    def _continue(self, follower: FileFollower, was: Origin) -> bool:
+        """Go on where the last run left this file, if the bytes it last read are still
+        there (same length and CRC); False if not (the file was rewritten)."""
+        try:
+            blob = os.pread(follower.fd, was.end - was.start, was.start)
+        except OSError:
+            return False
+        if len(blob) != was.end - was.start or zlib.crc32(blob) != was.crc:
+            return False
+        follower.continue_from(was.end, blob)
+        return True
+
+    def _find_rotated_while_down(self) -> None:
+        """Files the last run followed that were renamed while we were down (rotated): found
+        in the pattern's directory by identity, read from where we left them, before their
+        successors."""
+        if not self._resume:
+            return
+        directory = self._fixed if self.is_glob else os.path.dirname(self._fixed) or "."
+        glob_root = (directory, os.path.realpath(directory))
+        try:
+            with os.scandir(directory) as entries:
+                found = [
+                    e.path
+                    for e in entries
+                    if (e.stat(follow_symlinks=False).st_dev, e.inode()) in self._resume
+                ]
+        except OSError:
+            return
+        for path in found:
+            try:
+                follower = FileFollower(
+                    path, max_line_bytes=self.options.max_line_bytes, backlog_lines=None
+                )
+            except OSError:
+                continue
+            was = self._resume.pop(follower.key, None)
+            if (
+                was is None
+                or refusal(path, follower.key[0], glob_root)
+                or not self._continue(follower, was)
+            ):
+                follower.close()
+                continue
+            self._remember(follower)
+            self._rotated.append(follower)
+
+    def _remember(self, follower: FileFollower) -> None:
+        self._known[follower.key] = follower.path
+        self._known.move_to_end(follower.key)
+        while len(self._known) > KNOWN_FILES:
+            self._known.popitem(last=False)
 
     async def _drain(self, hub: Publisher, follower: FileFollower) -> None:
         while True:
-            await hub.wait_for_room()  # the file keeps what a client is not ready for
-            if (chunk := follower.read(hub.read_budget_bytes)) is None:
+            if (chunk := follower.read()) is None:
                 return
             self._publish(hub, follower, chunk)
             await asyncio.sleep(0)  # let metrics, heartbeats and clients run between chunks
@@ -311,14 +384,99 @@ class FileSource:
         lines = chunk.lines
         self.stats.lines_read += len(lines)
         self.stats.bytes_read += chunk.nbytes
-        for start in range(0, len(lines), MAX_LINES_PER_EVENT):
-            batch = lines[start : start + MAX_LINES_PER_EVENT]
-            payload: dict[str, Any] = {"source": self.name, "file": follower.path, "lines": batch}
-            if chunk.is_backlog:
-                payload["backlog"] = True
-            if chunk.is_partial:
-                payload["partial"] = True  # the last line was flushed without a newline
-            hub.publish(LOG, payload, source=self.name)
+        raw, at = chunk.raw, chunk.raw_at
+        for first in range(0, len(lines), MAX_LINES_PER_EVENT):
+            batch = lines[first : first + MAX_LINES_PER_EVENT]
+            # The batch's bytes: up to its last line's newline (the chunk's end, for the last).
+            end = chunk.raw_end
+            if first + MAX_LINES_PER_EVENT < len(lines):
+                end = at - 1
+                for _ in batch:
+                    end = raw.find(b"\n", end + 1)
+                end += 1
+            origin = None
+            if chunk.start is not None:
+                origin = Origin(
+                    follower.key,
+                    chunk.start + at - chunk.raw_at,
+                    chunk.start + end - chunk.raw_at,
+                    zlib.crc32(memoryview(raw)[at:end]),
+                    len(batch),
+                    chunk.is_backlog,
+                )
+            at = end
+            hub.publish(LOG, self._payload(follower.path, batch, chunk), self.name, origin)
+
+    def _payload(self, path: str, lines: list[str], chunk: Chunk | None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"source": self.name, "file": path, "lines": lines}
+        if chunk is not None and chunk.is_backlog:
+            payload["backlog"] = True
+        if chunk is not None and chunk.is_partial:
+            payload["partial"] = True  # the last line was flushed without a newline
+        return payload
+
+    def reread(self, origin: Origin) -> dict[str, Any] | None:
+        """A log event again, from the bytes its origin names, if the file still holds them
+        exactly (the CRC matches); None if it does not. The file is found by its identity,
+        wherever it was renamed to within its directory."""
+        found = self._open_by_key(origin.key)
+        if found is None:
+            return None
+        fd, path = found
+        try:
+            blob = os.pread(fd, origin.end - origin.start, origin.start)
+        except OSError:
+            return None
+        if len(blob) != origin.end - origin.start or zlib.crc32(blob) != origin.crc:
+            return None
+        is_partial = not blob.endswith(b"\n")
+        lines = decode_lines(blob if is_partial else blob[:-1], self.options.max_line_bytes)
+        payload = self._payload(path, lines, None)
+        if origin.is_backlog:
+            payload["backlog"] = True
+        if is_partial:
+            payload["partial"] = True
+        return payload
+
+    def _open_by_key(self, key: tuple[int, int]) -> tuple[int, str] | None:
+        """A descriptor of the file with this identity: a followed one's, or one opened for
+        reading again (kept among the last few); None if it is nowhere to be found."""
+        for follower in [*self._live.values(), *self._rotated]:
+            if follower.key == key:
+                return follower.fd, follower.path
+        if (held := self._reread_fds.get(key)) is not None:
+            if os.fstat(held[0]).st_nlink:
+                self._reread_fds.move_to_end(key)
+                return held
+            # Deleted: holding it open would keep its disk space from being freed.
+            os.close(self._reread_fds.pop(key)[0])
+        last = self._known.get(key)
+        if last is None:
+            return None
+        for path in [last, *self._siblings(last, key[1])]:
+            try:
+                fd, st = open_regular(path)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) != key:
+                os.close(fd)
+                continue
+            self._known[key] = path
+            self._reread_fds[key] = (fd, path)
+            while len(self._reread_fds) > REREAD_FDS:
+                os.close(self._reread_fds.popitem(last=False)[1][0])
+            return fd, path
+        return None
+
+    @staticmethod
+    def _siblings(path: str, inode: int) -> list[str]:
+        """Names in `path`'s directory with this inode (the file, renamed by a rotation)."""
+        directory = os.path.dirname(path) or "."
+        try:
+            with os.scandir(directory) as entries:
+                return [e.path for e in entries if e.inode() == inode]
+        except OSError:
+            return []
 
     def _publish_status(self, hub: Publisher, change: str | None = None) -> None:
         files = sorted(self._live)

@@ -32,12 +32,19 @@ class Position:
 
 @dataclass(slots=True)
 class Chunk:
-    """Lines read in one go from one file."""
+    """Lines read in one go from one file, and where in it they are."""
 
     lines: list[str]
     nbytes: int = 0  # bytes read from the file for them (a flushed partial line: already counted)
     is_backlog: bool = False
     is_partial: bool = False  # the last line was flushed without its newline
+    # The lines are raw[raw_at:raw_end] (each with its newline but a flushed partial one),
+    # found at file offset `start`; start is None if they cannot be read again as they were
+    # (a line cut at max_line_bytes across reads).
+    start: int | None = None
+    raw: bytes = b""
+    raw_at: int = 0
+    raw_end: int = 0
 
 
 def decode_lines(blob: bytes, max_line_bytes: int) -> list[str]:
@@ -129,6 +136,13 @@ class FileFollower:
         tail = self._seen_tail
         return bool(tail) and os.pread(self.fd, len(tail), self.pos - len(tail)) != tail
 
+    def continue_from(self, pos: int, seen_tail: bytes) -> None:
+        """Read on from `pos` (where a previous run left off), whose preceding bytes are
+        `seen_tail`: nothing there is backlog."""
+        self.pos, self.backlog_end = pos, 0
+        self._seen_tail = seen_tail[-TAIL_CHECK_BYTES:]
+        self._pending, self._is_discarding = b"", False
+
     def resume(self, was: Position) -> bool:
         """Continue from another file's position if this file holds the same bytes there."""
         tail = was.seen_tail
@@ -148,32 +162,41 @@ class FileFollower:
         if not data:
             return None
         is_backlog = self.pos < self.backlog_end
+        chunk = self._split(data, self.pos)
+        chunk.nbytes, chunk.is_backlog = len(data), is_backlog
         self.pos += len(data)
         self._seen_tail = (self._seen_tail + data[-TAIL_CHECK_BYTES:])[-TAIL_CHECK_BYTES:]
         self.last_data_at = time.monotonic()
-        return Chunk(self._split(data), len(data), is_backlog=is_backlog)
+        return chunk
 
-    def _split(self, data: bytes) -> list[str]:
+    def _split(self, data: bytes, at: int) -> Chunk:
+        """Whole lines of the held partial line and `data` (read at offset `at`)."""
+        start = 0
         if self._is_discarding:
-            newline = data.find(b"\n")
-            if newline < 0:
-                return []
-            data, self._is_discarding = data[newline + 1 :], False
+            start = data.find(b"\n") + 1
+            if start == 0:
+                return Chunk([])
+            self._is_discarding = False
         if self._pending:
-            data = self._pending + data
+            data, at = self._pending + data[start:], at + start - len(self._pending)
+            start = 0
         end = data.rfind(b"\n")
-        lines = decode_lines(data[:end], self.max_line_bytes) if end >= 0 else []
-        self._pending = data[end + 1 :]
+        lines = decode_lines(data[start:end], self.max_line_bytes) if end >= start else []
+        chunk = Chunk(lines, start=at + start, raw=data, raw_at=start, raw_end=end + 1)
+        if end < start:
+            chunk.raw_end = start
+        self._pending = data[max(end + 1, start) :]
         if len(self._pending) > self.max_line_bytes:
             # Memory stays bounded even for a huge file with no newline at all.
             cut = self._pending[: self.max_line_bytes].decode("utf-8", "replace")
             lines.append(cut.replace("\0", "\ufffd") + TRUNCATED)
             self._pending, self._is_discarding = b"", True
+            chunk.start = None  # the cut line's bytes would not read back as the same text
         if self._pending and not self._pending_since:
             self._pending_since = time.monotonic()
         elif not self._pending:
             self._pending_since = 0.0
-        return lines
+        return chunk
 
     def flush_due_at(self, flush_s: float) -> float | None:
         """When the held partial line is due to be flushed (monotonic), if one is held."""
@@ -183,6 +206,8 @@ class FileFollower:
         """The held partial line, as a line flushed without its newline."""
         if not self._pending:
             return None
-        lines = decode_lines(self._pending, self.max_line_bytes)
+        raw = self._pending
+        lines = decode_lines(raw, self.max_line_bytes)
         self._pending, self._pending_since = b"", 0.0
-        return Chunk(lines, is_partial=True)
+        start = self.pos - len(raw)
+        return Chunk(lines, is_partial=True, start=start, raw=raw, raw_end=len(raw))

@@ -142,7 +142,6 @@ class JournalSource:
     async def _read_entries(self, hub: Publisher, stdout: asyncio.StreamReader) -> None:
         """Read until EOF, one event per burst of entries."""
         while True:
-            await hub.wait_for_room()  # journalctl's pipe, and the journal, hold the rest
             batch: list[dict[str, Any]] = []
             line: bytes | None = await self._readline(hub, stdout)
             while line:

@@ -114,7 +114,7 @@ export class LogPane {
         added++;
       } else {
         node.classList.add("gap");
-        node.textContent = `… ${item.gap} events missed`;
+        node.textContent = `… ${item.gap} lines missed`;
       }
       if (!block || block.childElementCount >= BLOCK_LINES) {
         block = el("div", "block");

@@ -66,7 +66,12 @@ export function install(on) {
   on("clear", () => { for (const p of panes.values()) p.clear(); });
   on("log", (ev) => { if (ev.source && Array.isArray(ev.lines)) pane(ev.source).push(ev.lines); });
   on("status", (st) => { if (st.kind === "log" && st.source) pane(st.source).status(st); });
-  on("gap", (g) => { for (const p of panes.values()) p.gap(g.missed ?? "?"); });
+  // A gap marks the panes only when log lines were lost (no longer in their files): other
+  // events a slow client missed (metrics) are not lines, and the charts keep their history.
+  on("gap", (g) => {
+    if (g.lines === 0) return;
+    for (const p of panes.values()) p.gap(g.lines ?? g.missed ?? "?");
+  });
   document.addEventListener("keydown", onKey);
   document.addEventListener("keyup", onKey);
 }
