@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from monitor.sources.admission import open_regular
 
-READ_CHUNK_BYTES = 256 * 1024  # bytes read per turn, so a burst never holds the loop long
+READ_CHUNK_BYTES = 64 * 1024  # bytes read per turn, so a burst never holds the loop long
 BACKLOG_BLOCK_BYTES = 64 * 1024
 BACKLOG_SCAN_BYTES = 16 * 1024 * 1024  # backlog looks this far back at most, whatever the file
 TRUNCATED = " […line truncated]"

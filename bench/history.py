@@ -1,0 +1,276 @@
+"""The files as the history (issue #14), measured: a healthy client's latency with a stuck
+and a slow client present during a 5 MB/s burst on another source; catch-up from the file to
+a client that stopped reading while 1,000,000 lines were written; and a `kill -9` and restart
+with a client resuming by its last event id.
+
+    .venv/bin/python bench/history.py          # ~1.5 min; prints a table, saves JSON
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from procs import SSE_LINE  # noqa: E402
+from run import (  # noqa: E402
+    ROOT,
+    Json,
+    Server,
+    cleanup,
+    fresh,
+    last_json,
+    role,
+    spawn,
+    wait_ready,
+)
+
+
+def open_stream(port: int, path: str, rcvbuf: int = 0) -> socket.socket:
+    """An SSE request whose response head has been read; the body is the caller's."""
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    return sock
+
+
+def slow_reader(port: int, path: str, bytes_per_s: int, seconds: float) -> Json:
+    """Reads at most bytes_per_s, in tenths of a second."""
+    sock = open_stream(port, path, rcvbuf=16384)
+    print("ready", flush=True)
+    got, end = 0, time.monotonic() + seconds
+    sock.settimeout(1)
+    while time.monotonic() < end:
+        try:
+            got += len(sock.recv(bytes_per_s // 10))
+        except TimeoutError:
+            pass
+        time.sleep(0.1)
+    sock.close()
+    return {"bytes": got}
+
+
+def burst_writer(path: str, mb_per_s: float, seconds: float) -> Json:
+    """Lines of 100 bytes, 1/100 s worth per write."""
+    per_tick = int(mb_per_s * 1e6 / 100 / 100)
+    line = b"burst " + b"x" * 93 + b"\n"
+    written, start = 0, time.monotonic()
+    with open(path, "ab", buffering=0) as f:
+        while time.monotonic() - start < seconds:
+            f.write(line * per_tick)
+            written += per_tick
+            time.sleep(max(0.0, start + written / per_tick / 100 - time.monotonic()))
+    return {"lines": written, "seconds": time.monotonic() - start}
+
+
+def catch_up_reader(port: int, path: str, expected: int, go_file: str) -> Json:
+    """Reads its hello, then nothing until `go_file` exists; then everything, timed. (A
+    normal receive buffer: a small one would cap the rate by the TCP window it offers.)"""
+    sock = open_stream(port, path)
+    buf = b""
+    while b"event: hello" not in buf:
+        buf += sock.recv(65536)
+    print("ready", flush=True)
+    while not os.path.exists(go_file):
+        time.sleep(0.05)
+    seqs: list[int] = []
+    start, gaps, buf = time.monotonic(), 0, b""
+    sock.settimeout(30)
+    while len(seqs) < expected:
+        data = sock.recv(1 << 20)
+        if not data:
+            break
+        buf += data
+        cut = buf.rfind(b"\n\n")
+        if cut < 0:
+            continue
+        whole, buf = buf[: cut + 2], buf[cut + 2 :]
+        gaps += whole.count(b"event: gap")
+        seqs += [int(seq) for seq, _ in SSE_LINE.findall(whole)]
+    span = time.monotonic() - start
+    in_order = seqs == list(range(len(seqs)))
+    return {
+        "lines": len(seqs),
+        "gaps": gaps,
+        "in_order": in_order,
+        "span_s": span,
+        "lines_per_s": len(seqs) / span if span else None,
+    }
+
+
+def bench_isolation(tmp: str) -> Json:
+    out: Json = {}
+    for label, hostile in (("alone", False), ("with a stuck and a slow client", True)):
+        # The healthy client follows source "app"; the stuck and slow ones, and the burst,
+        # are on source "other".
+        healthy_log, other_log = fresh(tmp, f"h{hostile}.log"), fresh(tmp, f"o{hostile}.log")
+        srv = Server(healthy_log, tmp, "--log", f"other={other_log}")
+        try:
+            sse = role(
+                "sse",
+                "127.0.0.1",
+                str(srv.port),
+                "/events?types=log&sources=app",
+                "1500",
+                "60",
+                "60",
+            )
+            wait_ready(sse)
+            others = []
+            if hostile:
+                other = "/events?types=log&sources=other"
+                stuck = bench_role("stuck", str(srv.port), other, "30")
+                slow = bench_role("slow", str(srv.port), other, "100000", "25")
+                wait_ready(stuck)
+                wait_ready(slow)
+                others = [stuck, slow, bench_role("burst", other_log, "5", "16")]
+            time.sleep(0.5)
+            last_json(role("write-paced", healthy_log, "100", "15"), 40)
+            result = last_json(sse, 60)
+            for p in others:
+                p.kill()
+            out[label] = {k: result[k] for k in ("p50_ms", "p99_ms", "max_ms", "lost")}
+        finally:
+            cleanup()
+    return out
+
+
+def bench_catch_up(tmp: str, lines: int) -> Json:
+    log = fresh(tmp, "catchup.log")
+    srv = Server(log, tmp)
+    go = os.path.join(tmp, "go")
+    try:
+        reader = bench_role(
+            "catch-up", str(srv.port), "/events?types=log&sources=app", str(lines), go
+        )
+        wait_ready(reader)
+        last_json(role("write-bulk", log, str(lines)), 120)
+        time.sleep(1)  # the server has read the burst: the reader is far behind its buffer
+        Path(go).touch()
+        return {"lines_written": lines, **last_json(reader, 120)}
+    finally:
+        cleanup()
+
+
+def bench_restart(tmp: str) -> Json:
+    log = fresh(tmp, "restart.log")
+    state = os.path.join(tmp, "state")
+    flags = ("--state-dir", state)
+    srv = Server(log, tmp, *flags)
+    path = "/events?types=log&sources=app"
+    sock = open_stream(srv.port, path)
+    with open(log, "a") as f:
+        f.write("".join(f"{i} 0 x\n" for i in range(1000)))
+    buf, last_id = b"", ""
+    while b'"999 0 x"' not in buf:
+        buf += sock.recv(65536)
+    for block in buf.split(b"\n\n"):
+        if b"event: log" in block:
+            last_id = block.split(b"id: ")[1].split(b"\n")[0].decode()
+    sock.close()
+    os.kill(srv.proc.pid, signal.SIGKILL)
+    srv.proc.wait()
+    with open(log, "a") as f:  # written while the server is down
+        f.write("".join(f"{i} 0 x\n" for i in range(1000, 2000)))
+    started = time.monotonic()
+    srv = Server(log, tmp, *flags)
+    listening = time.monotonic() - started
+    sock = socket.socket()
+    sock.connect(("127.0.0.1", srv.port))
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: {last_id}\r\n\r\n".encode()
+    )
+    buf, first_at = b"", None
+    while b'"1999 0 x"' not in buf:
+        buf += sock.recv(65536)
+        if first_at is None and b"event: log" in buf:
+            first_at = time.monotonic() - started
+    sock.close()
+    seqs = [int(s) for s, _ in SSE_LINE.findall(buf)]
+    cleanup()
+    return {
+        "restart_to_listening_s": listening,
+        "restart_to_first_resumed_line_s": first_at,
+        "lost": len(set(range(1000, 2000)) - set(seqs)),
+        "duplicated": len(seqs) - len(set(seqs)),
+        "resets": buf.count(b"event: reset"),
+    }
+
+
+def bench_role(*args: str) -> subprocess.Popen[str]:
+    return spawn(
+        subprocess.Popen(
+            [sys.executable, __file__, "role", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+    )
+
+
+def table(r: Json) -> str:
+    alone, busy = r["isolation"]["alone"], r["isolation"]["with a stuck and a slow client"]
+    cu, rs = r["catch_up"], r["restart"]
+    rows = [
+        ("healthy client p50 / p99 ms, alone", f"{alone['p50_ms']:.3f} / {alone['p99_ms']:.3f}"),
+        (
+            "... with a stuck and a 100 KB/s client, 5 MB/s burst on another source",
+            f"{busy['p50_ms']:.3f} / {busy['p99_ms']:.3f}",
+        ),
+        (
+            "catch-up from the file to one client: lines/s",
+            f"{cu['lines_per_s']:,.0f} ({cu['lines']:,} of {cu['lines_written']:,}, "
+            f"in order: {cu['in_order']}, gaps: {cu['gaps']})",
+        ),
+        (
+            "kill -9, restart: to listening / to the resumed client's first line s",
+            f"{rs['restart_to_listening_s']:.2f} / {rs['restart_to_first_resumed_line_s']:.2f}",
+        ),
+        (
+            "lines written while down: lost / duplicated / resets",
+            f"{rs['lost']} / {rs['duplicated']} / {rs['resets']}",
+        ),
+    ]
+    width = max(len(a) for a, _ in rows)
+    return "\n".join(f"{a:<{width}}  {b}" for a, b in rows)
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["role"]:
+        what, *a = sys.argv[2:]
+        if what == "stuck":
+            sock = open_stream(int(a[0]), a[1], rcvbuf=4096)
+            print("ready", flush=True)
+            time.sleep(float(a[2]))
+            sock.close()
+            out: Json = {}
+        elif what == "slow":
+            out = slow_reader(int(a[0]), a[1], int(a[2]), float(a[3]))
+        elif what == "burst":
+            out = burst_writer(a[0], float(a[1]), float(a[2]))
+        else:
+            out = catch_up_reader(int(a[0]), a[1], int(a[2]), a[3])
+        print(json.dumps(out), flush=True)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {
+            "isolation": bench_isolation(tmp),
+            "catch_up": bench_catch_up(tmp, 1_000_000),
+            "restart": bench_restart(tmp),
+        }
+    print(table(results))
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    Path(ROOT, "bench", "results", f"history-{stamp}.json").write_text(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
