@@ -12,8 +12,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import trustme
 from aiohttp import ClientResponse
 
 from monitor.hub.events import LOG, STATUS
@@ -146,6 +148,17 @@ def base_path(flags: tuple[str, ...]) -> str:
     """The --base-path among serve flags (the last one wins, as in argparse), or ""."""
     paths = [flags[i + 1] for i, flag in enumerate(flags[:-1]) if flag == "--base-path"]
     return paths[-1].rstrip("/") if paths else ""
+
+
+def tls_files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A certificate for 127.0.0.1 from a throwaway CA: cert chain, key and CA files."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    certfile, keyfile, cafile = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    certfile.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    ca.cert_pem.write_to_path(str(cafile))
+    return certfile, keyfile, cafile
 
 
 def hash_pw(password: str, cost: int = 4) -> str:

@@ -17,9 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import trustme
 from aiohttp import web
-from helpers import Server, wait_until_sync
+from helpers import Server, tls_files, wait_until_sync
 from pytest_aiohttp import AiohttpServer
 
 from monitor.config import Config
@@ -49,7 +48,8 @@ def refused_body(response: bytes) -> dict[str, str]:
     head, _, body = response.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503 "), head
     assert b"Retry-After: 5" in head and b"application/json" in head
-    return json.loads(body)
+    parsed: dict[str, str] = json.loads(body)
+    return parsed
 
 
 def test_connections_beyond_the_cap_get_503_at_once(
@@ -170,12 +170,7 @@ def test_running_out_of_descriptors_is_one_line_and_passes(
 ) -> None:
     # TLS connections are not the guard's until their handshake is done: 300 that never
     # send a ClientHello use up a 256-descriptor limit at accept().
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    certfile, keyfile, cafile = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    certfile.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
-    cert.private_key_pem.write_to_path(str(keyfile))
-    ca.cert_pem.write_to_path(str(cafile))
+    certfile, keyfile, cafile = tls_files(tmp_path)
     context = ssl.create_default_context(cafile=str(cafile))
     server = start_server(
         *("--certfile", str(certfile), "--keyfile", str(keyfile)),

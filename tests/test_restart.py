@@ -106,8 +106,8 @@ def history_times(server: Server) -> list[float]:
 def test_the_charts_history_survives_a_restart(
     tmp_path: Path, start_server: Callable[..., Server]
 ) -> None:
-    flags = ("--interval", "0.1", "--log", f"app={tmp_path / 'app.log'}")
-    flags += ("--state-dir", str(tmp_path / "state"))
+    log, state = tmp_path / "app.log", tmp_path / "state"
+    flags = ("--interval", "0.1", "--log", f"app={log}", "--state-dir", str(state))
     server = start_server(*flags)
     wait_until_sync(lambda: len(history_times(server)) >= 10)
     before = history_times(server)

@@ -16,9 +16,8 @@ from pathlib import Path
 import aiohttp
 import bcrypt
 import pytest
-import trustme
 from aiohttp import web
-from helpers import MONITOR, Server, wait_until
+from helpers import MONITOR, Server, tls_files, wait_until
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
@@ -271,12 +270,7 @@ async def test_plain_text_tail_errors_are_json(two_sources: Server) -> None:
 async def test_tail_over_https_with_basic_auth(
     start_server: Callable[..., Server], log_files: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    certfile, keyfile, cafile = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    certfile.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
-    cert.private_key_pem.write_to_path(str(keyfile))
-    ca.cert_pem.write_to_path(str(cafile))
+    certfile, keyfile, cafile = tls_files(tmp_path)
     users = tmp_path / "users"
     users.write_text("ops:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode() + "\n")
     good, bad = tmp_path / "pw", tmp_path / "wrong"
