@@ -31,6 +31,7 @@ from monitor.http.keys import (
     STATE,
 )
 from monitor.http.limits import Caps
+from monitor.http.logs import api_logs
 from monitor.http.middleware import (
     host_check,
     json_errors,
@@ -181,6 +182,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/sources", api_sources)
     app.router.add_get("/api/history", api_history, name="history")
     app.router.add_get("/api/state", api_state, name="state")
+    app.router.add_get("/api/logs", api_logs, name="logs")
     app.router.add_get("/metrics", prometheus_metrics)
 
 

@@ -52,6 +52,31 @@ Reread = Callable[[Origin], "dict[str, Any] | None"]
 
 
 @dataclass(frozen=True, slots=True)
+class LogEvent:
+    """A log event looked up in the history: its id, when its lines were read, the lines."""
+
+    id: str
+    ts: float
+    lines: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    """Log events of one source, oldest first; `before` (and `after`) the ids to continue
+    from, None where nothing further is held. `at` is the first event at or after the time
+    asked for, if any."""
+
+    events: list[LogEvent]
+    before: str | None
+    after: str | None = None
+    at: str | None = None
+
+
+class BadEventId(ValueError):
+    """An event id the hub cannot use; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
 class HubStats:
     """The hub's own figures, for /healthz, /metrics and systemd's STATUS=."""
 
@@ -109,6 +134,16 @@ class Subscriptions(Protocol):
 
     def snapshot(self, selector: Selector, hello: dict[str, Any]) -> list[Frame]:
         """What a new client starts with: a `hello` frame, then recent history."""
+        ...
+
+    def log_before(self, source: str, before_id: str | None, limit: int) -> LogPage:
+        """Log events of `source` older than `before_id` (None: the newest), with up to
+        `limit` lines in all; BadEventId for an id that is not one of this hub's."""
+        ...
+
+    def log_around(self, source: str, ts: float, before: int, after: int) -> LogPage:
+        """Log events of `source` around the time `ts` (epoch seconds): up to `before` lines
+        read before it and `after` lines from it on."""
         ...
 
     def latest(self, event_type: str) -> Mapping[str, dict[str, Any]]:

@@ -8,6 +8,7 @@ It implements monitor.hub.interface.Hub.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -25,8 +26,17 @@ from monitor.hub.events import (
     parse_id,
 )
 from monitor.hub.feeds import MAX_PENDING, Feed
-from monitor.hub.interface import HubStats, Origin, Reread, Selector, Sink
-from monitor.hub.positions import DEFAULT_CAPACITY, PositionLog
+from monitor.hub.interface import (
+    BadEventId,
+    HubStats,
+    LogEvent,
+    LogPage,
+    Origin,
+    Reread,
+    Selector,
+    Sink,
+)
+from monitor.hub.positions import DEFAULT_CAPACITY, PositionLog, Record
 from monitor.hub.readers import Reader, Readers
 from monitor.hub.ring import Ring
 from monitor.hub.sse import encode_frame
@@ -224,6 +234,86 @@ class MemoryHub:
         if lost_events:
             self._gap(frames, lost_from, cursor, events=lost_events, lines=lost_lines)
         return frames, cursor
+
+    def _log_payload(self, record: Record) -> dict[str, Any] | None:
+        """A recorded log event's payload: from the ring while it holds the frame, else read
+        again from its file; None if neither can give it."""
+        frame = self._ring.get(record.seq)
+        if frame is not None:
+            payload: dict[str, Any] = json.loads(frame.json)
+            return payload
+        reread = self._rereaders.get(record.source or "")
+        return reread(record.origin) if reread and record.origin else None
+
+    def _log_events(self, source: str, seqs: range, limit: int) -> tuple[list[LogEvent], int]:
+        """Log events of `source` among `seqs` (a range of held seqs, walked in its order)
+        until `limit` lines; and where the walk stopped (seqs.stop if it went through)."""
+        events: list[LogEvent] = []
+        lines = 0
+        for first in range(seqs.start, seqs.stop, seqs.step * REPLAY_RECORDS):
+            part = range(first, seqs.stop, seqs.step)[:REPLAY_RECORDS]
+            low = min(part[0], part[-1])
+            records = self._positions.read(low, low + len(part))
+            for seq in part:
+                record = records[seq - low] if seq - low < len(records) else None
+                if record is None or record.type != LOG or record.source != source:
+                    continue
+                payload = self._log_payload(record)
+                if payload is None:
+                    continue  # no longer in its file
+                events.append(LogEvent(format_id(self.run_id, seq), record.ts, payload["lines"]))
+                lines += len(payload["lines"])
+                if lines >= limit:
+                    return events, seq + seqs.step
+        return events, seqs.stop
+
+    def log_before(self, source: str, before_id: str | None, limit: int) -> LogPage:
+        """Log events of `source` older than `before_id` (None: the newest), with up to
+        `limit` lines in all, oldest first; BadEventId for an id that is not one of ours."""
+        before = self._ring.head if before_id is None else self._seq_of(before_id)
+        tail = self._positions.tail
+        events, stopped = self._log_events(source, range(before - 1, tail - 1, -1), limit)
+        events.reverse()
+        return LogPage(events, events[0].id if events and stopped != tail - 1 else None)
+
+    def log_around(self, source: str, ts: float, before: int, after: int) -> LogPage:
+        """Log events of `source` around `ts`: up to `before` lines read before it and `after`
+        lines from it on, oldest first."""
+        start = self._seq_at(ts)
+        tail, head = self._positions.tail, self._ring.head
+        older, older_stop = self._log_events(source, range(start - 1, tail - 1, -1), before)
+        newer, newer_stop = self._log_events(source, range(start, head), after)
+        older.reverse()
+        return LogPage(
+            [*older, *newer],
+            older[0].id if older and older_stop != tail - 1 else None,
+            newer[-1].id if newer and newer_stop != head else None,
+            newer[0].id if newer else None,
+        )
+
+    def _seq_of(self, event_id: str) -> int:
+        parsed = parse_id(event_id)
+        if parsed is None:
+            raise BadEventId("not an event id (RUN-SEQ, ASCII digits)")
+        run_id, seq = parsed
+        if run_id != self.run_id:
+            raise BadEventId("an id from another run of the server")
+        if seq >= self._ring.head:
+            raise BadEventId("an id not issued yet")
+        return seq
+
+    def _seq_at(self, ts: float) -> int:
+        """The first seq recorded at or after `ts` (records are in time order); the head if
+        none is."""
+        lo, hi = self._positions.tail, self._ring.head
+        while lo < hi:
+            mid = (lo + hi) // 2
+            record = self._positions.read(mid, mid + 1)
+            if record and record[0] is not None and record[0].ts < ts:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
     def _gap(
         self, frames: list[Frame], first: int, after: int, *, events: int, lines: int = 0
