@@ -95,10 +95,19 @@ function timeLabels(u, vals) {
   return vals.map((v) => new Date(v * 1000).toLocaleTimeString([], opts));
 }
 
+let pick = () => {};
+/** fn(ts) when a point of a chart is clicked: the logs show that moment. */
+export function onPick(fn) { pick = fn; }
+
 function build(id) {
   const box = document.querySelector(`[data-chart="${id}"]`);
   charts.get(id)?.destroy();
   const u = new uPlot(options(id, Math.max(box.clientWidth, 100)), dataFor(id), box);
+  u.over.title = "Click: the log lines of that moment";
+  u.over.addEventListener("click", () => {
+    const i = u.cursor.idx;
+    if (i != null && u.data[0][i] != null) pick(u.data[0][i]);
+  });
   charts.set(id, u);
 }
 

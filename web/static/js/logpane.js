@@ -1,5 +1,7 @@
-// One log source's tab and pane: lines batched per frame, filter, levels, follow/pause, status.
+// One log source's tab and pane: lines batched per frame, filter, levels, follow/pause, status;
+// scrolling above the oldest line loads earlier ones (/api/logs), and a moment can be shown.
 import { clock, el } from "./format.js";
+import { config } from "./config.js";
 import { scheduler } from "./frame.js";
 import { levelOf, parseFilter } from "./text.js";
 
@@ -11,6 +13,10 @@ const BLOCK_LINES = 100;
 // often (nobody reads 1,000 lines a second, and every redraw lays out and paints).
 const MIN_REDRAW_MS = 100;
 const STATE_LABELS = { following: "following", waiting: "waiting for file", error: "error" };
+// Scrolled this close to the top, the pane asks for this many earlier lines.
+const LOAD_AT_PX = 40;
+const PAGE_LINES = 500;
+const MOMENT_LINES = 200; // lines shown before (and after) a chosen moment
 
 export class LogPane {
   constructor(name, onSelect) {
@@ -24,6 +30,12 @@ export class LogPane {
     this.schedule = scheduler(() => this.flush(), { minIntervalMs: MIN_REDRAW_MS });
     this.expectedTop = 0;
     this.count = 0; // lines (and gap marks) in the pane
+    // The events in the pane, oldest first, as [id, lines still shown]: the oldest id is where
+    // scrolling back continues from. Without ids (a forwarded event), nothing is loaded.
+    this.events = [];
+    this.olderId = null; // continue scrolling back from here; null: nothing older is known
+    this.loading = false;
+    this.detached = false; // the pane no longer holds the newest lines (scrolled far back, a moment)
     this.buildTab(onSelect);
     this.buildPane();
   }
@@ -85,7 +97,16 @@ export class LogPane {
   }
 
   /** Queue lines; they reach the DOM at the next animation frame. */
-  push(lines) {
+  push(lines, id) {
+    if (this.detached) { // not shown: "Live" reloads the newest lines, these among them
+      this.newWhilePaused += lines.length;
+      this.drawFollow();
+      return;
+    }
+    if (id) {
+      this.events.push([id, lines.length]);
+      if (this.events.length === 1) this.olderId = id;
+    }
     for (const line of lines) this.pending.push(typeof line === "string" ? line : String(line?.text ?? line));
     if (this.pending.length > MAX_LINES) this.pending.splice(0, this.pending.length - MAX_LINES);
     if (!this.active) this.unread += lines.length;
@@ -105,16 +126,12 @@ export class LogPane {
     let block = box.lastElementChild;
     let added = 0;
     for (const item of batch) {
-      const node = el("div", "line");
+      let node;
       if (typeof item === "string") {
-        node.textContent = item;
-        const level = levelOf(item);
-        if (level) node.classList.add(`lvl-${level}`);
-        if (this.filter && !this.filter(item)) node.classList.add("filtered");
+        node = lineNode(item, this.filter);
         added++;
       } else {
-        node.classList.add("gap");
-        node.textContent = `… ${item.gap} lines missed`;
+        node = el("div", "line gap", `… ${item.gap} lines missed`);
       }
       if (!block || block.childElementCount >= BLOCK_LINES) {
         block = el("div", "block");
@@ -128,33 +145,109 @@ export class LogPane {
     if (this.following) this.toBottom();
     else this.newWhilePaused += added;
     this.drawFollow();
-    this.countEl.textContent = `${this.count.toLocaleString()} lines${this.count >= MAX_LINES ? " (max)" : ""}`;
+    this.drawCount();
     this.badge.hidden = !this.unread;
     this.badge.textContent = this.unread > 999 ? "999+" : String(this.unread);
   }
 
+  /** Drop `count` lines from the top (whole events: scrolling back goes on from the id of
+   * the oldest event still shown). */
   trim(count) {
+    let drop = 0;
+    while (drop < count && this.events.length) drop += this.events.shift()[1];
+    if (this.events.length) this.olderId = this.events[0][0];
+    count = Math.min(Math.max(count, drop), this.count);
     const box = this.lines;
     const before = this.following ? 0 : box.scrollHeight;
     this.count -= count;
-    while (count > 0) { // whole blocks, then the first lines of the next one
-      const first = box.firstElementChild;
-      const n = first.childElementCount;
-      if (n <= count) {
-        first.remove();
-        count -= n;
-      } else {
-        const range = document.createRange();
-        range.setStartBefore(first.firstChild);
-        range.setEndAfter(first.children[count - 1]);
-        range.deleteContents();
-        count = 0;
-      }
-    }
+    removeLines(box, count, "first");
     if (!this.following) { // keep what the reader is looking at in place
       box.scrollTop -= before - box.scrollHeight;
       this.expectedTop = box.scrollTop;
     }
+  }
+
+  /** Scrolled to the top: earlier lines from the server, above the oldest shown. */
+  async loadOlder() {
+    if (this.loading || !this.olderId) return;
+    this.loading = true;
+    try {
+      const url = `${config.logs_url}?source=${encodeURIComponent(this.name)}&before=${encodeURIComponent(this.olderId)}&limit=${PAGE_LINES}`;
+      const resp = await fetch(url);
+      if (!resp.ok) return;
+      const page = await resp.json();
+      this.olderId = page.before;
+      if (!page.events.length) return;
+      this.schedule.now();
+      const box = this.lines;
+      const height = box.scrollHeight;
+      const nodes = [];
+      for (const ev of page.events) for (const line of ev.lines) nodes.push(lineNode(line, this.filter));
+      for (let i = nodes.length; i > 0; i -= BLOCK_LINES) {
+        const block = el("div", "block");
+        block.append(...nodes.slice(Math.max(0, i - BLOCK_LINES), i));
+        box.prepend(block);
+      }
+      this.events.unshift(...page.events.map((ev) => [ev.id, ev.lines.length]));
+      this.count += nodes.length;
+      box.scrollTop += box.scrollHeight - height; // the lines that were on screen stay put
+      this.expectedTop = box.scrollTop;
+      const extra = this.count - MAX_LINES;
+      if (extra > 0) { // bounded: the newest end goes, and "Live" brings it back
+        this.count -= extra;
+        removeLines(box, extra, "last");
+        this.detach();
+      }
+      this.drawCount();
+    } finally {
+      this.loading = false;
+    }
+  }
+
+  /** Show the lines around a moment (a chart point, a #t= link), the first at or after it
+   * marked; the pane is off the live edge until "Live". */
+  async showMoment(ts) {
+    const url = `${config.logs_url}?source=${encodeURIComponent(this.name)}&at=${ts.toFixed(3)}&before=${MOMENT_LINES}&after=${MOMENT_LINES}`;
+    const resp = await fetch(url);
+    if (!resp.ok) return;
+    const page = await resp.json();
+    this.pending = [];
+    this.lines.replaceChildren();
+    this.count = 0;
+    this.events = [];
+    this.detach();
+    let mark = null;
+    let block = null;
+    for (const ev of page.events) {
+      this.events.push([ev.id, ev.lines.length]);
+      for (const line of ev.lines) {
+        const node = lineNode(line, this.filter);
+        if (ev.id === page.at && !mark) { mark = node; node.classList.add("moment"); }
+        if (!block || block.childElementCount >= BLOCK_LINES) { block = el("div", "block"); this.lines.append(block); }
+        block.append(node);
+        this.count++;
+      }
+    }
+    this.olderId = page.before;
+    const note = el("div", "line moment-note", `${page.events.length ? "" : "No lines "}around ${clock(ts)}`);
+    if (mark) mark.before(note); else this.lines.append(note);
+    // Centre the mark in the pane by scrolling the pane alone (scrollIntoView would scroll
+    // the page too, away from the chart that was clicked).
+    const box = this.lines;
+    box.scrollTop += note.getBoundingClientRect().top - box.getBoundingClientRect().top - box.clientHeight / 2;
+    this.expectedTop = box.scrollTop;
+    this.drawCount();
+  }
+
+  detach() {
+    this.following = false;
+    this.detached = true;
+    this.newWhilePaused = 0;
+    this.drawFollow();
+  }
+
+  drawCount() {
+    this.countEl.textContent = `${this.count.toLocaleString()} lines${this.count >= MAX_LINES ? " (max)" : ""}`;
   }
 
   toBottom() {
@@ -164,11 +257,12 @@ export class LogPane {
 
   onScroll() {
     const box = this.lines;
+    if (box.scrollTop < LOAD_AT_PX && box.scrollHeight > box.clientHeight) this.loadOlder();
     if (Math.abs(box.scrollTop - this.expectedTop) < 2) return; // ours, not the reader's
     this.expectedTop = box.scrollTop;
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 4;
     if (this.following && !atBottom) this.pause();
-    else if (!this.following && atBottom) this.resume();
+    else if (!this.following && atBottom && !this.detached) this.resume();
   }
 
   pause() {
@@ -178,15 +272,30 @@ export class LogPane {
   }
 
   resume() {
+    if (this.detached) return this.reload();
     this.following = true;
     this.newWhilePaused = 0;
     this.schedule.now();
   }
 
+  /** Back to live from far back or a moment: the newest lines again, then follow. */
+  async reload() {
+    const resp = await fetch(`${config.logs_url}?source=${encodeURIComponent(this.name)}&limit=${PAGE_LINES}`);
+    const page = resp.ok ? await resp.json() : { events: [], before: null };
+    this.clear();
+    this.detached = false;
+    this.following = true;
+    for (const ev of page.events) this.push(ev.lines, ev.id);
+    this.olderId = page.before ?? this.olderId;
+    this.schedule.now();
+    if (location.hash.startsWith("#t=")) history.replaceState(null, "", location.pathname + location.search);
+  }
+
   drawFollow() {
     const b = this.followBtn;
     b.dataset.following = String(this.following);
-    b.textContent = this.following ? "Live" : `Paused${this.newWhilePaused ? ` · ${this.newWhilePaused.toLocaleString()} new` : ""}`;
+    const paused = this.detached ? "Back to live" : "Paused";
+    b.textContent = this.following ? "Live" : `${paused}${this.newWhilePaused ? ` · ${this.newWhilePaused.toLocaleString()} new` : ""}`;
     b.title = this.following ? "Following new lines; space or scrolling up pauses" : "Jump back to the newest line (space)";
   }
 
@@ -234,8 +343,43 @@ export class LogPane {
     this.pending = [];
     this.lines.replaceChildren();
     this.count = 0;
+    this.events = [];
     this.newWhilePaused = 0;
     this.unread = 0;
     this.schedule.now();
+  }
+}
+
+/** One line's node: text (never HTML), its level's class, filtered or not. */
+function lineNode(text, filter) {
+  const node = el("div", "line");
+  node.textContent = text;
+  const level = levelOf(text);
+  if (level) node.classList.add(`lvl-${level}`);
+  if (filter && !filter(text)) node.classList.add("filtered");
+  return node;
+}
+
+/** Remove `count` lines from the `first` or `last` end of a pane's blocks. */
+function removeLines(box, count, end) {
+  while (count > 0) { // whole blocks, then lines of the next one
+    const block = end === "first" ? box.firstElementChild : box.lastElementChild;
+    if (!block) return;
+    const n = block.childElementCount;
+    if (n <= count) {
+      block.remove();
+      count -= n;
+    } else {
+      const range = document.createRange();
+      if (end === "first") {
+        range.setStartBefore(block.firstChild);
+        range.setEndAfter(block.children[count - 1]);
+      } else {
+        range.setStartBefore(block.children[n - count]);
+        range.setEndAfter(block.lastChild);
+      }
+      range.deleteContents();
+      count = 0;
+    }
   }
 }

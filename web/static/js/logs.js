@@ -30,6 +30,15 @@ function showEmpty() {
   document.getElementById("logs").classList.toggle("empty-logs", none);
 }
 
+let jumped = false;
+
+/** Every pane shows the lines around `ts` (epoch seconds); the URL says so (#t=), so the
+ * moment can be shared as a link. */
+export function showMoment(ts) {
+  history.replaceState(null, "", `#t=${ts.toFixed(3)}`);
+  for (const p of panes.values()) p.showMoment(ts);
+}
+
 function hello(info) {
   const names = (info.sources || []).filter((s) => s.kind !== "metrics").map((s) => s.name);
   for (const [name, p] of panes) {
@@ -39,6 +48,11 @@ function hello(info) {
   for (const name of names) pane(name);
   if (!active && names.length) select(names[0]);
   showEmpty();
+  const moment = /^#t=(\d{1,12}(?:\.\d+)?)$/.exec(location.hash);
+  if (moment && !jumped) { // a shared link to a moment: once, on the first hello
+    jumped = true;
+    showMoment(Number(moment[1]));
+  }
 }
 
 function isTyping(target) {
@@ -64,7 +78,7 @@ function onKey(e) {
 export function install(on) {
   on("hello", hello);
   on("clear", () => { for (const p of panes.values()) p.clear(); });
-  on("log", (ev) => { if (ev.source && Array.isArray(ev.lines)) pane(ev.source).push(ev.lines); });
+  on("log", (ev, id) => { if (ev.source && Array.isArray(ev.lines)) pane(ev.source).push(ev.lines, id); });
   on("status", (st) => { if (st.kind === "log" && st.source) pane(st.source).status(st); });
   // A gap marks the panes only when log lines were lost (no longer in their files): other
   // events a slow client missed (metrics) are not lines, and the charts keep their history.

@@ -82,5 +82,6 @@ function receive(type, payload, id) {
 }
 
 for (const module of [charts, panels, logs, alerts]) module.install(on);
+charts.onPick(logs.showMoment);
 charts.loadHistory();
 stream.start({ url: config.events_url, retryMs: config.retry_ms || 3000, deliver: receive, showState });
