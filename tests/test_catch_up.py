@@ -152,3 +152,38 @@ class urllib_get:  # noqa: N801 - reads like the function it stands for
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+async def test_a_stuck_client_gets_lines_from_the_copy_after_copytruncate(
+    tmp_path: Path, start_server: Callable[..., Server]
+) -> None:
+    """logrotate's copytruncate empties the file the records point into; the copy holds the
+    same bytes at the same offsets, and the CRC finds them there."""
+    app = tmp_path / "app.log"
+    app.touch()
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text(f"{app} {{\n  copytruncate\n  rotate 5\n  nocompress\n}}\n")
+    server = start_server("--config", str(config(tmp_path)), "--log", f"app={app}")
+    port = int(server.url.rsplit(":", 1)[1])
+    stuck = StuckClient(port, "types=log&sources=app")
+    await stuck.hello()
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.url}/events?types=log&sources=app") as resp:
+            follower = StreamReader(resp)
+            await follower.until("hello")
+            write_burst(app, 0, LINES // 2)
+            while (await follower.next()).json()["lines"][-1] != f"app {LINES // 2 - 1} {PAD}":
+                pass
+            state = tmp_path / "logrotate.state"
+            rotate = await asyncio.create_subprocess_exec(
+                "logrotate", "-f", "-s", str(state), str(conf)
+            )
+            assert await rotate.wait() == 0
+            assert (tmp_path / "app.log.1").stat().st_size > 0 and app.stat().st_size == 0
+            write_burst(app, LINES // 2, LINES // 2)
+            while (await follower.next()).json()["lines"][-1] != f"app {LINES - 1} {PAD}":
+                pass
+    await stuck.read_through(f"app {LINES - 1} {PAD}")
+    assert stuck.lines == [f"app {i} {PAD}" for i in range(LINES)]  # all, once, in order
+    assert not [e for e in stuck.events if e.type == "gap"]
+    stuck.sock.close()

@@ -38,7 +38,9 @@ async def index(request: web.Request) -> web.Response:
     """GET /: the dashboard page."""
     app = request.app
     static = app.router["static"]
-    urls = {name: str(app.router[name].url_for()) for name in ("events", "history", "state", "logs")}
+    urls = {
+        name: str(app.router[name].url_for()) for name in ("events", "history", "state", "logs")
+    }
     page_config = {f"{name}_url": url for name, url in urls.items()} | {"version": __version__}
     host = socket.gethostname()
     html = (

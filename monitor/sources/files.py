@@ -72,6 +72,7 @@ class FileSource:
         # from there at start, not from a backlog, so nothing is lost or sent twice.
         self._resume: dict[tuple[int, int], Origin] = {}
         self._reread_fds: OrderedDict[tuple[int, int], tuple[int, str]] = OrderedDict()
+        self._copies: dict[tuple[int, int], tuple[int, int]] = {}  # truncated file -> its copy
 
     async def run(self, hub: Publisher) -> None:
         """Follow the files until cancelled."""
@@ -418,8 +419,28 @@ class FileSource:
     def reread(self, origin: Origin) -> dict[str, Any] | None:
         """A log event again, from the bytes its origin names, if the file still holds them
         exactly (the CRC matches); None if it does not. The file is found by its identity,
-        wherever it was renamed to within its directory."""
-        found = self._open_by_key(origin.key)
+        wherever it was renamed to within its directory; after copytruncate, the bytes are
+        sought in the copy (which holds them at the same offsets)."""
+        found = self._read_exact(origin.key, origin)
+        if found is None and (copy := self._copies.get(origin.key)) is not None:
+            found = self._read_exact(copy, origin)
+        if found is None:
+            found = self._read_from_copy(origin)
+        if found is None:
+            return None
+        blob, path = found
+        is_partial = not blob.endswith(b"\n")
+        lines = decode_lines(blob if is_partial else blob[:-1], self.options.max_line_bytes)
+        payload = self._payload(path, lines, None)
+        if origin.is_backlog:
+            payload["backlog"] = True
+        if is_partial:
+            payload["partial"] = True
+        return payload
+
+    def _read_exact(self, key: tuple[int, int], origin: Origin) -> tuple[bytes, str] | None:
+        """The origin's bytes from the file with identity `key`, if they are still there."""
+        found = self._open_by_key(key)
         if found is None:
             return None
         fd, path = found
@@ -429,14 +450,30 @@ class FileSource:
             return None
         if len(blob) != origin.end - origin.start or zlib.crc32(blob) != origin.crc:
             return None
-        is_partial = not blob.endswith(b"\n")
-        lines = decode_lines(blob if is_partial else blob[:-1], self.options.max_line_bytes)
-        payload = self._payload(path, lines, None)
-        if origin.is_backlog:
-            payload["backlog"] = True
-        if is_partial:
-            payload["partial"] = True
-        return payload
+        return blob, path
+
+    def _read_from_copy(self, origin: Origin) -> tuple[bytes, str] | None:
+        """Truncated under us (copytruncate): the newest few files named like the original
+        (app.log.1, app.log-20261202) may hold its bytes; the CRC says which does."""
+        original = self._known.get(origin.key)
+        if original is None:
+            return None
+        directory, base = os.path.split(original)
+        glob_root = (directory, os.path.realpath(directory))
+        candidates = []
+        for path in glob.glob(os.path.join(glob.escape(directory), glob.escape(base) + "?*")):
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                if not refusal(path, st.st_dev, glob_root) and st.st_size >= origin.end:
+                    candidates.append((st.st_mtime, path, (st.st_dev, st.st_ino)))
+        for _, path, key in sorted(candidates, reverse=True)[:COPY_CANDIDATES]:
+            self._known.setdefault(key, path)
+            if (found := self._read_exact(key, origin)) is not None:
+                self._copies[origin.key] = key  # the next lines of it are there too
+                while len(self._copies) > KNOWN_FILES:
+                    del self._copies[next(iter(self._copies))]
+                return found
+        return None
 
     def _open_by_key(self, key: tuple[int, int]) -> tuple[int, str] | None:
         """A descriptor of the file with this identity: a followed one's, or one opened for
