@@ -17,7 +17,7 @@ import aiohttp
 import bcrypt
 import pytest
 from aiohttp import web
-from helpers import MONITOR, Server, tls_files, wait_until
+from helpers import MONITOR, Server, StreamReader, tls_files, wait_until
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
@@ -431,3 +431,29 @@ async def test_over_long_line_is_skipped_with_a_note(aiohttp_server: AiohttpServ
         f"sse-monitor tail: skipped a stream line over {MAX_LINE_BYTES >> 20} MiB, larger than "
         "any sse-monitor event (1 so far)"
     ]
+
+
+async def test_lines_reach_past_the_servers_buffer_into_the_files(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """--lines N gets N lines although the server's snapshot holds far fewer: the rest come
+    from /api/logs, read again from the file, in order, before the live ones."""
+    log = tmp_path / "app.log"
+    log.touch()
+    config = tmp_path / "c.toml"
+    config.write_text("[stream]\nhistory_events = 2\n[tail]\nbacklog_lines = 0\n")
+    server = start_server("--config", str(config), "--log", f"app={log}")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.url}/events?types=log") as resp:
+            reader = StreamReader(resp)
+            await reader.until("hello")
+            for start in range(0, 3000, 100):  # thirty events of 100 lines: a snapshot has 2
+                with log.open("a") as f:
+                    f.write("".join(f"app {i}\n" for i in range(start, start + 100)))
+                await reader.until("log")
+    tail = await Tail.start(server.url, "--lines", "2500")
+    assert await tail.lines(2500, timeout_s=10) == [f"app {i}" for i in range(500, 3000)]
+    with log.open("a") as f:
+        f.write("app live\n")
+    assert (await tail.lines(2501, timeout_s=10))[-1] == "app live"
+    assert await tail.stop() == 0

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from monitor.hub.events import GAP, HELLO, LOG, RESET
+from monitor.hub.events import GAP, HELLO, LOG, RESET, parse_id
 from monitor.hub.sse import SSEEvent
 
 # Lines remembered per file, to find where we left off when a restarted server resends them.
@@ -91,6 +91,7 @@ class TailPrinter:
         self.is_first_run = True
         self.has_prefix: bool | None = len(set(sources)) > 1 if sources else None
         self.last_id = ""
+        self.log_sources: list[str] = []  # as the server's hello lists them
         self._snapshot: list[tuple[str, dict[str, Any]]] | None = None
         self._seen: dict[Key, deque[str]] = {}
         self._pending: set[Key] = set()  # files to resync with what a restarted server resends
@@ -99,8 +100,10 @@ class TailPrinter:
         """Handle one event; log lines of a snapshot wait for end_snapshot()."""
         payload = _payload(event)
         if event.type in (HELLO, RESET):
+            listed = payload.get("sources") or []
+            self.log_sources = [str(s.get("name")) for s in listed if isinstance(s, dict)]
             if self.has_prefix is None:
-                self.has_prefix = len(payload.get("sources") or []) != 1
+                self.has_prefix = len(listed) != 1
             if event.type == RESET:
                 self._on_reset(str(payload.get("reason", "")))
             self._snapshot = []
@@ -116,6 +119,32 @@ class TailPrinter:
                 self._on_live(event.id, payload)
         if event.id:
             self.last_id = event.id
+
+    def backfill_wanted(self) -> dict[str, tuple[str | None, int]]:
+        """On the first run, for each source whose lines in the snapshot fall short of
+        --lines: the id of its oldest event there (None: it has none) and how many more lines
+        to ask for (the server's /api/logs reaches past its buffer into the files)."""
+        if not self.is_first_run or self.budget <= 0 or self._snapshot is None:
+            return {}
+        have: dict[str, tuple[str | None, int]] = {}
+        for event_id, p in self._snapshot:
+            source = str(p.get("source", ""))
+            oldest, count = have.get(source, (event_id, 0))
+            have[source] = (oldest, count + len(p["lines"]))
+        wanted = {}
+        for source in self.sources or self.log_sources:
+            oldest, count = have.get(source, (None, 0))
+            if count < self.budget:
+                wanted[source] = (oldest, self.budget - count)
+        return wanted
+
+    def add_to_snapshot(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        """Earlier log events (from /api/logs), merged into the snapshot in id order."""
+        if self._snapshot is None:
+            return
+        merged = [*items, *self._snapshot]
+        merged.sort(key=lambda item: (parse_id(item[0]) or ("", 0))[1])
+        self._snapshot = merged
 
     def end_snapshot(self) -> None:
         """The history after a hello or reset is complete: print what is due of it."""

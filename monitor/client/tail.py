@@ -15,6 +15,7 @@ import socket
 import ssl
 import stat
 import sys
+from typing import Any
 
 import aiohttp
 
@@ -30,6 +31,9 @@ CONNECT_TIMEOUT_S = 10.0
 # The server sends a heartbeat every 15 s by default: this much silence means a dead peer.
 READ_TIMEOUT_S = 75.0
 RETRY_STATUSES = {429, 502, 503, 504}
+
+
+MAX_BACKFILL_LINES = 5000  # the server's /api/logs gives at most this many at a time
 
 
 class TailError(Exception):
@@ -172,7 +176,7 @@ class TailClient:
             async with get as resp:
                 await self.check(resp, has_auth=session.auth is not None)
                 self.opened()
-                await self.follow(resp)
+                await self.follow(resp, session)
         except aiohttp.ClientConnectorCertificateError as exc:
             raise TailError(
                 f"{self.display_url}: certificate not trusted ({exc.certificate_error}); "
@@ -184,7 +188,7 @@ class TailClient:
             printer.end_snapshot()  # a stream cut inside its history: print what came
         raise Dropped("the server closed the stream", is_transient=True)
 
-    async def follow(self, resp: aiohttp.ClientResponse) -> None:
+    async def follow(self, resp: aiohttp.ClientResponse, session: aiohttp.ClientSession) -> None:
         """Print an open stream's events as they come, until it ends."""
         is_chunked = "chunked" in resp.headers.get("Transfer-Encoding", "").lower()
         parser, dropped = SSEParser(), 0
@@ -194,6 +198,7 @@ class TailClient:
             # The server writes a hello or reset and its history as one HTTP chunk, so a
             # chunk's end ends the snapshot. Unchunked (an old proxy), any read does.
             if is_chunk_end or not is_chunked:
+                await self.backfill(session)
                 self.printer.end_snapshot()
             if parser.dropped_lines > dropped:
                 self.dropped_lines += parser.dropped_lines - dropped
@@ -202,6 +207,28 @@ class TailClient:
                     f"skipped a stream line over {MAX_LINE_BYTES >> 20} MiB, larger than any "
                     f"sse-monitor event ({self.dropped_lines} so far)"
                 )
+
+    async def backfill(self, session: aiohttp.ClientSession) -> None:
+        """--lines beyond the server's buffer: the earlier lines from /api/logs (which reads
+        them again from the files), merged into the first snapshot before it is printed."""
+        wanted = self.printer.backfill_wanted()
+        if not wanted:
+            return
+        logs_url = self.url.removesuffix("/events") + "/api/logs"
+        items: list[tuple[str, dict[str, Any]]] = []
+        for source, (before, count) in wanted.items():
+            params = {"source": source, "limit": str(min(count, MAX_BACKFILL_LINES))}
+            if before:
+                params["before"] = before
+            get = session.get(logs_url, params=params, ssl=self.tls, allow_redirects=False)
+            async with get as resp:
+                if resp.status != 200:  # an older server, or none of it: the snapshot will do
+                    return
+                page = await resp.json()
+            items += [
+                (e["id"], {"source": source, "lines": e["lines"]}) for e in page.get("events", [])
+            ]
+        self.printer.add_to_snapshot(items)
 
     def opened(self) -> None:
         """A stream is open: say so if it was down, and start backoff over."""
