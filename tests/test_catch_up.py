@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -52,6 +53,26 @@ class StuckClient:
 
     async def read_through(self, last: str) -> None:
         await self.read_until(lambda: self.lines[-1:] == [last], 60)
+
+
+@asynccontextmanager
+async def stuck_and_seen(
+    server: Server,
+) -> AsyncIterator[tuple[StuckClient, Callable[[int], Awaitable[None]]]]:
+    """A stuck client of source `app`, and seen(n): until a client that keeps up has line n
+    (so the server has read that far)."""
+    stuck = StuckClient(int(server.url.rsplit(":", 1)[1]), "types=log&sources=app")
+    await stuck.hello()
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.url}/events?types=log&sources=app") as resp:
+            follower = StreamReader(resp)
+            await follower.until("hello")
+
+            async def seen(n: int) -> None:
+                while (await follower.next()).json()["lines"][-1] != f"app {n} {PAD}":
+                    pass
+
+            yield stuck, seen
 
 
 def write_burst(log: Path, first: int, count: int) -> None:
@@ -115,21 +136,14 @@ async def test_lines_no_longer_on_disk_are_a_gap_that_counts_them(
     app = tmp_path / "app.log"
     app.touch()
     server = start_server("--config", str(config(tmp_path)), "--log", f"app={app}")
-    port = int(server.url.rsplit(":", 1)[1])
-    stuck = StuckClient(port, "types=log&sources=app")
-    await stuck.hello()
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{server.url}/events?types=log&sources=app") as resp:
-            follower = StreamReader(resp)
-            await follower.until("hello")
-            write_burst(app, 0, LINES // 2)
-            rotated = tmp_path / "app.log.1"
-            app.rename(rotated)
-            write_burst(app, LINES // 2, LINES // 2)
-            # Once the server has read past the rotated file, it is emptied (its bytes gone,
-            # though the server may still hold it open).
-            while (await follower.next()).json()["lines"][-1] != f"app {LINES - 1} {PAD}":
-                pass
+    async with stuck_and_seen(server) as (stuck, seen):
+        write_burst(app, 0, LINES // 2)
+        rotated = tmp_path / "app.log.1"
+        app.rename(rotated)
+        write_burst(app, LINES // 2, LINES // 2)
+        # Once the server has read past the rotated file, it is emptied (its bytes gone,
+        # though the server may still hold it open).
+        await seen(LINES - 1)
     os.truncate(rotated, 0)
     await stuck.read_through(f"app {LINES - 1} {PAD}")
     gaps = [e.json() for e in stuck.events if e.type == "gap"]
@@ -164,25 +178,17 @@ async def test_a_stuck_client_gets_lines_from_the_copy_after_copytruncate(
     conf = tmp_path / "logrotate.conf"
     conf.write_text(f"{app} {{\n  copytruncate\n  rotate 5\n  nocompress\n}}\n")
     server = start_server("--config", str(config(tmp_path)), "--log", f"app={app}")
-    port = int(server.url.rsplit(":", 1)[1])
-    stuck = StuckClient(port, "types=log&sources=app")
-    await stuck.hello()
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{server.url}/events?types=log&sources=app") as resp:
-            follower = StreamReader(resp)
-            await follower.until("hello")
-            write_burst(app, 0, LINES // 2)
-            while (await follower.next()).json()["lines"][-1] != f"app {LINES // 2 - 1} {PAD}":
-                pass
-            state = tmp_path / "logrotate.state"
-            rotate = await asyncio.create_subprocess_exec(
-                "logrotate", "-f", "-s", str(state), str(conf)
-            )
-            assert await rotate.wait() == 0
-            assert (tmp_path / "app.log.1").stat().st_size > 0 and app.stat().st_size == 0
-            write_burst(app, LINES // 2, LINES // 2)
-            while (await follower.next()).json()["lines"][-1] != f"app {LINES - 1} {PAD}":
-                pass
+    async with stuck_and_seen(server) as (stuck, seen):
+        write_burst(app, 0, LINES // 2)
+        await seen(LINES // 2 - 1)
+        state = tmp_path / "logrotate.state"
+        rotate = await asyncio.create_subprocess_exec(
+            "logrotate", "-f", "-s", str(state), str(conf)
+        )
+        assert await rotate.wait() == 0
+        assert (tmp_path / "app.log.1").stat().st_size > 0 and app.stat().st_size == 0
+        write_burst(app, LINES // 2, LINES // 2)
+        await seen(LINES - 1)
     await stuck.read_through(f"app {LINES - 1} {PAD}")
     assert stuck.lines == [f"app {i} {PAD}" for i in range(LINES)]  # all, once, in order
     assert not [e for e in stuck.events if e.type == "gap"]
