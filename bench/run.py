@@ -257,7 +257,8 @@ def bench_idle(tmp: str, seconds: float) -> Json:
     Then the replay buffer is filled (it fills by itself in ~2 h of 1 Hz metrics, sooner with
     logs): the RSS after that is what a long-running idle server settles at."""
     log = fresh(tmp, "idle.log")
-    srv = Server(log, tmp)
+    # As deployed: with a state directory (the position log's records, the history's saves).
+    srv = Server(log, tmp, "--state-dir", os.path.join(tmp, "idle-state"))
     try:
         if has_chromium():
             client, kind = page_role(srv.port, seconds + 10), "dashboard in Chromium"

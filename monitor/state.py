@@ -9,7 +9,11 @@ import fcntl
 import json
 import logging
 import os
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # collections.abc.Buffer is Python 3.12's
+    from typing_extensions import Buffer
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +87,15 @@ class StateDir:
             log.warning("state file %s is unreadable (%s)", self.path(name), exc.strerror)
             return None
 
-    def write_bytes(self, name: str, data: bytes) -> None:
-        """Replace the file whole (a crash leaves the old one or the new one, never half)."""
+    def write_bytes(self, name: str, data: bytes | Iterable[Buffer]) -> None:
+        """Replace the file whole (a crash leaves the old one or the new one, never half),
+        with `data` or the parts it yields, written one after the other without joining."""
         path = self.path(name)
         temporary = f"{path}.tmp"
         try:
             with open(temporary, "wb") as f:
-                f.write(data)
+                for part in [data] if isinstance(data, bytes) else data:
+                    f.write(part)
             os.replace(temporary, path)
         except OSError as exc:
             log.warning("state file %s not written: %s", path, exc.strerror)
