@@ -250,8 +250,13 @@ class MemoryHub:
         until `limit` lines; and where the walk stopped (seqs.stop if it went through)."""
         events: list[LogEvent] = []
         lines = 0
-        for first in range(seqs.start, seqs.stop, seqs.step * REPLAY_RECORDS):
-            part = range(first, seqs.stop, seqs.step)[:REPLAY_RECORDS]
+        # Records are read a few first, then more and more: a page is often one or two
+        # events away, and unpacking thousands of records for them would cost milliseconds.
+        first, step = seqs.start, 64
+        while first != seqs.stop and (seqs.step > 0) == (first < seqs.stop):
+            part = range(first, seqs.stop, seqs.step)[:step]
+            first = part[-1] + seqs.step
+            step = min(step * 2, REPLAY_RECORDS)
             low = min(part[0], part[-1])
             records = self._positions.read(low, low + len(part))
             for seq in part:
