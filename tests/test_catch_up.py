@@ -5,14 +5,16 @@ longer on disk; and a stuck client holds nobody back. Real server, real files, r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
-from helpers import Server, StreamReader
+from helpers import MONITOR, Server, StreamReader
 
 from monitor.hub.sse import SSEEvent, SSEParser
 
@@ -193,3 +195,50 @@ async def test_a_stuck_client_gets_lines_from_the_copy_after_copytruncate(
     assert stuck.lines == [f"app {i} {PAD}" for i in range(LINES)]  # all, once, in order
     assert not [e for e in stuck.events if e.type == "gap"]
     stuck.sock.close()
+
+
+async def test_sse_monitor_tail_behind_a_slow_link_gets_every_line(
+    tmp_path: Path, start_server: Callable[..., Server]
+) -> None:
+    """The tail client's output read at ~6 MB/s, its input written at once: the client (and
+    so its connection) falls far behind the burst, and still prints every line, in order."""
+    app = tmp_path / "app.log"
+    app.touch()
+    server = start_server("--config", str(config(tmp_path)), "--log", f"app={app}")
+    tail = await asyncio.create_subprocess_exec(
+        *MONITOR,
+        "tail",
+        server.url,
+        "--lines",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert tail.stdout is not None and tail.stderr is not None
+    # Lines before the client connected are its snapshot (--lines 0 shows none of them):
+    # warm-up lines until one comes out say it is connected.
+    async with asyncio.timeout(15):
+        for k in range(1000):
+            with app.open("a") as f:
+                f.write(f"warm {k}\n")
+            with contextlib.suppress(TimeoutError):
+                if await asyncio.wait_for(tail.stdout.readline(), 0.2):
+                    break
+    async with stuck_and_seen(server) as (stuck, seen):  # a client that keeps up says when
+        write_burst(app, 0, LINES)  # ~8 MB at once
+        await seen(LINES - 1)
+    stuck.sock.close()
+    got: list[str] = []
+    rest = b""
+    async with asyncio.timeout(60):
+        while got[-1:] != [f"app {LINES - 1} {PAD}"]:
+            chunk = await tail.stdout.read(64 * 1024)  # ~6 MB/s: far slower than the burst
+            assert chunk, (await tail.stderr.read()).decode()
+            *whole, rest = (rest + chunk).split(b"\n")
+            got += [line.decode() for line in whole]
+            await asyncio.sleep(0.01)
+    tail.send_signal(signal.SIGINT)
+    await tail.wait()
+    assert [line for line in got if not line.startswith("warm")] == [
+        f"app {i} {PAD}" for i in range(LINES)
+    ]
