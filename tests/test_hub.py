@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from monitor.hub.events import ALERT, LOG, METRICS, STATUS, STREAM_TYPES, Frame,
 from monitor.hub.interface import Origin, Selector
 from monitor.hub.memory import MemoryHub, UnknownEventId
 from monitor.hub.sse import SSEEvent, SSEParser
+from monitor.state import StateDir
 
 ALL = Selector()
 
@@ -337,3 +339,36 @@ async def test_close_wakes_parked_readers() -> None:
         hub.close()
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(parked, 2)
+
+
+async def test_a_lapped_reader_finds_its_source_past_thousands_of_others() -> None:
+    """Replay looks through records a few thousand at a time: a reader of one source behind
+    many events of another must go on looking, not park and skip what it wants."""
+    stored: dict[int, list[str]] = {}
+    hub = lines_hub(stored)
+    async with hub.subscribe(Selector(sources=frozenset({"app"}))) as chunks:
+        await anext(chunks)  # the hello; the reader then reads nothing for a while
+        for i in range(5000):
+            hub.publish(LOG, {"source": "web", "lines": [f"web {i}"]}, "web")
+        publish_lines(hub, stored, 1)  # "line 0" of app, far behind the ring's 16
+        for i in range(200):
+            hub.publish(LOG, {"source": "web", "lines": [f"more web {i}"]}, "web")
+        got = parse(await asyncio.wait_for(anext(chunks), 2))
+        assert [e.json()["lines"] for e in got if e.type == "log"] == [["line 0"]]
+
+
+def test_where_the_last_run_left_a_source_is_told_once(tmp_path: Path) -> None:
+    """A source its supervisor restarts goes on from its own reading, not the previous
+    process's: the previous run's positions are handed out once."""
+    state = StateDir.open(str(tmp_path))
+    assert state is not None
+    first = MemoryHub(state=state)
+    first.publish(LOG, {"lines": ["a"]}, "app", Origin((1, 2), 0, 2, 0, 1))
+    first.close()
+    again = MemoryHub(state=state)
+    assert again.run_id == first.run_id  # the same run goes on
+    resumed = again.keep_history("app", lambda origin: None)
+    assert resumed is not None and resumed.files[(1, 2)].end == 2
+    assert again.keep_history("app", lambda origin: None) is None
+    again.close()
+    state.close()

@@ -18,6 +18,9 @@ from helpers import Server, StreamReader, wait_until_sync
 from monitor.hub.events import parse_id
 
 
+END = 650  # lines 100..END-1 are written while the server is down: more than a backlog
+
+
 def write(log: Path, first: int, count: int) -> None:
     with log.open("a") as f:
         f.write("".join(f"app {i}\n" for i in range(first, first + count)))
@@ -61,19 +64,19 @@ async def test_a_client_resumes_across_a_restart_with_every_line_once(
         if "rotated" in how:
             write(log, 100, 20)  # the last lines of the old file, unread by anyone
             log.rename(tmp_path / "app.log.1")
-            write(log, 120, 30)
+            write(log, 120, END - 120)  # a new file, unknown to the last run: all of it is new
         else:
-            write(log, 100, 50)
+            write(log, 100, END - 100)
         restarted = start_server(*flags)
         headers = {"Last-Event-ID": ids[-1]}
         async with session.get(restarted.url + path, headers=headers) as resp:
             reader = StreamReader(resp)
-            lines, new_ids, types = await read_lines(reader, "app 149")
-            assert lines == [f"app {i}" for i in range(100, 150)]  # none lost, none twice
+            lines, new_ids, types = await read_lines(reader, f"app {END - 1}")
+            assert lines == [f"app {i}" for i in range(100, END)]  # none lost, none twice
             assert "reset" not in types and "hello" not in types and "gap" not in types
-            write(log, 150, 1)
-            live, _, _ = await read_lines(reader, "app 150")
-            assert live == ["app 150"]
+            write(log, END, 1)
+            live, _, _ = await read_lines(reader, f"app {END}")
+            assert live == [f"app {END}"]
     seqs = [parse_id(i) for i in [ids[-1], *new_ids]]
     assert len({s[0] for s in seqs if s}) == 1  # the same run goes on...
     assert [s[1] for s in seqs if s] == sorted({s[1] for s in seqs if s})  # ...ids increasing

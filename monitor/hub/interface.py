@@ -46,6 +46,16 @@ class Origin:
     is_backlog: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """Where the previous run left a source: each file's last origin, by (st_dev, st_ino),
+    and the time of the source's last recorded event (a file unchanged since was read to
+    its end; one written since without a record is new)."""
+
+    files: Mapping[tuple[int, int], Origin]
+    until: float
+
+
 # A source's way to make an event again from its origin: the payload, or None if the bytes
 # are gone (the file deleted, rotated away, compressed, or rewritten: the CRC differs).
 Reread = Callable[[Origin], "dict[str, Any] | None"]
@@ -105,9 +115,10 @@ class Publisher(Protocol):
         origin, a client that falls behind gets the event again from there."""
         ...
 
-    def keep_history(self, source: str, reread: Reread) -> Mapping[tuple[int, int], Origin]:
+    def keep_history(self, source: str, reread: Reread) -> Resumed | None:
         """How events of `source` published with an origin are made again; returns where the
-        previous run left each of its files (by (st_dev, st_ino)), if there was one."""
+        previous run of the server left the source (once: None after the first call, and
+        if there was none)."""
         ...
 
 

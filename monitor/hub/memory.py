@@ -8,6 +8,7 @@ It implements monitor.hub.interface.Hub.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -33,6 +34,7 @@ from monitor.hub.interface import (
     LogPage,
     Origin,
     Reread,
+    Resumed,
     Selector,
     Sink,
 )
@@ -135,11 +137,12 @@ class MemoryHub:
                 feed.put(event)
         return event_id
 
-    def keep_history(self, source: str, reread: Reread) -> Mapping[tuple[int, int], Origin]:
+    def keep_history(self, source: str, reread: Reread) -> Resumed | None:
         """How events of `source` published with an origin are made again; returns where the
-        previous run left each of its files (by (st_dev, st_ino)), if there was one."""
+        previous run of the server left the source, once (a source restarted by its
+        supervisor goes on from its own reading, not the previous process's)."""
         self._rereaders[source] = reread
-        return self._positions.resumed.get(source, {})
+        return self._positions.resumed.pop(source, None)
 
     def feed(self, types: frozenset[str], max_pending: int = MAX_PENDING) -> Feed:
         """A consumer's feed of the events of these types published from now on."""
@@ -415,5 +418,9 @@ class MemoryHub:
             self._readers.moved(reader, cursor)
             if frames:
                 yield frames
+            elif cursor < self._ring.head:
+                # Behind the ring, a replay found nothing this client wants in its records
+                # so far: look on (letting others run), never park while behind.
+                await asyncio.sleep(0)
             else:
                 cursor = await self._readers.park(reader)

@@ -15,6 +15,7 @@ learns where the last run left each of its files.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -23,7 +24,7 @@ import weakref
 from dataclasses import dataclass
 
 from monitor.hub.events import ALERT, LOG, METRICS, STATUS
-from monitor.hub.interface import Origin
+from monitor.hub.interface import Origin, Resumed
 from monitor.state import StateDir
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ class PositionLog:
         self.head = 1  # the next seq
         self.run_id: str | None = None  # the previous run's, when this one goes on from it
         # Where the previous run left each source's files: the last origin of each file.
-        self.resumed: dict[str, dict[tuple[int, int], Origin]] = {}
+        self.resumed: dict[str, Resumed] = {}
+        self._write_failed = False
         self._sources: list[str] = []  # index - 1 -> source name, as records store it
         self._index: dict[str, int] = {}
         self._state = state
@@ -70,6 +72,9 @@ class PositionLog:
         else:
             fd = os.open(state.path(FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._fd = fd
+        # The file's blocks now, not a hole per record later: a full disk is found at start.
+        with contextlib.suppress(OSError):
+            os.posix_fallocate(fd, 0, capacity * SIZE)
         # A hub nobody closes (tests, a failed start) still gives its descriptor back.
         self._closer = weakref.finalize(self, os.close, fd)
         if state is not None:
@@ -98,20 +103,39 @@ class PositionLog:
         self._index = {name: i + 1 for i, name in enumerate(self._sources)}
         data = os.pread(self._fd, self.capacity * SIZE, 0)
         last: dict[tuple[int, int, int], tuple[int, Origin]] = {}
+        until: dict[int, float] = {}
         head = 0
         for slot, fields in enumerate(RECORD.iter_unpack(data[: len(data) // SIZE * SIZE])):
-            seq, dev, ino, start, end, _, crc, lines, index, flags = fields
-            if seq <= 0 or seq % self.capacity != slot or index > len(self._sources):
+            seq, dev, ino, start, end, ts, crc, lines, index, flags = fields
+            if not self._is_sound(seq, slot, index, flags, start, end):
                 continue  # never written, or not a record of ours
             head = max(head, seq)
+            if index:
+                until[index] = max(until.get(index, 0.0), ts)
             if flags & HAS_ORIGIN and index:
                 key = (index, dev, ino)
                 if key not in last or last[key][0] < seq:
                     origin = Origin((dev, ino), start, end, crc, lines, bool(flags & IS_BACKLOG))
                     last[key] = (seq, origin)
+        if head == 0:  # nothing to go on from: a new run, so no id is used twice
+            os.ftruncate(self._fd, 0)
+            return
         self.head, self.run_id = head + 1, run_id
+        files: dict[int, dict[tuple[int, int], Origin]] = {}
         for (index, dev, ino), (_, origin) in last.items():
-            self.resumed.setdefault(self._sources[index - 1], {})[(dev, ino)] = origin
+            files.setdefault(index, {})[(dev, ino)] = origin
+        for index, at in until.items():
+            self.resumed[self._sources[index - 1]] = Resumed(files.get(index, {}), at)
+
+    def _is_sound(self, seq: int, slot: int, index: int, flags: int, start: int, end: int) -> bool:
+        """A record this log wrote, in its own slot, naming a known source and type."""
+        return (
+            seq > 0
+            and seq % self.capacity == slot
+            and index <= len(self._sources)
+            and (flags >> TYPE_SHIFT) < len(TYPES)
+            and 0 <= start <= end
+        )
 
     def start(self, run_id: str) -> None:
         """Say which run the records belong to (saved with the state, if any)."""
@@ -161,7 +185,12 @@ class PositionLog:
             record = RECORD.pack(
                 seq, dev, ino, origin.start, origin.end, ts, origin.crc, lines, index, flags
             )
-        os.pwrite(self._fd, record, (seq % self.capacity) * SIZE)
+        try:
+            os.pwrite(self._fd, record, (seq % self.capacity) * SIZE)
+        except OSError as exc:  # a full disk: the event still goes out, its record does not
+            if not self._write_failed:
+                log.error("position log: %s; events are not recorded meanwhile", exc.strerror)
+            self._write_failed = True
         self.head = max(self.head, seq + 1)
 
     def read(self, lo: int, hi: int) -> list[Record | None]:
@@ -175,10 +204,11 @@ class PositionLog:
         if first + count > self.capacity:  # wraps around the end of the file
             data += os.pread(self._fd, (first + count - self.capacity) * SIZE, 0)
         out: list[Record | None] = []
-        for i, fields in enumerate(RECORD.iter_unpack(data)):
+        for i, fields in enumerate(RECORD.iter_unpack(data[: len(data) // SIZE * SIZE])):
             seq, dev, ino, start, end, ts, crc, lines, index, flags = fields
-            if seq != lo + i:  # overwritten by a newer event, or never written
-                out.append(None)
+            slot = (lo + i) % self.capacity
+            if seq != lo + i or not self._is_sound(seq, slot, index, flags, start, end):
+                out.append(None)  # overwritten by a newer event, never written, or damaged
                 continue
             origin = None
             if flags & HAS_ORIGIN:

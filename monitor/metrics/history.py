@@ -105,8 +105,11 @@ class _Ring(Generic[K]):
             if len(values) != self.capacity:
                 raise ValueError("an array of the wrong length")
             arrays.append(values)
+        head, size = int(where["head"]), int(where["size"])
+        if not (0 <= head < self.capacity and 0 <= size <= self.capacity):
+            raise ValueError("a ring position out of range")
         self.ts, self.columns = arrays[0], dict(zip(keys, arrays[1:], strict=True))
-        self.head, self.size = int(where["head"]), int(where["size"])
+        self.head, self.size = head, size
 
 
 class MetricsHistory:
@@ -275,6 +278,11 @@ class MetricsHistory:
             last_seen = dict(zip(names, map(float, header["last_seen"]), strict=True))
             open_rows, newest = int(header["open_rows"]), header["newest"]
             bucket_start = header["bucket_start"]
+            for value in (newest, bucket_start):
+                if value is not None and not math.isfinite(float(value)):
+                    raise ValueError("a time that is not a number")
+            if not 0 <= open_rows <= full.size:
+                raise ValueError("open_rows out of range")
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(str(exc) or type(exc).__name__) from None
         self._full, self._buckets, self._last_seen = full, buckets, last_seen

@@ -69,15 +69,21 @@ class FileSource:
         # missed can be read again after the file was renamed (rotated) or closed.
         self._known: OrderedDict[tuple[int, int], str] = OrderedDict()
         # Where the previous run left each file (a state directory's position log): read on
-        # from there at start, not from a backlog, so nothing is lost or sent twice.
+        # from there at start, not from a backlog, so nothing is lost or sent twice; and the
+        # time of its last record: a file without one, written since, is new (read it all).
         self._resume: dict[tuple[int, int], Origin] = {}
+        self._resumed_until: float | None = None
+        self._missing: set[tuple[int, int]] = set()  # files not found again, this pass
+        self._no_copy: set[tuple[int, int]] = set()  # files whose copy was not found, this pass
         self._reread_fds: OrderedDict[tuple[int, int], tuple[int, str]] = OrderedDict()
         self._copies: dict[tuple[int, int], tuple[int, int]] = {}  # truncated file -> its copy
 
     async def run(self, hub: Publisher) -> None:
         """Follow the files until cancelled."""
         self._hub = hub
-        self._resume = dict(hub.keep_history(self.name, self.reread))
+        resumed = hub.keep_history(self.name, self.reread)
+        self._resume = dict(resumed.files) if resumed else {}
+        self._resumed_until = resumed.until if resumed else None
         warn_if_root()
         self._watcher.start()
         try:
@@ -159,6 +165,12 @@ class FileSource:
         """One pass: see what the pattern names now (if full); drain rotated files, then read
         live ones (`only` these, if given: the files inotify named)."""
         if is_full:
+            self._missing.clear()
+            self._no_copy.clear()
+            for key, (fd, _) in list(self._reread_fds.items()):
+                with contextlib.suppress(OSError):
+                    if os.fstat(fd).st_nlink == 0:  # deleted: let its disk space go
+                        os.close(self._reread_fds.pop(key)[0])
             for change in self._match(is_first):
                 self._publish_status(hub, change=change)
             if is_first:
@@ -286,6 +298,11 @@ class FileSource:
         return {p: (found[p].st_dev, found[p].st_ino) for p in newest[:MAX_FILES_PER_SOURCE]}
 
     def _open(self, path: str, key: tuple[int, int], backlog: int | None) -> None:
+        if backlog is not None and self._resumed_until is not None and key not in self._resume:
+            # The previous run followed this source, but not this file: new if written since
+            # (all of it is news), else read to its end by then (none of it is).
+            with contextlib.suppress(OSError):
+                backlog = None if os.stat(path).st_mtime > self._resumed_until else 0
         try:
             follower = FileFollower(
                 path, max_line_bytes=self.options.max_line_bytes, backlog_lines=backlog
@@ -319,7 +336,7 @@ class FileSource:
         there (same length and CRC); False if not (the file was rewritten)."""
         try:
             blob = os.pread(follower.fd, was.end - was.start, was.start)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a damaged record's negative length
             return False
         if len(blob) != was.end - was.start or zlib.crc32(blob) != was.crc:
             return False
@@ -334,13 +351,14 @@ class FileSource:
             return
         directory = self._fixed if self.is_glob else os.path.dirname(self._fixed) or "."
         glob_root = (directory, os.path.realpath(directory))
+        found = []
         try:
             with os.scandir(directory) as entries:
-                found = [
-                    e.path
-                    for e in entries
-                    if (e.stat(follow_symlinks=False).st_dev, e.inode()) in self._resume
-                ]
+                for entry in entries:
+                    with contextlib.suppress(OSError):  # one vanishing file stops no others
+                        key = (entry.stat(follow_symlinks=False).st_dev, entry.inode())
+                        if key in self._resume:
+                            found.append(entry.path)
         except OSError:
             return
         for path in found:
@@ -421,12 +439,19 @@ class FileSource:
         exactly (the CRC matches); None if it does not. The file is found by its identity,
         wherever it was renamed to within its directory; after copytruncate, the bytes are
         sought in the copy (which holds them at the same offsets)."""
-        found = self._read_exact(origin.key, origin)
-        if found is None and (copy := self._copies.get(origin.key)) is not None:
+        # A replay asks for many events of one file: what was not found is not sought again
+        # until the next full pass (a second), neither the file nor a copy of it.
+        key = origin.key
+        found = None if key in self._missing else self._read_exact(key, origin)
+        if found is None and (copy := self._copies.get(key)) is not None:
             found = self._read_exact(copy, origin)
-        if found is None:
+        if found is None and key not in self._no_copy:
             found = self._read_from_copy(origin)
+            if found is None:
+                self._no_copy.add(key)
         if found is None:
+            if key not in self._missing and self._open_by_key(key) is None:
+                self._missing.add(key)
             return None
         blob, path = found
         is_partial = not blob.endswith(b"\n")
@@ -446,7 +471,7 @@ class FileSource:
         fd, path = found
         try:
             blob = os.pread(fd, origin.end - origin.start, origin.start)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a damaged record's negative length
             return None
         if len(blob) != origin.end - origin.start or zlib.crc32(blob) != origin.crc:
             return None
