@@ -16,24 +16,21 @@ import logging
 import os
 import time
 import zlib
-from collections import OrderedDict
 from typing import Any
 
 from monitor.config import TailConfig
 from monitor.hub.events import LOG, MAX_LINES_PER_EVENT
 from monitor.hub.interface import Origin, Publisher
-from monitor.sources.admission import MAX_FILES_PER_SOURCE, open_regular, refusal, warn_if_root
+from monitor.sources.admission import MAX_FILES_PER_SOURCE, refusal, warn_if_root
 from monitor.sources.follower import Chunk, FileFollower, Position, decode_lines
 from monitor.sources.inotify import DirWatcher
+from monitor.sources.rereading import COPY_CANDIDATES, FileHistory
 from monitor.sources.supervisor import SourceStats, report
 
 log = logging.getLogger(__name__)
 
 SAFETY_POLL_S = 1.0  # even with inotify, look again this often (new directories, missed events)
 ROTATED_GRACE_S = 5.0  # keep reading a rotated-away file until it has been quiet this long
-COPY_CANDIDATES = 3  # after copytruncate, the newest files named like the log may be its copy
-KNOWN_FILES = 1024  # files once followed, by identity: where to look for them to read again
-REREAD_FDS = 4  # files no longer followed kept open for reading again (a catch-up reads many)
 
 
 class FileSource:
@@ -65,18 +62,14 @@ class FileSource:
         self._hub: Publisher | None = None
         self._is_recovering = False  # reading a copy: the live file's lines must wait
         self._last_status: tuple[Any, ...] = ()
-        # Every file followed, by (st_dev, st_ino): its last known path, so lines a client
-        # missed can be read again after the file was renamed (rotated) or closed.
-        self._known: OrderedDict[tuple[int, int], str] = OrderedDict()
+        # Every file followed, found again by identity: lines a client missed are read
+        # again from it after it was renamed (rotated), closed, or copied and truncated.
+        self._history = FileHistory(lambda: [*self._live.values(), *self._rotated])
         # Where the previous run left each file (a state directory's position log): read on
         # from there at start, not from a backlog, so nothing is lost or sent twice; and the
         # time of its last record: a file without one, written since, is new (read it all).
         self._resume: dict[tuple[int, int], Origin] = {}
         self._resumed_until: float | None = None
-        self._missing: set[tuple[int, int]] = set()  # files not found again, this pass
-        self._no_copy: set[tuple[int, int]] = set()  # files whose copy was not found, this pass
-        self._reread_fds: OrderedDict[tuple[int, int], tuple[int, str]] = OrderedDict()
-        self._copies: dict[tuple[int, int], tuple[int, int]] = {}  # truncated file -> its copy
 
     async def run(self, hub: Publisher) -> None:
         """Follow the files until cancelled."""
@@ -107,9 +100,7 @@ class FileSource:
                 follower.close()
             self._live.clear()
             self._rotated.clear()
-            for fd, _ in self._reread_fds.values():
-                os.close(fd)
-            self._reread_fds.clear()
+            self._history.close()
 
     def _on_change(self, names_changed: bool, written: set[str]) -> None:
         """From the loop's inotify callback: for plain writes read at once, like tail -F;
@@ -165,12 +156,7 @@ class FileSource:
         """One pass: see what the pattern names now (if full); drain rotated files, then read
         live ones (`only` these, if given: the files inotify named)."""
         if is_full:
-            self._missing.clear()
-            self._no_copy.clear()
-            for key, (fd, _) in list(self._reread_fds.items()):
-                with contextlib.suppress(OSError):
-                    if os.fstat(fd).st_nlink == 0:  # deleted: let its disk space go
-                        os.close(self._reread_fds.pop(key)[0])
+            self._history.new_pass()
             for change in self._match(is_first):
                 self._publish_status(hub, change=change)
             if is_first:
@@ -222,7 +208,7 @@ class FileSource:
                 )
             except OSError:
                 continue
-            self._remember(copy)
+            self._history.remember(copy)
             try:
                 if copy.resume(was):
                     await self._drain(hub, copy)
@@ -329,7 +315,7 @@ class FileSource:
             return
         self._live[path] = follower
         self._errors.pop(path, None)
-        self._remember(follower)
+        self._history.remember(follower)
 
     def _continue(self, follower: FileFollower, was: Origin) -> bool:
         """Go on where the last run left this file, if the bytes it last read are still
@@ -376,14 +362,8 @@ class FileSource:
             ):
                 follower.close()
                 continue
-            self._remember(follower)
+            self._history.remember(follower)
             self._rotated.append(follower)
-
-    def _remember(self, follower: FileFollower) -> None:
-        self._known[follower.key] = follower.path
-        self._known.move_to_end(follower.key)
-        while len(self._known) > KNOWN_FILES:
-            self._known.popitem(last=False)
 
     async def _drain(self, hub: Publisher, follower: FileFollower) -> None:
         while True:
@@ -435,23 +415,10 @@ class FileSource:
         return payload
 
     def reread(self, origin: Origin) -> dict[str, Any] | None:
-        """A log event again, from the bytes its origin names, if the file still holds them
-        exactly (the CRC matches); None if it does not. The file is found by its identity,
-        wherever it was renamed to within its directory; after copytruncate, the bytes are
-        sought in the copy (which holds them at the same offsets)."""
-        # A replay asks for many events of one file: what was not found is not sought again
-        # until the next full pass (a second), neither the file nor a copy of it.
-        key = origin.key
-        found = None if key in self._missing else self._read_exact(key, origin)
-        if found is None and (copy := self._copies.get(key)) is not None:
-            found = self._read_exact(copy, origin)
-        if found is None and key not in self._no_copy:
-            found = self._read_from_copy(origin)
-            if found is None:
-                self._no_copy.add(key)
+        """A log event again, from the bytes its origin names, if a file still holds them
+        exactly (FileHistory finds it); None if none does."""
+        found = self._history.read(origin)
         if found is None:
-            if key not in self._missing and self._open_by_key(key) is None:
-                self._missing.add(key)
             return None
         blob, path = found
         is_partial = not blob.endswith(b"\n")
@@ -462,83 +429,6 @@ class FileSource:
         if is_partial:
             payload["partial"] = True
         return payload
-
-    def _read_exact(self, key: tuple[int, int], origin: Origin) -> tuple[bytes, str] | None:
-        """The origin's bytes from the file with identity `key`, if they are still there."""
-        found = self._open_by_key(key)
-        if found is None:
-            return None
-        fd, path = found
-        try:
-            blob = os.pread(fd, origin.end - origin.start, origin.start)
-        except (OSError, ValueError):  # ValueError: a damaged record's negative length
-            return None
-        if len(blob) != origin.end - origin.start or zlib.crc32(blob) != origin.crc:
-            return None
-        return blob, path
-
-    def _read_from_copy(self, origin: Origin) -> tuple[bytes, str] | None:
-        """Truncated under us (copytruncate): the newest few files named like the original
-        (app.log.1, app.log-20261202) may hold its bytes; the CRC says which does."""
-        original = self._known.get(origin.key)
-        if original is None:
-            return None
-        directory, base = os.path.split(original)
-        glob_root = (directory, os.path.realpath(directory))
-        candidates = []
-        for path in glob.glob(os.path.join(glob.escape(directory), glob.escape(base) + "?*")):
-            with contextlib.suppress(OSError):
-                st = os.stat(path)
-                if not refusal(path, st.st_dev, glob_root) and st.st_size >= origin.end:
-                    candidates.append((st.st_mtime, path, (st.st_dev, st.st_ino)))
-        for _, path, key in sorted(candidates, reverse=True)[:COPY_CANDIDATES]:
-            self._known.setdefault(key, path)
-            if (found := self._read_exact(key, origin)) is not None:
-                self._copies[origin.key] = key  # the next lines of it are there too
-                while len(self._copies) > KNOWN_FILES:
-                    del self._copies[next(iter(self._copies))]
-                return found
-        return None
-
-    def _open_by_key(self, key: tuple[int, int]) -> tuple[int, str] | None:
-        """A descriptor of the file with this identity: a followed one's, or one opened for
-        reading again (kept among the last few); None if it is nowhere to be found."""
-        for follower in [*self._live.values(), *self._rotated]:
-            if follower.key == key:
-                return follower.fd, follower.path
-        if (held := self._reread_fds.get(key)) is not None:
-            if os.fstat(held[0]).st_nlink:
-                self._reread_fds.move_to_end(key)
-                return held
-            # Deleted: holding it open would keep its disk space from being freed.
-            os.close(self._reread_fds.pop(key)[0])
-        last = self._known.get(key)
-        if last is None:
-            return None
-        for path in [last, *self._siblings(last, key[1])]:
-            try:
-                fd, st = open_regular(path)
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) != key:
-                os.close(fd)
-                continue
-            self._known[key] = path
-            self._reread_fds[key] = (fd, path)
-            while len(self._reread_fds) > REREAD_FDS:
-                os.close(self._reread_fds.popitem(last=False)[1][0])
-            return fd, path
-        return None
-
-    @staticmethod
-    def _siblings(path: str, inode: int) -> list[str]:
-        """Names in `path`'s directory with this inode (the file, renamed by a rotation)."""
-        directory = os.path.dirname(path) or "."
-        try:
-            with os.scandir(directory) as entries:
-                return [e.path for e in entries if e.inode() == inode]
-        except OSError:
-            return []
 
     def _publish_status(self, hub: Publisher, change: str | None = None) -> None:
         files = sorted(self._live)
