@@ -17,7 +17,6 @@ from helpers import Server, StreamReader, wait_until_sync
 
 from monitor.hub.events import parse_id
 
-
 END = 650  # lines 100..END-1 are written while the server is down: more than a backlog
 
 

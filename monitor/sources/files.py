@@ -381,7 +381,7 @@ class FileSource:
 
     def _publish(self, hub: Publisher, follower: FileFollower, chunk: Chunk) -> None:
         lines = chunk.lines
-        self.stats.lines_read += len(lines)
+        self.stats.lines_read += len(lines) + (chunk.cut is not None)
         self.stats.bytes_read += chunk.nbytes
         raw, at = chunk.raw, chunk.raw_at
         for first in range(0, len(lines), MAX_LINES_PER_EVENT):
@@ -405,6 +405,8 @@ class FileSource:
                 )
             at = end
             hub.publish(LOG, self._payload(follower.path, batch, chunk), self.name, origin)
+        if chunk.cut is not None:  # after the whole lines it followed, on its own
+            hub.publish(LOG, self._payload(follower.path, [chunk.cut], chunk), self.name)
 
     def _payload(self, path: str, lines: list[str], chunk: Chunk | None) -> dict[str, Any]:
         payload: dict[str, Any] = {"source": self.name, "file": path, "lines": lines}

@@ -39,12 +39,14 @@ class Chunk:
     is_backlog: bool = False
     is_partial: bool = False  # the last line was flushed without its newline
     # The lines are raw[raw_at:raw_end] (each with its newline but a flushed partial one),
-    # found at file offset `start`; start is None if they cannot be read again as they were
-    # (a line cut at max_line_bytes across reads).
+    # found at file offset `start`; start is None if they cannot be read again.
     start: int | None = None
     raw: bytes = b""
     raw_at: int = 0
     raw_end: int = 0
+    # A line over max_line_bytes cut after the lines (its bytes run on past this read, so
+    # they cannot be read again as the same text: it goes out on its own, without origin).
+    cut: str | None = None
 
 
 def decode_lines(blob: bytes, max_line_bytes: int) -> list[str]:
@@ -189,9 +191,8 @@ class FileFollower:
         if len(self._pending) > self.max_line_bytes:
             # Memory stays bounded even for a huge file with no newline at all.
             cut = self._pending[: self.max_line_bytes].decode("utf-8", "replace")
-            lines.append(cut.replace("\0", "\ufffd") + TRUNCATED)
+            chunk.cut = cut.replace("\0", "\ufffd") + TRUNCATED
             self._pending, self._is_discarding = b"", True
-            chunk.start = None  # the cut line's bytes would not read back as the same text
         if self._pending and not self._pending_since:
             self._pending_since = time.monotonic()
         elif not self._pending:
