@@ -28,8 +28,9 @@ from run import (  # noqa: E402
     cleanup,
     fresh,
     last_json,
+    plain_table,
     role,
-    spawn,
+    script_role,
     wait_ready,
 )
 
@@ -270,11 +271,7 @@ def bench_lookup(tmp: str, file_mb: int = 512, files: int = 4) -> Json:
 
 
 def bench_role(*args: str) -> subprocess.Popen[str]:
-    return spawn(
-        subprocess.Popen(
-            [sys.executable, __file__, "role", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
-        )
-    )
+    return script_role(__file__, *args)
 
 
 def table(r: Json) -> str:
@@ -308,8 +305,7 @@ def table(r: Json) -> str:
             f"median {lk['jump_ms_median']:.1f}, max {lk['jump_ms_max']:.1f}",
         ),
     ]
-    width = max(len(a) for a, _ in rows)
-    return "\n".join(f"{a:<{width}}  {b}" for a, b in rows)
+    return plain_table(rows)
 
 
 def main() -> None:

@@ -29,8 +29,9 @@ from run import (  # noqa: E402
     cleanup,
     fresh,
     last_json,
+    plain_table,
     role,
-    spawn,
+    script_role,
     wait_ready,
 )
 
@@ -159,11 +160,7 @@ def bench_unread_state(tmp: str) -> Json:
 
 
 def hostile_role(*args: str) -> subprocess.Popen[str]:
-    return spawn(
-        subprocess.Popen(
-            [sys.executable, __file__, "role", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
-        )
-    )
+    return script_role(__file__, *args)
 
 
 def table(r: Json) -> str:
@@ -193,8 +190,7 @@ def table(r: Json) -> str:
             "send_timeout_s = 10",
         ),
     ]
-    width = max(len(r[0]) for r in rows)
-    return "\n".join(f"{a:<{width}}  {b:<34}  {c}" for a, b, c in rows)
+    return plain_table(rows)
 
 
 def main() -> None:

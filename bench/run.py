@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, AnyStr, TypedDict
 
@@ -58,7 +59,23 @@ def cleanup() -> None:
 
 
 def role(*args: str) -> subprocess.Popen[str]:
+    """One of procs.py's roles, as a process (stopped by cleanup())."""
     return spawn(subprocess.Popen([PY, PROCS, *args], stdout=subprocess.PIPE, text=True))
+
+
+def script_role(script: str, *args: str) -> subprocess.Popen[str]:
+    """`script role ARGS...`: a bench script's own role, as a process (stopped by cleanup())."""
+    cmd = [PY, script, "role", *args]
+    return spawn(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True))
+
+
+def plain_table(rows: Sequence[tuple[str, ...]]) -> str:
+    """Rows as aligned text columns, for the smaller benches' tables."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]])
+        for row in rows
+    )
 
 
 def wait_ready(p: subprocess.Popen[str]) -> None:

@@ -10,36 +10,18 @@ CRC), so a forged or stale id can reach nothing else. Bad parameters are a 400 w
 
 from __future__ import annotations
 
-import math
 import re
 
 from aiohttp import web
 
-from monitor.http.errors import json_error, reject_unknown_params
+from monitor.http.errors import count_param, json_error, one_param, reject_unknown_params
 from monitor.http.keys import CONFIG, HUB
 from monitor.hub.interface import BadEventId, LogPage
 
 LOGS_PARAMS = ("source", "before", "after", "limit", "at")
 MAX_LINES = 5000
 DEFAULT_LINES = 500
-COUNT = re.compile(r"[0-9]{1,6}")
 TIME = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
-
-
-def _one(request: web.Request, key: str) -> str | None:
-    values = request.query.getall(key, [])
-    if len(values) > 1:
-        raise json_error(400, f"{key}: given more than once")
-    return values[0] if values else None
-
-
-def _count(request: web.Request, key: str, default: int) -> int:
-    raw = _one(request, key)
-    if raw is None:
-        return default
-    if not COUNT.fullmatch(raw) or int(raw) > MAX_LINES:
-        raise json_error(400, f"{key}: expected a whole number from 0 to {MAX_LINES}, got {raw!r}")
-    return int(raw)
 
 
 async def api_logs(request: web.Request) -> web.Response:
@@ -47,26 +29,29 @@ async def api_logs(request: web.Request) -> web.Response:
     "lines"}], "before": id or null, and with at=: "at", "after"}."""
     reject_unknown_params(request, LOGS_PARAMS)
     known = request.app[CONFIG].log_names()
-    source = _one(request, "source")
+    source = one_param(request, "source")
     if source not in known:
         raise json_error(400, f"source: expected a log source, got {source!r}", known=known)
     hub = request.app[HUB]
-    raw_at = _one(request, "at")
+    raw_at = one_param(request, "at")
     if raw_at is None:
-        if _one(request, "after") is not None:
+        if one_param(request, "after") is not None:
             raise json_error(400, "after: only with at=")
-        limit = max(1, _count(request, "limit", DEFAULT_LINES))
+        limit = max(1, count_param(request, "limit", DEFAULT_LINES, MAX_LINES))
         try:
-            page = hub.log_before(source, _one(request, "before"), limit)
+            page = hub.log_before(source, one_param(request, "before"), limit)
         except BadEventId as exc:
             raise json_error(400, f"before: {exc}") from None
     else:
-        if _one(request, "limit") is not None:
+        if one_param(request, "limit") is not None:
             raise json_error(400, "limit: not with at= (give before= and after= counts)")
-        if not TIME.fullmatch(raw_at) or not math.isfinite(float(raw_at)):
+        if not TIME.fullmatch(raw_at):  # digits only: never nan or inf
             raise json_error(400, f"at: expected a Unix time in seconds, got {raw_at!r}")
         half = DEFAULT_LINES // 2
-        before, after = _count(request, "before", half), _count(request, "after", half)
+        before, after = (
+            count_param(request, "before", half, MAX_LINES),
+            count_param(request, "after", half, MAX_LINES),
+        )
         page = hub.log_around(source, float(raw_at), before, after)
     return web.json_response(_shaped(source, page, with_at=raw_at is not None))
 

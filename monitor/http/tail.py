@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from aiohttp import web
 
-from monitor.http.errors import json_error, reject_unknown_params
+from monitor.http.errors import count_param, json_error, reject_unknown_params
 from monitor.http.keys import CONFIG, HUB
 from monitor.http.stream import direct_writer, stream_slot, write_chunk
 from monitor.hub.events import LOG, Frame
@@ -17,7 +16,6 @@ from monitor.hub.interface import Selector
 TAIL_PARAMS = ("lines",)
 DEFAULT_LINES = 10
 MAX_LINES = 10_000
-LINES_VALUE = re.compile(r"[0-9]{1,6}")
 
 
 def parse_tail_query(request: web.Request) -> tuple[str, int]:
@@ -28,13 +26,7 @@ def parse_tail_query(request: web.Request) -> tuple[str, int]:
     name = request.match_info["name"]
     if name not in known:
         raise json_error(404, f"unknown source {name!r}", known=known)
-    values = request.query.getall("lines", [str(DEFAULT_LINES)])
-    if len(values) > 1:
-        raise json_error(400, "lines: given more than once")
-    raw = values[0]
-    if not LINES_VALUE.fullmatch(raw) or int(raw) > MAX_LINES:
-        raise json_error(400, f"lines: expected a whole number from 0 to {MAX_LINES}, got {raw!r}")
-    return name, int(raw)
+    return name, count_param(request, "lines", DEFAULT_LINES, MAX_LINES)
 
 
 class LineBudget:

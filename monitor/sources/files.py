@@ -203,9 +203,7 @@ class FileSource:
                 if refusal(path, os.stat(path).st_dev, (directory, os.path.realpath(directory))):
                     continue  # someone's symlink named like the log: never read its target
             try:
-                copy = FileFollower(
-                    path, max_line_bytes=self.options.max_line_bytes, backlog_lines=None
-                )
+                copy = self._follower(path, None)
             except OSError:
                 continue
             self._history.remember(copy)
@@ -290,9 +288,7 @@ class FileSource:
             with contextlib.suppress(OSError):
                 backlog = None if os.stat(path).st_mtime > self._resumed_until else 0
         try:
-            follower = FileFollower(
-                path, max_line_bytes=self.options.max_line_bytes, backlog_lines=backlog
-            )
+            follower = self._follower(path, backlog)
         except FileNotFoundError:
             return  # gone between stat and open: the next pass sees
         except OSError as exc:
@@ -316,6 +312,10 @@ class FileSource:
         self._live[path] = follower
         self._errors.pop(path, None)
         self._history.remember(follower)
+
+    def _follower(self, path: str, backlog: int | None) -> FileFollower:
+        """`path` opened to read from `backlog` lines before its end (None: from its start)."""
+        return FileFollower(path, max_line_bytes=self.options.max_line_bytes, backlog_lines=backlog)
 
     def _continue(self, follower: FileFollower, was: Origin) -> bool:
         """Go on where the last run left this file, if the bytes it last read are still
@@ -349,9 +349,7 @@ class FileSource:
             return
         for path in found:
             try:
-                follower = FileFollower(
-                    path, max_line_bytes=self.options.max_line_bytes, backlog_lines=None
-                )
+                follower = self._follower(path, None)
             except OSError:
                 continue
             was = self._resume.pop(follower.key, None)
