@@ -242,3 +242,33 @@ async def test_sse_monitor_tail_behind_a_slow_link_gets_every_line(
     assert [line for line in got if not line.startswith("warm")] == [
         f"app {i} {PAD}" for i in range(LINES)
     ]
+
+
+async def test_a_line_cut_at_the_maximum_is_caught_up_like_the_others(
+    tmp_path: Path, start_server: Callable[..., Server]
+) -> None:
+    """A line over max_line_bytes goes out cut; a lapped client gets the same cut line from
+    the file (its first bytes, by their own origin), not a gap."""
+    app = tmp_path / "app.log"
+    app.touch()
+    conf = config(tmp_path)
+    conf.write_text(conf.read_text() + "max_line_bytes = 1000\n")
+    long = "L" * 100_000  # longer than a read: always cut, its rest skipped
+    server = start_server("--config", str(conf), "--log", f"app={app}")
+    async with stuck_and_seen(server) as (stuck, seen):
+        with app.open("a") as f:
+            for start in range(0, LINES, 1000):
+                f.write("".join(f"app {i} {PAD}\n" for i in range(start, start + 1000)))
+                f.write(f"{long} {start}\n")
+                f.flush()
+            f.write(f"app {LINES} {PAD}\n")
+        await seen(LINES)
+    await stuck.read_through(f"app {LINES} {PAD}")
+    cut = "L" * 1000 + " […line truncated]"
+    expected = []
+    for start in range(0, LINES, 1000):
+        expected += [f"app {i} {PAD}" for i in range(start, start + 1000)] + [cut]
+    expected.append(f"app {LINES} {PAD}")
+    assert stuck.lines == expected  # the cut lines too: all, once, in order
+    assert not [e for e in stuck.events if e.type == "gap"]
+    stuck.sock.close()

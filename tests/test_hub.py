@@ -10,7 +10,7 @@ import pytest
 from helpers import wait_until
 
 from monitor.hub.events import ALERT, LOG, METRICS, STATUS, STREAM_TYPES, Frame, parse_id
-from monitor.hub.interface import Origin, Selector
+from monitor.hub.interface import Older, Origin, Selector
 from monitor.hub.memory import MemoryHub, UnknownEventId
 from monitor.hub.sse import SSEEvent, SSEParser
 from monitor.state import StateDir
@@ -28,8 +28,10 @@ def parse_written(data: bytes) -> list[SSEEvent]:
     return SSEParser().feed(data)
 
 
-def read_all(hub: MemoryHub, cursor: int, selector: Selector = ALL) -> tuple[list[SSEEvent], int]:
-    data, cursor = hub.read(cursor, selector)
+async def read_all(
+    hub: MemoryHub, cursor: int, selector: Selector = ALL
+) -> tuple[list[SSEEvent], int]:
+    data, cursor = await hub.read(cursor, selector)
     return parse(data), cursor
 
 
@@ -50,22 +52,22 @@ def test_two_hubs_started_apart_have_different_run_ids() -> None:
         second.resolve(first.publish(LOG, {}))
 
 
-def test_event_is_encoded_at_publish_not_at_read() -> None:
+async def test_event_is_encoded_at_publish_not_at_read() -> None:
     hub = MemoryHub()
     payload = {"lines": ["first"]}
     hub.publish(LOG, payload, source="app")
     payload["lines"].append("changed after publish")
-    events, _ = read_all(hub, 1)
+    events, _ = await read_all(hub, 1)
     assert events[0].json() == {"lines": ["first"]}
     assert events[0].type == LOG
 
 
-def test_ring_is_bounded_by_count() -> None:
+async def test_ring_is_bounded_by_count() -> None:
     hub = MemoryHub(max_events=16)
     for i in range(100):
         hub.publish(METRICS, {"n": i})
     assert hub.stats().held_events == 16
-    events, _ = read_all(hub, hub.resolve(hub.publish(METRICS, {"n": 100})) - 16)
+    events, _ = await read_all(hub, hub.resolve(hub.publish(METRICS, {"n": 100})) - 16)
     assert [e.json()["n"] for e in events] == list(range(85, 101))
 
 
@@ -79,25 +81,25 @@ def test_ring_is_bounded_by_bytes_but_keeps_the_newest_event() -> None:
     assert hub.stats().held_events == 1 and hub.stats().held_bytes > 200_000
 
 
-def test_reader_behind_the_tail_gets_gap_then_oldest_held() -> None:
+async def test_reader_behind_the_tail_gets_gap_then_oldest_held() -> None:
     hub = MemoryHub(max_events=16)
     first = hub.publish(METRICS, {"n": 0})
     cursor = hub.resolve(first) - 1  # a reader that has read nothing yet
     for i in range(1, 40):
         hub.publish(METRICS, {"n": i})
-    events, cursor = read_all(hub, cursor)
+    events, cursor = await read_all(hub, cursor)
     assert events[0].type == "gap"
     assert events[0].json()["missed"] == 24
     assert [e.json()["n"] for e in events[1:]] == list(range(24, 40))
     assert hub.stats().gaps == 1
-    assert read_all(hub, cursor) == ([], cursor)
+    assert await read_all(hub, cursor) == ([], cursor)
 
 
-def test_resolve_honours_held_ids_and_refuses_the_rest() -> None:
+async def test_resolve_honours_held_ids_and_refuses_the_rest() -> None:
     hub = MemoryHub(max_events=4, positions=4)  # ids are honoured as long as records last
     ids = [hub.publish(METRICS, {"n": i}) for i in range(10)]
     assert hub.resolve(ids[-1]) == hub.resolve(ids[-2]) + 1
-    events, _ = read_all(hub, hub.resolve(ids[7]))
+    events, _ = await read_all(hub, hub.resolve(ids[7]))
     assert [e.id for e in events] == ids[8:]
     for bad, why in [
         ("garbage", "invalid"),
@@ -111,7 +113,7 @@ def test_resolve_honours_held_ids_and_refuses_the_rest() -> None:
             hub.resolve(bad)
 
 
-def test_selector_filters_by_type_and_by_log_source() -> None:
+async def test_selector_filters_by_type_and_by_log_source() -> None:
     hub = MemoryHub()
     hub.publish(METRICS, {"n": 1})
     hub.publish(LOG, {"n": 2}, source="app")
@@ -119,9 +121,9 @@ def test_selector_filters_by_type_and_by_log_source() -> None:
     hub.publish(STATUS, {"source": "db", "n": 4}, source="db")
     hub.publish(STATUS, {"source": "metrics", "n": 5})
     only_app = Selector(STREAM_TYPES, frozenset({"app"}))
-    assert [e.json()["n"] for e in read_all(hub, 1, only_app)[0]] == [1, 2, 5]
+    assert [e.json()["n"] for e in (await read_all(hub, 1, only_app))[0]] == [1, 2, 5]
     only_logs = Selector(frozenset({LOG}))
-    assert [e.json()["n"] for e in read_all(hub, 1, only_logs)[0]] == [2, 3]
+    assert [e.json()["n"] for e in (await read_all(hub, 1, only_logs))[0]] == [2, 3]
 
 
 def test_history_keeps_last_n_per_type_and_source_and_every_latest_status() -> None:
@@ -232,13 +234,22 @@ def lines_hub(stored: dict[int, list[str]]) -> MemoryHub:
     """A hub of 16 events whose source "app" can make any event again from `stored` (keyed
     by the origin's start), as a file source does from its file."""
     hub = MemoryHub(max_events=16)
+    hub.keep_history("app", StoredLines(stored))
+    return hub
 
-    def reread(origin: Origin) -> dict[str, Any] | None:
-        lines = stored.get(origin.start)
+
+class StoredLines:
+    """A source's history kept in a dict, by the origin's start; nothing before the records."""
+
+    def __init__(self, stored: dict[int, list[str]]) -> None:
+        self.stored = stored
+
+    async def reread(self, origin: Origin) -> dict[str, Any] | None:
+        lines = self.stored.get(origin.start)
         return None if lines is None else {"source": "app", "lines": lines}
 
-    hub.keep_history("app", reread)
-    return hub
+    async def older(self, before: Origin | str | None, limit: int) -> Older:
+        return Older([], None)
 
 
 def publish_lines(hub: MemoryHub, stored: dict[int, list[str]], n: int) -> list[str]:
@@ -250,14 +261,14 @@ def publish_lines(hub: MemoryHub, stored: dict[int, list[str]], n: int) -> list[
     return ids
 
 
-def test_a_reader_the_ring_lapped_gets_the_log_events_again_from_their_origin() -> None:
+async def test_a_reader_the_ring_lapped_gets_the_log_events_again_from_their_origin() -> None:
     stored: dict[int, list[str]] = {}
     hub = lines_hub(stored)
     ids = publish_lines(hub, stored, 100)  # far past the ring's 16
     hub.publish(METRICS, {"n": 0})
-    events, cursor = read_all(hub, 1)
+    events, cursor = await read_all(hub, 1)
     while cursor < hub.resolve(ids[-1]):
-        more, cursor = read_all(hub, cursor)
+        more, cursor = await read_all(hub, cursor)
         events += more
     logs = [e for e in events if e.type == "log"]
     assert [e.id for e in logs] == ids  # the same ids, all of them, in order: no gap
@@ -265,13 +276,13 @@ def test_a_reader_the_ring_lapped_gets_the_log_events_again_from_their_origin() 
     assert hub.stats().gaps == 0 and hub.stats().replayed == 100 - 16 + 1
 
 
-def test_lines_gone_from_their_file_are_a_gap_that_counts_them() -> None:
+async def test_lines_gone_from_their_file_are_a_gap_that_counts_them() -> None:
     stored: dict[int, list[str]] = {}
     hub = lines_hub(stored)
     ids = publish_lines(hub, stored, 60)
     for i in range(10, 20):
         del stored[i]  # say, rotated away and compressed
-    events, _ = read_all(hub, 1, Selector(types=frozenset({"log"})))
+    events, _ = await read_all(hub, 1, Selector(types=frozenset({"log"})))
     gaps = [e for e in events if e.type == "gap"]
     assert len(gaps) == 1 and gaps[0].json()["lines"] == 10 and gaps[0].json()["missed"] == 10
     assert gaps[0].id == ids[19]  # resuming from the gap's id goes on after the lost lines
@@ -282,7 +293,7 @@ def test_lines_gone_from_their_file_are_a_gap_that_counts_them() -> None:
 def test_publishing_never_waits_for_a_reader_that_stopped() -> None:
     hub = MemoryHub(max_events=16)
     stored: dict[int, list[str]] = {}
-    hub.keep_history("app", lambda origin: None)
+    hub.keep_history("app", StoredLines({}))
     publish_lines(hub, stored, 10_000)  # no reader can hold publish() back: it has no await
     assert hub.stats().published == 10_000
 
@@ -367,8 +378,8 @@ def test_where_the_last_run_left_a_source_is_told_once(tmp_path: Path) -> None:
     first.close()
     again = MemoryHub(state=state)
     assert again.run_id == first.run_id  # the same run goes on
-    resumed = again.keep_history("app", lambda origin: None)
+    resumed = again.keep_history("app", StoredLines({}))
     assert resumed is not None and resumed.files[(1, 2)].end == 2
-    assert again.keep_history("app", lambda origin: None) is None
+    assert again.keep_history("app", StoredLines({})) is None
     again.close()
     state.close()

@@ -3,6 +3,9 @@ the lines around a moment, and hostile parameters (never a path; 400 with JSON).
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,6 +95,88 @@ async def test_the_lines_around_a_moment(
     assert [e["lines"][0] for e in page["events"]] == [f"app {i}" for i in (17, 18, 19, 20, 21)]
     assert page["at"] == page["events"][3]["id"]  # the first event from that moment on
     assert page["before"] == page["events"][0]["id"] and page["after"] == page["events"][-1]["id"]
+
+
+async def scroll_back(session: aiohttp.ClientSession, url: str, limit: int) -> list[list[str]]:
+    """Every page from the newest line back until `before` is null, oldest page first."""
+    pages: list[list[str]] = []
+    before = ""
+    while True:
+        page = await get(session, f"{url}/api/logs?source=app&limit={limit}{before}")
+        pages.insert(0, [line for e in page["events"] for line in e["lines"]])
+        if page["before"] is None:
+            return pages
+        before = f"&before={page['before']}"
+
+
+@pytest.mark.skipif(not shutil.which("logrotate"), reason="needs logrotate")
+async def test_scrolling_back_goes_on_into_the_rotated_and_compressed_files(
+    tmp_path: Path, start_server: Callable[..., Server]
+) -> None:
+    """Past the hub's records: the lines before the first start's backlog, then app.log.1,
+    then the gzip-compressed app.log.2.gz and app.log.3.gz (the real logrotate), as far back
+    as they go; a file merely named like the log is not one of them."""
+    log = tmp_path / "app.log"
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text(f"{log} {{\n  rotate 5\n  compress\n  delaycompress\n}}\n")
+    for generation in range(3):
+        write(log, generation * 1000, 1000)
+        subprocess.run(
+            ["logrotate", "-f", "-s", str(tmp_path / "logrotate.state"), str(conf)], check=True
+        )
+    write(log, 3000, 1000)
+    (tmp_path / "app.logger").write_text("not app's\n")
+    assert sorted(p.name for p in tmp_path.glob("app.log.*")) == [
+        "app.log.1",
+        "app.log.2.gz",
+        "app.log.3.gz",
+    ]
+    server = start_server("--log", f"app={log}")  # a backlog of the last 100 lines
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.url}/events?types=log&sources=app") as resp:
+            reader = StreamReader(resp)
+            await reader.until("hello")
+            write(log, 4000, 100)
+            await follow_through(reader, "app 4099")
+        pages = await scroll_back(session, server.url, 700)
+    assert [line for page in pages for line in page] == [f"app {i}" for i in range(4100)]
+    assert all(len(page) <= 700 for page in pages) and len(pages) >= 4100 // 700
+
+
+async def test_a_forged_position_reads_nothing_but_the_sources_own_lines(
+    tmp_path: Path, start_server: Callable[..., Server]
+) -> None:
+    """Positions past the records name a file by identity and an offset: one of another
+    source's files, a file elsewhere, the middle of a line or past the end is a 400."""
+    log, other = tmp_path / "app.log", tmp_path / "db.log"
+    write(log, 0, 100)
+    other.write_text("db secret\n")
+    server = start_server("--log", f"app={log}", "--log", f"db={other}")
+    dev, ino, size = log.stat().st_dev, log.stat().st_ino, log.stat().st_size
+    line_50 = len("".join(f"app {i}\n" for i in range(50)))
+    passwd = os.stat("/etc/passwd")
+    refused = {
+        f"file-{dev}-{other.stat().st_ino}-0": "before: a position in a file this source no",
+        f"file-{passwd.st_dev}-{passwd.st_ino}-0": "before: a position in a file this source no",
+        "file-1-2-0": "before: a position in a file this source no longer holds",
+        f"file-{dev}-{ino}-{line_50 + 2}": "before: not the start of a line",
+        f"file-{dev}-{ino}-{size + 7}": "before: not the start of a line",
+        f"file-{dev}-{ino}-{'9' * 20}": "before: not the start of a line",
+        f"file-{dev}-{ino}-{'9' * 21}": "before: not an event id",
+        f"file--{ino}-0": "before: not an event id",
+        f"file-{dev}-{ino}-0x10": "before: not an event id",
+    }
+    async with aiohttp.ClientSession() as session:
+        for position, error in refused.items():
+            async with session.get(f"{server.url}/api/logs?source=app&before={position}") as resp:
+                assert resp.status == 400, position
+                assert resp.content_type == "application/json"
+                assert (await resp.json())["error"].startswith(error), position
+        page = await get(
+            session, f"{server.url}/api/logs?source=app&before=file-{dev}-{ino}-{line_50}"
+        )
+    assert [line for e in page["events"] for line in e["lines"]] == [f"app {i}" for i in range(50)]
+    assert page["before"] is None
 
 
 @pytest.fixture

@@ -194,7 +194,7 @@ async def test_hub_counters_follow_the_hub(hub: MemoryHub) -> None:
     registry = build_registry(hub, [], MetricsHistory(), {})
     for i in range(10):
         hub.publish(METRICS, {"i": i})
-    hub.read(1, Selector())  # a cursor the ring's tail (max_events=4) has passed: one gap
+    await hub.read(1, Selector())  # a cursor the ring's tail (max_events=4) has passed: one gap
 
     async with hub.subscribe(Selector()):
         scrape = Scrape(registry)

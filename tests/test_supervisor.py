@@ -68,7 +68,7 @@ async def test_sampler_publishes_the_metrics_contract() -> None:
     task = asyncio.create_task(MetricsSampler(interval_s=0.05).run(hub))
     await wait_until(lambda: hub.stats().published >= 3)
     task.cancel()
-    frames, _ = hub.read(1, Selector(frozenset({METRICS})))
+    frames, _ = await hub.read(1, Selector(frozenset({METRICS})))
     events = SSEParser().feed(b"".join(f.data for f in frames))
     assert events and all(e.type == METRICS for e in events)
     for event in events:

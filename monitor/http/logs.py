@@ -39,7 +39,7 @@ async def api_logs(request: web.Request) -> web.Response:
             raise json_error(400, "after: only with at=")
         limit = max(1, count_param(request, "limit", DEFAULT_LINES, MAX_LINES))
         try:
-            page = hub.log_before(source, one_param(request, "before"), limit)
+            page = await hub.log_before(source, one_param(request, "before"), limit)
         except BadEventId as exc:
             raise json_error(400, f"before: {exc}") from None
     else:
@@ -52,14 +52,17 @@ async def api_logs(request: web.Request) -> web.Response:
             count_param(request, "before", half, MAX_LINES),
             count_param(request, "after", half, MAX_LINES),
         )
-        page = hub.log_around(source, float(raw_at), before, after)
+        page = await hub.log_around(source, float(raw_at), before, after)
     return web.json_response(_shaped(source, page, with_at=raw_at is not None))
 
 
 def _shaped(source: str, page: LogPage, *, with_at: bool) -> dict[str, object]:
     body: dict[str, object] = {
         "source": source,
-        "events": [{"id": e.id, "ts": round(e.ts, 3), "lines": e.lines} for e in page.events],
+        "events": [
+            {"id": e.id, "ts": None if e.ts is None else round(e.ts, 3), "lines": e.lines}
+            for e in page.events
+        ],
         "before": page.before,
     }
     if with_at:

@@ -35,8 +35,12 @@ class Selector:
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where a log event's lines can be read again: bytes start..end of the file whose (st_dev,
-    st_ino) is `key`, which held `lines` lines with this CRC-32 when they were read."""
+    """Where a log event's lines can be read again, in its source's terms; the hub keeps it
+    without looking inside. For a file: bytes start..end of the file whose (st_dev, st_ino)
+    is `key` (`is_cut`: one line cut at the maximum length, its first bytes). For the
+    journal: the entry with seqnum `start` of the journal whose 128-bit seqnum id is `key`,
+    written at `end` (µs), and the entries that followed it. `crc` is a CRC-32 of what was
+    read, `lines` how many lines it made."""
 
     key: tuple[int, int]
     start: int
@@ -44,6 +48,7 @@ class Origin:
     crc: int
     lines: int
     is_backlog: bool = False
+    is_cut: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,18 +61,24 @@ class Resumed:
     until: float
 
 
-# A source's way to make an event again from its origin: the payload, or None if the bytes
-# are gone (the file deleted, rotated away, compressed, or rewritten: the CRC differs).
-Reread = Callable[[Origin], "dict[str, Any] | None"]
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """A log event looked up in the history: its id, when its lines were read, the lines.
+    Lines older than the hub's records come from the files alone: their id is a position in
+    the source's files, their time unknown (None)."""
+
+    id: str
+    ts: float | None
+    lines: list[str]
 
 
 @dataclass(frozen=True, slots=True)
-class LogEvent:
-    """A log event looked up in the history: its id, when its lines were read, the lines."""
+class Older:
+    """Lines a source's files hold from before the hub's records, oldest first; `before`
+    the position to continue from (None: the oldest file's start, or nothing older held)."""
 
-    id: str
-    ts: float
-    lines: list[str]
+    events: list[LogEvent]
+    before: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +94,24 @@ class LogPage:
 
 
 class BadEventId(ValueError):
-    """An event id the hub cannot use; the message says why."""
+    """An event id (or a position in a source's files) the hub cannot use; the message says
+    why."""
+
+
+class History(Protocol):
+    """A source's way to make its events again from their origins, and to read what its
+    files held before the hub's records (registered with `Publisher.keep_history`)."""
+
+    async def reread(self, origin: Origin) -> dict[str, Any] | None:
+        """The event's payload again, or None if what it was read from is gone (deleted,
+        rotated away, compressed, rewritten: the CRC differs)."""
+        ...
+
+    async def older(self, before: Origin | str | None, limit: int) -> Older:
+        """Up to `limit` lines from before `before`: an event's origin, a position an earlier
+        `Older` gave (BadEventId if it is not one of this source's, or not a line's start),
+        or None for the newest line read."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +143,7 @@ class Publisher(Protocol):
         origin, a client that falls behind gets the event again from there."""
         ...
 
-    def keep_history(self, source: str, reread: Reread) -> Resumed | None:
+    def keep_history(self, source: str, history: History) -> Resumed | None:
         """How events of `source` published with an origin are made again; returns where the
         previous run of the server left the source (once: None after the first call, and
         if there was none)."""
@@ -147,12 +175,13 @@ class Subscriptions(Protocol):
         """What a new client starts with: a `hello` frame, then recent history."""
         ...
 
-    def log_before(self, source: str, before_id: str | None, limit: int) -> LogPage:
+    async def log_before(self, source: str, before_id: str | None, limit: int) -> LogPage:
         """Log events of `source` older than `before_id` (None: the newest), with up to
-        `limit` lines in all; BadEventId for an id that is not one of this hub's."""
+        `limit` lines in all, then what the source's files hold before them; BadEventId for
+        an id that is not one of this hub's (nor a position the source gave)."""
         ...
 
-    def log_around(self, source: str, ts: float, before: int, after: int) -> LogPage:
+    async def log_around(self, source: str, ts: float, before: int, after: int) -> LogPage:
         """Log events of `source` around the time `ts` (epoch seconds): up to `before` lines
         read before it and `after` lines from it on."""
         ...

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from monitor.hub.events import (
@@ -29,11 +30,11 @@ from monitor.hub.events import (
 from monitor.hub.feeds import MAX_PENDING, Feed
 from monitor.hub.interface import (
     BadEventId,
+    History,
     HubStats,
     LogEvent,
     LogPage,
     Origin,
-    Reread,
     Resumed,
     Selector,
     Sink,
@@ -49,6 +50,17 @@ from monitor.state import StateDir
 READ_CHUNK_BYTES = 256 * 1024
 # A client behind the ring is caught up from the position log this many records at a time.
 REPLAY_RECORDS = 4096
+
+
+@dataclass(slots=True)
+class Walk:
+    """A walk through a source's records: the log events found, where it stopped, and the
+    last record of the source it passed (readable again or not)."""
+
+    events: list[LogEvent]
+    stopped: int
+    last: Record | None = None
+    last_readable: bool = False
 
 
 class UnknownEventId(Exception):
@@ -90,7 +102,7 @@ class MemoryHub:
         self._sticky: dict[tuple[str, str], tuple[Frame, dict[str, Any]]] = {}
         self._recent_cache: tuple[int, Selector, list[Frame]] | None = None
         self._gaps = 0
-        self._rereaders: dict[str, Reread] = {}
+        self._histories: dict[str, History] = {}
         self.replayed = 0  # log events made again from their files for clients behind the ring
 
     def stats(self) -> HubStats:
@@ -137,11 +149,11 @@ class MemoryHub:
                 feed.put(event)
         return event_id
 
-    def keep_history(self, source: str, reread: Reread) -> Resumed | None:
+    def keep_history(self, source: str, history: History) -> Resumed | None:
         """How events of `source` published with an origin are made again; returns where the
         previous run of the server left the source, once (a source restarted by its
         supervisor goes on from its own reading, not the previous process's)."""
-        self._rereaders[source] = reread
+        self._histories[source] = history
         return self._positions.resumed.pop(source, None)
 
     def feed(self, types: frozenset[str], max_pending: int = MAX_PENDING) -> Feed:
@@ -175,13 +187,13 @@ class MemoryHub:
             raise UnknownEventId("id too old: events after it were dropped")
         return seq + 1
 
-    def read(self, cursor: int, selector: Selector) -> tuple[list[Frame], int]:
+    async def read(self, cursor: int, selector: Selector) -> tuple[list[Frame], int]:
         """Frames from `cursor` on that the selector wants; and the next cursor. A cursor
         the ring's tail has passed is caught up from the position log first (_replay)."""
         ring = self._ring
         frames: list[Frame] = []
         if cursor < ring.tail:
-            frames, cursor = self._replay(cursor, selector)
+            frames, cursor = await self._replay(cursor, selector)
             if cursor < ring.tail:
                 return frames, cursor
         size, head = sum(len(f.data) for f in frames), ring.head
@@ -193,7 +205,7 @@ class MemoryHub:
                 size += len(frame.data)
         return frames, cursor
 
-    def _replay(self, cursor: int, selector: Selector) -> tuple[list[Frame], int]:
+    async def _replay(self, cursor: int, selector: Selector) -> tuple[list[Frame], int]:
         """For a cursor the ring has passed: the log events it wants made again from their
         files, in order, up to a chunk's worth. A `gap` stands for what cannot be: lines whose
         bytes are gone from the file, other events (metrics, statuses) the ring dropped, and
@@ -219,8 +231,8 @@ class MemoryHub:
                 continue
             payload = None
             if record.type == LOG and record.origin is not None:
-                reread = self._rereaders.get(record.source or "")
-                payload = reread(record.origin) if reread else None
+                history = self._histories.get(record.source or "")
+                payload = await history.reread(record.origin) if history else None
             if payload is None:
                 lost_from, lost_events = lost_from or record.seq, lost_events + 1
                 lost_lines += record.lines
@@ -238,20 +250,20 @@ class MemoryHub:
             self._gap(frames, lost_from, cursor, events=lost_events, lines=lost_lines)
         return frames, cursor
 
-    def _log_payload(self, record: Record) -> dict[str, Any] | None:
+    async def _log_payload(self, record: Record) -> dict[str, Any] | None:
         """A recorded log event's payload: from the ring while it holds the frame, else read
         again from its file; None if neither can give it."""
         frame = self._ring.get(record.seq)
         if frame is not None:
             payload: dict[str, Any] = json.loads(frame.json)
             return payload
-        reread = self._rereaders.get(record.source or "")
-        return reread(record.origin) if reread and record.origin else None
+        history = self._histories.get(record.source or "")
+        return await history.reread(record.origin) if history and record.origin else None
 
-    def _log_events(self, source: str, seqs: range, limit: int) -> tuple[list[LogEvent], int]:
+    async def _log_events(self, source: str, seqs: range, limit: int) -> Walk:
         """Log events of `source` among `seqs` (a range of held seqs, walked in its order)
-        until `limit` lines; and where the walk stopped (seqs.stop if it went through)."""
-        events: list[LogEvent] = []
+        until `limit` lines; where the walk stopped (seqs.stop if it went through)."""
+        walk = Walk([], seqs.stop)
         lines = 0
         # Records are read a few first, then more and more: a page is often one or two
         # events away, and unpacking thousands of records for them would cost milliseconds.
@@ -266,38 +278,88 @@ class MemoryHub:
                 record = records[seq - low] if seq - low < len(records) else None
                 if record is None or record.type != LOG or record.source != source:
                     continue
-                payload = self._log_payload(record)
+                payload = await self._log_payload(record)
+                walk.last, walk.last_readable = record, payload is not None
                 if payload is None:
                     continue  # no longer in its file
-                events.append(LogEvent(format_id(self.run_id, seq), record.ts, payload["lines"]))
+                walk.events.append(
+                    LogEvent(format_id(self.run_id, seq), record.ts, payload["lines"])
+                )
                 lines += len(payload["lines"])
                 if lines >= limit:
-                    return events, seq + seqs.step
-        return events, seqs.stop
+                    walk.stopped = seq + seqs.step
+                    return walk
+        return walk
 
-    def log_before(self, source: str, before_id: str | None, limit: int) -> LogPage:
+    async def log_before(self, source: str, before_id: str | None, limit: int) -> LogPage:
         """Log events of `source` older than `before_id` (None: the newest), with up to
-        `limit` lines in all, oldest first; BadEventId for an id that is not one of ours."""
+        `limit` lines in all, oldest first, then what its files hold from before the
+        records; BadEventId for an id that is neither ours nor a position its files gave."""
+        history = self._histories.get(source)
+        if before_id is not None and parse_id(before_id) is None and history is not None:
+            older = await history.older(before_id, limit)  # a position from an earlier page
+            return LogPage(older.events, older.before)
         before = self._ring.head if before_id is None else self._seq_of(before_id)
         tail = self._positions.tail
-        events, stopped = self._log_events(source, range(before - 1, tail - 1, -1), limit)
-        events.reverse()
-        return LogPage(events, events[0].id if events and stopped != tail - 1 else None)
+        walk = await self._log_events(source, range(before - 1, tail - 1, -1), limit)
+        walk.events.reverse()
+        if walk.stopped != tail - 1:
+            return LogPage(walk.events, walk.events[0].id)
+        if walk.last is None and before_id is not None:
+            # No record of the source before the id: its files go on before the id's own.
+            walk.last = self._record_of(before_id)
+            walk.last_readable = walk.last is not None and walk.last.source == source
+        events, position = await self._earlier(source, walk, limit)
+        return LogPage([*events, *walk.events], position)
 
-    def log_around(self, source: str, ts: float, before: int, after: int) -> LogPage:
-        """Log events of `source` around `ts`: up to `before` lines read before it and `after`
-        lines from it on, oldest first."""
+    async def _earlier(
+        self, source: str, walk: Walk, limit: int
+    ) -> tuple[list[LogEvent], str | None]:
+        """Past the oldest record (a walk back that went through): what the source's files
+        hold before the last event it found, up to `limit` lines with the walk's; and the
+        position to continue from. Nothing if that event's lines are gone from its file
+        (what came before went with it), or the source has no files."""
+        history = self._histories.get(source)
+        remaining = limit - sum(len(e.lines) for e in walk.events)
+        if history is None or remaining <= 0:
+            return [], walk.events[0].id if walk.events else None
+        if walk.last is None:
+            start = None  # no record of the source at all: before its newest line
+        elif walk.last_readable and walk.last.origin is not None:
+            start = walk.last.origin
+        else:
+            return [], None
+        older = await history.older(start, remaining)
+        return older.events, older.before
+
+    async def log_around(self, source: str, ts: float, before: int, after: int) -> LogPage:
+        """Log events of `source` around `ts`: up to `before` lines read before it (its
+        files' earlier lines if the records end first) and `after` lines from it on, oldest
+        first."""
         start = self._seq_at(ts)
         tail, head = self._positions.tail, self._ring.head
-        older, older_stop = self._log_events(source, range(start - 1, tail - 1, -1), before)
-        newer, newer_stop = self._log_events(source, range(start, head), after)
-        older.reverse()
+        older = await self._log_events(source, range(start - 1, tail - 1, -1), before)
+        newer = await self._log_events(source, range(start, head), after)
+        older.events.reverse()
+        earlier: list[LogEvent] = []
+        position = older.events[0].id if older.events else None
+        if older.stopped == tail - 1 and before:
+            if older.last is None and newer.events:
+                # Nothing recorded before ts: the lines before the first event after it are
+                # in the files alone. (Without any event, there is no place to start from.)
+                older.last = self._record_of(newer.events[0].id)
+                older.last_readable = older.last is not None
+            if older.last is not None:
+                earlier, position = await self._earlier(source, older, before)
         return LogPage(
-            [*older, *newer],
-            older[0].id if older and older_stop != tail - 1 else None,
-            newer[-1].id if newer and newer_stop != head else None,
-            newer[0].id if newer else None,
+            [*earlier, *older.events, *newer.events],
+            position,
+            newer.events[-1].id if newer.events and newer.stopped != head else None,
+            newer.events[0].id if newer.events else None,
         )
+
+    def _record_of(self, event_id: str) -> Record | None:
+        return next(iter(self._positions.read(seq := self._seq_of(event_id), seq + 1)), None)
 
     def _seq_of(self, event_id: str) -> int:
         parsed = parse_id(event_id)
@@ -414,7 +476,7 @@ class MemoryHub:
             yield self.snapshot(selector, hello, reason)
         self._readers.moved(reader, cursor)
         while not self._is_closed:
-            frames, cursor = self.read(cursor, selector)
+            frames, cursor = await self.read(cursor, selector)
             self._readers.moved(reader, cursor)
             if frames:
                 yield frames

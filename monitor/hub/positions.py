@@ -34,6 +34,7 @@ RECORD = struct.Struct("<qQQqqdIIHH4x")
 SIZE = RECORD.size
 HAS_ORIGIN = 1
 IS_BACKLOG = 2
+IS_CUT = 4
 TYPE_SHIFT = 8  # the event type's index in TYPES, in the flags' high byte
 TYPES = ("", LOG, METRICS, STATUS, ALERT)  # "": some other type
 DEFAULT_CAPACITY = 256 * 1024  # 16 MiB of records
@@ -115,7 +116,7 @@ class PositionLog:
             if flags & HAS_ORIGIN and index:
                 key = (index, dev, ino)
                 if key not in last or last[key][0] < seq:
-                    origin = Origin((dev, ino), start, end, crc, lines, bool(flags & IS_BACKLOG))
+                    origin = _origin(dev, ino, start, end, crc, lines, flags)
                     last[key] = (seq, origin)
         if head == 0:  # nothing to go on from: a new run, so no id is used twice
             os.ftruncate(self._fd, 0)
@@ -181,6 +182,7 @@ class PositionLog:
             record = RECORD.pack(seq, 0, 0, 0, 0, ts, 0, lines, index, flags)
         else:
             flags |= HAS_ORIGIN | (IS_BACKLOG if origin.is_backlog else 0)
+            flags |= IS_CUT if origin.is_cut else 0
             dev, ino = origin.key
             record = RECORD.pack(
                 seq, dev, ino, origin.start, origin.end, ts, origin.crc, lines, index, flags
@@ -212,7 +214,13 @@ class PositionLog:
                 continue
             origin = None
             if flags & HAS_ORIGIN:
-                origin = Origin((dev, ino), start, end, crc, lines, bool(flags & IS_BACKLOG))
+                origin = _origin(dev, ino, start, end, crc, lines, flags)
             source = self._sources[index - 1] if index else None
             out.append(Record(seq, TYPES[flags >> TYPE_SHIFT], source, lines, origin, ts))
         return out
+
+
+def _origin(dev: int, ino: int, start: int, end: int, crc: int, lines: int, flags: int) -> Origin:
+    return Origin(
+        (dev, ino), start, end, crc, lines, bool(flags & IS_BACKLOG), bool(flags & IS_CUT)
+    )

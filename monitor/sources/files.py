@@ -20,10 +20,11 @@ from typing import Any
 
 from monitor.config import TailConfig
 from monitor.hub.events import LOG, MAX_LINES_PER_EVENT
-from monitor.hub.interface import Origin, Publisher
+from monitor.hub.interface import Older, Origin, Publisher
 from monitor.sources.admission import MAX_FILES_PER_SOURCE, refusal, warn_if_root
-from monitor.sources.follower import Chunk, FileFollower, Position, decode_lines
+from monitor.sources.follower import Chunk, FileFollower, Position, cut_line, decode_lines
 from monitor.sources.inotify import DirWatcher
+from monitor.sources.older import Start, read_older
 from monitor.sources.rereading import COPY_CANDIDATES, FileHistory
 from monitor.sources.supervisor import SourceStats, report
 
@@ -70,11 +71,12 @@ class FileSource:
         # time of its last record: a file without one, written since, is new (read it all).
         self._resume: dict[tuple[int, int], Origin] = {}
         self._resumed_until: float | None = None
+        self._older_lock: asyncio.Lock | None = None  # one read back through the files at a time
 
     async def run(self, hub: Publisher) -> None:
         """Follow the files until cancelled."""
         self._hub = hub
-        resumed = hub.keep_history(self.name, self.reread)
+        resumed = hub.keep_history(self.name, self)
         self._resume = dict(resumed.files) if resumed else {}
         self._resumed_until = resumed.until if resumed else None
         warn_if_root()
@@ -326,7 +328,7 @@ class FileSource:
             return False
         if len(blob) != was.end - was.start or zlib.crc32(blob) != was.crc:
             return False
-        follower.continue_from(was.end, blob)
+        follower.continue_from(was.end, blob, is_in_cut_line=was.is_cut)
         return True
 
     def _find_rotated_while_down(self) -> None:
@@ -404,7 +406,16 @@ class FileSource:
             at = end
             hub.publish(LOG, self._payload(follower.path, batch, chunk), self.name, origin)
         if chunk.cut is not None:  # after the whole lines it followed, on its own
-            hub.publish(LOG, self._payload(follower.path, [chunk.cut], chunk), self.name)
+            cut = Origin(
+                follower.key,
+                chunk.cut_start,
+                chunk.cut_start + len(chunk.cut_raw),
+                zlib.crc32(chunk.cut_raw),
+                1,
+                chunk.is_backlog,
+                is_cut=True,
+            )
+            hub.publish(LOG, self._payload(follower.path, [chunk.cut], chunk), self.name, cut)
 
     def _payload(self, path: str, lines: list[str], chunk: Chunk | None) -> dict[str, Any]:
         payload: dict[str, Any] = {"source": self.name, "file": path, "lines": lines}
@@ -414,21 +425,40 @@ class FileSource:
             payload["partial"] = True  # the last line was flushed without a newline
         return payload
 
-    def reread(self, origin: Origin) -> dict[str, Any] | None:
+    async def reread(self, origin: Origin) -> dict[str, Any] | None:
         """A log event again, from the bytes its origin names, if a file still holds them
         exactly (FileHistory finds it); None if none does."""
         found = self._history.read(origin)
         if found is None:
             return None
         blob, path = found
-        is_partial = not blob.endswith(b"\n")
-        lines = decode_lines(blob if is_partial else blob[:-1], self.options.max_line_bytes)
+        is_partial = not blob.endswith(b"\n") and not origin.is_cut
+        if origin.is_cut:
+            lines = [cut_line(blob)]
+        else:
+            lines = decode_lines(blob if is_partial else blob[:-1], self.options.max_line_bytes)
         payload = self._payload(path, lines, None)
         if origin.is_backlog:
             payload["backlog"] = True
         if is_partial:
             payload["partial"] = True
         return payload
+
+    async def older(self, before: Origin | str | None, limit: int) -> Older:
+        """Up to `limit` lines the files hold from before `before` (an event's origin, a
+        position an earlier page gave, or None: before the newest line read), read back
+        through the rotated files (sources/older.py) in a thread, one read at a time."""
+        if before is None:
+            newest = max(self._live.values(), key=lambda f: f.last_data_at, default=None)
+            start = None if newest is None else Start(newest.key, newest.line_start)
+        else:
+            start = Start.of(before)
+        bases = sorted(self._live) or ([] if self.is_glob else [self.pattern])
+        self._older_lock = self._older_lock or asyncio.Lock()
+        async with self._older_lock:
+            return await asyncio.to_thread(
+                read_older, start, bases, limit, self.options.max_line_bytes
+            )
 
     def _publish_status(self, hub: Publisher, change: str | None = None) -> None:
         files = sorted(self._live)

@@ -44,9 +44,11 @@ class Chunk:
     raw: bytes = b""
     raw_at: int = 0
     raw_end: int = 0
-    # A line over max_line_bytes cut after the lines (its bytes run on past this read, so
-    # they cannot be read again as the same text: it goes out on its own, without origin).
+    # A line over max_line_bytes cut after the lines: its first bytes, `cut_raw`, at file
+    # offset `cut_start` (the rest runs on past this read and is skipped).
     cut: str | None = None
+    cut_raw: bytes = b""
+    cut_start: int = 0
 
 
 def decode_lines(blob: bytes, max_line_bytes: int) -> list[str]:
@@ -62,6 +64,11 @@ def decode_lines(blob: bytes, max_line_bytes: int) -> list[str]:
             ln[:max_line_bytes] + TRUNCATED if len(ln) > max_line_bytes else ln for ln in lines
         ]
     return lines
+
+
+def cut_line(blob: bytes) -> str:
+    """The first bytes of a line over the maximum, as the line shown in its place."""
+    return blob.decode("utf-8", "replace").replace("\0", "\ufffd") + TRUNCATED
 
 
 class FileFollower:
@@ -117,6 +124,11 @@ class FileFollower:
             self._is_discarding = True  # started mid-line: skip to the next whole line
         return pos
 
+    @property
+    def line_start(self) -> int:
+        """Where the next line starts: what is read and not yet sent out is a partial line."""
+        return self.pos - len(self._pending)
+
     def truncated(self) -> Position | None:
         """If the file was truncated under us (copytruncate, `: >`), restart at 0 and return
         where we were, so the rest can be sought in a copy; else None.
@@ -138,12 +150,13 @@ class FileFollower:
         tail = self._seen_tail
         return bool(tail) and os.pread(self.fd, len(tail), self.pos - len(tail)) != tail
 
-    def continue_from(self, pos: int, seen_tail: bytes) -> None:
+    def continue_from(self, pos: int, seen_tail: bytes, *, is_in_cut_line: bool = False) -> None:
         """Read on from `pos` (where a previous run left off), whose preceding bytes are
-        `seen_tail`: nothing there is backlog."""
+        `seen_tail`: nothing there is backlog. In a line already cut at the maximum length,
+        its rest is skipped."""
         self.pos, self.backlog_end = pos, 0
         self._seen_tail = seen_tail[-TAIL_CHECK_BYTES:]
-        self._pending, self._is_discarding = b"", False
+        self._pending, self._is_discarding = b"", is_in_cut_line
 
     def resume(self, was: Position) -> bool:
         """Continue from another file's position if this file holds the same bytes there."""
@@ -190,8 +203,9 @@ class FileFollower:
         self._pending = data[max(end + 1, start) :]
         if len(self._pending) > self.max_line_bytes:
             # Memory stays bounded even for a huge file with no newline at all.
-            cut = self._pending[: self.max_line_bytes].decode("utf-8", "replace")
-            chunk.cut = cut.replace("\0", "\ufffd") + TRUNCATED
+            chunk.cut_raw = self._pending[: self.max_line_bytes]
+            chunk.cut_start = at + max(end + 1, start)
+            chunk.cut = cut_line(chunk.cut_raw)
             self._pending, self._is_discarding = b"", True
         if self._pending and not self._pending_since:
             self._pending_since = time.monotonic()

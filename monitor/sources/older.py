@@ -1,0 +1,261 @@
+"""Lines from before the hub's records, for scrolling back: read backwards from a line's start
+in one of a source's files, then on through the files it was rotated into (`app.log.1`,
+`app.log.2.gz`, `app.log-20261201.gz`), as far back as they go.
+
+A client continues from a position this module gave it, `file-<dev>-<inode>-<offset>`: it is
+honoured only if that file is the source's own (its live file, or one named like it in its
+directory, found by identity) and the offset is the start of a line in it; else BadEventId.
+So no position reaches a file of someone else, or the middle of a line.
+
+The functions here hold no state: FileSource runs them in a thread (a compressed file is
+read from its start to find a position in it: gzip cannot seek backwards).
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import io
+import lzma
+import os
+import re
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import IO
+
+from monitor.hub.interface import BadEventId, LogEvent, Older, Origin
+from monitor.sources.admission import open_regular, refusal
+from monitor.sources.follower import decode_lines
+
+Key = tuple[int, int]  # (st_dev, st_ino)
+BLOCK_BYTES = 64 * 1024
+SCAN_BYTES = 16 * 1024 * 1024  # at most this far back for one page's lines (a huge line ends it)
+DECOMPRESSED_BLOCK = 1024 * 1024
+OPENERS: dict[str, Callable[[IO[bytes]], io.BufferedIOBase]] = {
+    ".gz": lambda f: gzip.GzipFile(fileobj=f, mode="rb"),
+    ".bz2": lambda f: bz2.BZ2File(f, "rb"),
+    ".xz": lambda f: lzma.LZMAFile(f, "rb"),
+}
+POSITION = re.compile(r"file-([0-9]{1,20})-([0-9]{1,20})-([0-9]{1,20})")
+NUMBERED = re.compile(r"[.\-_]([0-9]{1,6})")  # app.log.1, app.log-2: smaller is newer
+
+
+def position(key: Key, offset: int) -> str:
+    """The position a client continues from: a line's start in the file with this identity."""
+    return f"file-{key[0]}-{key[1]}-{offset}"
+
+
+def parse_position(text: str) -> tuple[Key, int]:
+    if not (m := POSITION.fullmatch(text)):
+        raise BadEventId("not an event id (RUN-SEQ) or a position (file-DEV-INODE-OFFSET)")
+    return (int(m[1]), int(m[2])), int(m[3])
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Where to read back from: `offset` in the file `key` (None: its end). From an event's
+    origin, `crc` and `length` say which bytes must follow there (after copytruncate, the
+    copy holds them at the same offset); from a client's position, `is_client` asks for the
+    checks a position from outside needs."""
+
+    key: Key
+    offset: int | None
+    crc: int | None = None
+    length: int = 0
+    is_client: bool = False
+
+    @staticmethod
+    def of(before: Origin | str) -> Start:
+        if isinstance(before, Origin):
+            return Start(before.key, before.start, before.crc, before.end - before.start)
+        key, offset = parse_position(before)
+        return Start(key, offset, is_client=True)
+
+
+def rotation_chain(live: str) -> list[str]:
+    """`live`, then the files it was rotated into, newest first: those in its directory
+    named like it with a suffix (`.1`, `-20261201`, each maybe `.gz`, `.bz2` or `.xz`)."""
+    directory, base = os.path.split(live)
+    rotated = []
+    with contextlib.suppress(OSError), os.scandir(directory or ".") as entries:
+        for entry in entries:
+            name = entry.name
+            if len(name) > len(base) and name.startswith(base) and name[len(base)] in ".-_":
+                with contextlib.suppress(OSError):
+                    rotated.append((_age(name[len(base) :], entry.stat().st_mtime), entry.path))
+    return [live, *(path for _, path in sorted(rotated))]
+
+
+def _age(suffix: str, mtime: float) -> tuple[int, float]:
+    """Sorts rotated names newest first: by number (.1 before .2), by date (later first),
+    else by modification time (a compressed file's is when it was compressed)."""
+    stem = suffix
+    for ext in OPENERS:
+        stem = stem.removesuffix(ext)
+    if m := NUMBERED.fullmatch(stem):
+        return (0, int(m[1]))
+    if len(digits := re.sub(r"[^0-9]", "", stem)) >= 8:  # dateext: -20261201, -2026-12-01-13
+        return (1, -int(digits))
+    return (2, -mtime)
+
+
+class _TooLong(Exception):
+    """One line longer than the scan: nothing before it can be reached."""
+
+
+def read_older(start: Start | None, bases: Iterable[str], limit: int, max_line_bytes: int) -> Older:
+    """Up to `limit` lines before `start`, oldest first, from the chain of rotated files the
+    start's file belongs to (`bases`: the source's live files); the position to go on from.
+    Runs in a thread: it opens its own descriptors and shares nothing."""
+    if start is None:
+        return Older([], None)
+    found = _find(start, [rotation_chain(b) for b in bases])
+    if found is None:
+        if start.is_client:
+            raise BadEventId("a position in a file this source no longer holds")
+        return Older([], None)  # the event's file is gone: so is what came before it
+    chain, index = found
+    events: list[LogEvent] = []
+    remaining, offset = limit, start.offset
+    checks: Start | None = start
+    while True:
+        try:
+            key, first, lines = _lines_before(
+                chain[index], offset, remaining, max_line_bytes, checks
+            )
+        except (_TooLong, OSError, EOFError, zlib.error, lzma.LZMAError):
+            return Older(events, None)  # unreadable (damaged, gone meanwhile): it ends here
+        checks = None  # only the first file's offset comes from outside
+        if lines:
+            events.insert(0, LogEvent(position(key, first), None, lines))
+            remaining -= len(lines)
+        if first > 0:
+            return Older(events, position(key, first))
+        index, offset = index + 1, None
+        if index >= len(chain):
+            return Older(events, None)
+        if remaining <= 0:  # the next page starts with the next older file
+            return Older(events, position(key, 0))
+
+
+def _find(start: Start, chains: list[list[str]]) -> tuple[list[str], int] | None:
+    """The chain and place of the start's file (or, for an event whose file was truncated
+    under it, of the copy that holds its bytes at the same offset)."""
+    for chain in chains:
+        directory = os.path.dirname(chain[0])
+        root = (directory, os.path.realpath(directory))
+        for index, path in enumerate(chain):
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                if index and refusal(path, st.st_dev, root):
+                    continue  # someone's symlink named like the log: never read its target
+                if (st.st_dev, st.st_ino) != start.key:
+                    continue
+                if start.crc is None or _holds(path, start):
+                    return chain, index
+                for later in range(index + 1, min(index + 4, len(chain))):  # copytruncate
+                    if _holds(chain[later], start):
+                        return chain, later
+                return None
+    return None
+
+
+def _holds(path: str, start: Start) -> bool:
+    """True if the plain file at `path` has the start's bytes at its offset."""
+    if path.endswith(tuple(OPENERS)) or start.offset is None:
+        return False
+    try:
+        fd, _ = open_regular(path)
+    except OSError:
+        return False
+    try:
+        blob = os.pread(fd, start.length, start.offset)
+    finally:
+        os.close(fd)
+    return len(blob) == start.length and zlib.crc32(blob) == start.crc
+
+
+def _lines_before(
+    path: str, end: int | None, limit: int, max_line_bytes: int, checks: Start | None
+) -> tuple[Key, int, list[str]]:
+    """The file's identity; up to `limit` whole lines ending at `end` (a line's start; None:
+    the file's end) and the offset of the first. A client's `end` is checked: in the file it
+    named, at a line's start."""
+    opener = next((o for ext, o in OPENERS.items() if path.endswith(ext)), None)
+    fd, st = open_regular(path)
+    key = (st.st_dev, st.st_ino)
+    try:
+        if checks is not None and checks.is_client and key != checks.key:
+            raise BadEventId("a position in a file this source no longer holds")
+        if opener is None:
+            data, at, size = _tail_of_plain(fd, st.st_size, end, limit)
+        else:
+            with os.fdopen(os.dup(fd), "rb") as raw:
+                data, at, size = _tail_of_stream(opener(raw), end, limit)
+    finally:
+        os.close(fd)
+    if end is not None and (end > size or (end > 0 and data[end - at - 1 : end - at] != b"\n")):
+        if checks is not None and checks.is_client:
+            raise BadEventId("not the start of a line in this source's files")
+        return key, 0, []  # an event's file rewritten meanwhile: nothing before it is sure
+    stop = size if end is None else end
+    if stop == 0:
+        return key, 0, []
+    blob = data[: stop - at]
+    if blob.endswith(b"\n"):  # else a rotated file's last line, without its newline
+        blob = blob[:-1]
+    if at > 0:  # the first line is whole only after a newline
+        newline = blob.find(b"\n")
+        if newline < 0:
+            raise _TooLong
+        blob, at = blob[newline + 1 :], at + newline + 1
+    lines = decode_lines(blob, max_line_bytes)
+    if len(lines) > limit:
+        cut = 0
+        for _ in range(len(lines) - limit):
+            cut = blob.index(b"\n", cut) + 1
+        lines, at = lines[len(lines) - limit :], at + cut
+    return key, at, lines
+
+
+def _tail_of_plain(fd: int, size: int, end: int | None, limit: int) -> tuple[bytes, int, int]:
+    """The bytes before `end` (the file's end if None) that hold `limit` lines and the
+    newline before them, or as many as the scan reaches; their offset; the file's size."""
+    stop = size if end is None else min(end, size)
+    pos, newlines = stop, 0
+    blocks: list[bytes] = []
+    while pos > 0 and stop - pos < SCAN_BYTES and newlines <= limit:
+        step = min(BLOCK_BYTES, pos)
+        pos -= step
+        block = os.pread(fd, step, pos)
+        blocks.insert(0, block)
+        newlines += block.count(b"\n")
+    return b"".join(blocks), pos, size
+
+
+def _tail_of_stream(
+    stream: io.BufferedIOBase, end: int | None, limit: int
+) -> tuple[bytes, int, int]:
+    """As _tail_of_plain, for a compressed file: decompressed from its start, keeping a window
+    of the last lines; the size is the decompressed length read (up to `end`)."""
+    window, at, offset = bytearray(), 0, 0
+    with stream:
+        while end is None or offset < end:
+            want = DECOMPRESSED_BLOCK if end is None else min(DECOMPRESSED_BLOCK, end - offset)
+            block = stream.read(want)
+            if not block:
+                break
+            window += block
+            offset += len(block)
+            if len(window) > 4 * DECOMPRESSED_BLOCK:  # keep the last lines (and the newline
+                cut = len(window)  # before them), and never more than a scan's worth
+                for _ in range(limit + 2):
+                    if (cut := window.rfind(b"\n", 0, cut)) < 0:
+                        break
+                cut = max(cut, len(window) - SCAN_BYTES)
+                if cut > 0:
+                    del window[:cut]
+                    at += cut
+    return bytes(window), at, offset
