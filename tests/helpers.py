@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -166,3 +168,27 @@ def hash_pw(password: str, cost: int = 4) -> str:
     import bcrypt  # here: only the tests of users and sign-in need it
 
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode()
+
+
+JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
+# journalctl 252's --follow shows the current boot only: entries must claim to be from it.
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
+
+
+def has_journal_tools() -> bool:
+    return os.access(JOURNAL_REMOTE, os.X_OK) and shutil.which("journalctl") is not None
+
+
+def write_journal(path: Path, *entries: dict[str, str]) -> None:
+    """Append entries (export format) to the journal file `path` (must end in .journal)."""
+    now_us = int(time.time() * 1_000_000)
+    blocks = []
+    for entry in entries:
+        fields = {"_BOOT_ID": BOOT_ID, "__REALTIME_TIMESTAMP": str(now_us), **entry}
+        blocks.append("".join(f"{k}={v}\n" for k, v in fields.items()) + "\n")
+    subprocess.run(
+        [JOURNAL_REMOTE, f"--output={path}", "-"],
+        input="".join(blocks).encode(),
+        check=True,
+        capture_output=True,
+    )

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,37 +13,21 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import Published, wait_until
+from helpers import Published, has_journal_tools, wait_until, write_journal
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import Config, ConfigError, JournalSpec, load_config
 from monitor.http.app import create_app
+from monitor.hub.interface import Selector
 from monitor.hub.memory import MemoryHub
-from monitor.sources.journal import JournalSource, entry_line
+from monitor.hub.sse import SSEEvent, SSEParser
+from monitor.sources.journal import JournalSource
+from monitor.sources.journal_entries import entry_line
 from monitor.sources.supervisor import supervise
 
-JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 pytestmark = pytest.mark.skipif(
-    not (os.access(JOURNAL_REMOTE, os.X_OK) and shutil.which("journalctl")),
-    reason="needs journalctl and systemd-journal-remote (make system-deps)",
+    not has_journal_tools(), reason="needs journalctl and systemd-journal-remote (make system-deps)"
 )
-# journalctl 252's --follow shows the current boot only: entries must claim to be from it.
-BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
-
-
-def write_journal(path: Path, *entries: dict[str, str]) -> None:
-    """Append entries (export format) to the journal file `path` (must end in .journal)."""
-    now_us = int(time.time() * 1_000_000)
-    blocks = []
-    for entry in entries:
-        fields = {"_BOOT_ID": BOOT_ID, "__REALTIME_TIMESTAMP": str(now_us), **entry}
-        blocks.append("".join(f"{k}={v}\n" for k, v in fields.items()) + "\n")
-    subprocess.run(
-        [JOURNAL_REMOTE, f"--output={path}", "-"],
-        input="".join(blocks).encode(),
-        check=True,
-        capture_output=True,
-    )
 
 
 def past(seconds: float) -> str:
@@ -68,8 +50,10 @@ class Follow(Published):
 async def follow() -> AsyncIterator[Callable[..., Follow]]:
     tasks: list[asyncio.Task[None]] = []
 
-    def start(*args: Any, min_backoff_s: float = 1.0, **kwargs: Any) -> Follow:
-        hub = MemoryHub(max_events=10_000, max_bytes=16 * 1024 * 1024)
+    def start(
+        *args: Any, min_backoff_s: float = 1.0, max_events: int = 10_000, **kwargs: Any
+    ) -> Follow:
+        hub = MemoryHub(max_events=max_events, max_bytes=16 * 1024 * 1024)
         source = JournalSource("journal", *args, **kwargs)
         # As the server runs it: supervise() restarts journalctl when it exits.
         run = supervise(source, hub, min_backoff_s=min_backoff_s)
@@ -135,10 +119,11 @@ async def test_killed_journalctl_resumes_after_its_cursor(
     assert [p.pid for p in children] == [f.source.process.pid]  # type: ignore[union-attr]
     os.kill(children[0].pid, signal.SIGKILL)
     await wait_until(lambda: f.has_state("error"), 3)
-    write_journal(path, *({"MESSAGE": f"l{i}"} for i in range(3)))  # while it is down
-    lines = await f.wait_lines(6)
+    write_journal(path, *({"MESSAGE": f"l{i}"} for i in range(30)))  # while it is down
+    lines = await f.wait_lines(33)
     await asyncio.sleep(0.2)  # nothing repeated arrives late either
-    assert f.lines() == ["b0", "b1", "b2", "l0", "l1", "l2"] and lines == f.lines()
+    # All of them: journalctl --follow from a cursor would show 10 without --lines=all.
+    assert f.lines() == ["b0", "b1", "b2", *(f"l{i}" for i in range(30))] and lines == f.lines()
     assert "--after-cursor" in " ".join(f.source.command()) and f.source.stats.restarts == 1
     error = next(s for s in f.statuses if s["state"] == "error")
     assert "journalctl exited" in error["detail"]
@@ -199,3 +184,40 @@ async def test_journal_counters_reach_metrics_by_source_name(
     assert samples["sse_monitor_log_skipped_total/system"] == 0
     assert samples["sse_monitor_source_restarts_total/system"] == 0
     assert samples["sse_monitor_source_restarts_total/metrics"] == 0
+
+
+async def test_a_reader_behind_the_buffer_gets_journal_entries_again_by_cursor(
+    tmp_path: Path, follow: Callable[..., Follow]
+) -> None:
+    """A reader the hub's buffer (16 events) lapped gets every entry again from the journal,
+    by each event's cursor, in order and once; the matches hold for the rereading too. Once
+    the journal no longer holds them, a `gap` counts the lines."""
+    path = tmp_path / "a.journal"
+    f = follow(("_SYSTEMD_UNIT=demo.service",), directory=str(tmp_path), max_events=16)
+    expected = []
+    for i in range(40):  # one write, one event
+        demo = [{"MESSAGE": f"m{i}-{j}", "_SYSTEMD_UNIT": "demo.service"} for j in range(3)]
+        write_journal(
+            path, demo[0], {"MESSAGE": "noise", "_SYSTEMD_UNIT": "other.service"}, *demo[1:]
+        )
+        expected += [f"demo.service: m{i}-{j}" for j in range(3)]
+        await f.wait_lines(len(expected))
+    hub = f.hub
+
+    async def read_from_start() -> list[SSEEvent]:
+        data, cursor = [], 1
+        while cursor < hub.stats().published + 1:
+            frames, cursor = await hub.read(cursor, Selector(frozenset({"log", "gap"})))
+            data += frames
+        return SSEParser().feed(b"".join(fr.data for fr in data))
+
+    events = await read_from_start()
+    assert [line for e in events if e.type == "log" for line in e.json()["lines"]] == expected
+    assert not [e for e in events if e.type == "gap"] and hub.stats().replayed >= 40 - 16
+    path.unlink()  # the journal is gone: what the buffer no longer holds is a gap
+    events = await read_from_start()
+    gaps = [e.json() for e in events if e.type == "gap"]
+    got = [line for e in events if e.type == "log" for line in e.json()["lines"]]
+    assert gaps
+    assert len(got) + sum(g["lines"] for g in gaps) == len(expected)
+    assert got == expected[len(expected) - len(got) :]  # the newest, still in the buffer

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from helpers import Server, StreamReader, wait_until_sync
+from helpers import Server, StreamReader, has_journal_tools, wait_until_sync, write_journal
 
 from monitor.hub.events import parse_id
 
@@ -118,3 +118,38 @@ def test_the_charts_history_survives_a_restart(
     restarted = start_server(*flags)
     after = history_times(restarted)
     assert after[: len(before)] == before  # the samples from before the stop, then new ones
+
+
+@pytest.mark.skipif(not has_journal_tools(), reason="needs journalctl and systemd-journal-remote")
+async def test_a_journal_source_resumes_across_a_restart_by_cursor(
+    tmp_path: Path, start_server: Callable[..., Server]
+) -> None:
+    """The journal too: after kill -9 and a restart, a client with its last event id gets the
+    entries written while the server was down, none twice, no backlog again, no `reset`."""
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    entries = tmp_path / "journal" / "a.journal"
+    write_journal(entries, *({"MESSAGE": f"old {i}"} for i in range(5)))
+    config = tmp_path / "c.toml"
+    config.write_text(f'[journals]\nsys = {{directory = "{journal}"}}\n')
+    flags = ("--config", str(config), "--state-dir", str(tmp_path / "state"))
+    server = start_server(*flags)
+    path = "/events?types=log&sources=sys"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(server.url + path) as resp:
+            reader = StreamReader(resp)
+            await reader.until("hello")
+            backlog, _, _ = await read_lines(reader, "old 4")
+            write_journal(entries, *({"MESSAGE": f"j {i}"} for i in range(50)))
+            lines, ids, _ = await read_lines(reader, "j 49")
+        assert backlog[-5:] == [f"old {i}" for i in range(5)] and lines[-1] == "j 49"
+        server.proc.kill()
+        server.proc.wait(timeout=10)
+        write_journal(entries, *({"MESSAGE": f"j {i}"} for i in range(50, 120)))
+        restarted = start_server(*flags)
+        headers = {"Last-Event-ID": ids[-1]}
+        async with session.get(restarted.url + path, headers=headers) as resp:
+            reader = StreamReader(resp)
+            lines, _, types = await read_lines(reader, "j 119")
+            assert lines == [f"j {i}" for i in range(50, 120)]  # none lost, none twice
+            assert "reset" not in types and "hello" not in types and "gap" not in types

@@ -2,53 +2,38 @@
 
 No compiled dependency: journalctl does the reading, we parse its JSON lines. The last
 `__CURSOR` seen is kept, so a restarted journalctl continues exactly where the last one
-stopped (`--after-cursor`), neither losing nor repeating an entry.
+stopped (`--after-cursor`), neither losing nor repeating an entry. Each event's first entry's
+place goes to the hub as its origin: clients behind the hub's buffer get the event again by
+cursor (journal_history.py), and a restarted server goes on after the last event it sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from typing import Any
 
 from monitor.hub.events import LOG, MAX_LINES_PER_EVENT
-from monitor.hub.interface import Publisher
+from monitor.hub.interface import Origin, Publisher
+from monitor.sources.journal_entries import (
+    cursor_of,
+    entry_line,
+    is_at,
+    lines_crc,
+    origin_of,
+    parse_entry,
+    payload_of,
+    realtime_us,
+)
+from monitor.sources.journal_history import JournalHistory
 from monitor.sources.supervisor import SourceStats, SourceStopped, report
 
 log = logging.getLogger(__name__)
 
 BATCH_WAIT_S = 0.02  # after one entry, gather those that follow this closely into one event
-
-
-def entry_line(entry: dict[str, Any]) -> str:
-    """`unit[pid]: MESSAGE`, like syslog; binary messages arrive as byte lists."""
-    ident = entry.get("_SYSTEMD_UNIT") or entry.get("SYSLOG_IDENTIFIER") or entry.get("_COMM")
-    pid = entry.get("_PID") or entry.get("SYSLOG_PID")
-    message = _message_text(entry.get("MESSAGE"))
-    if not ident:
-        return message
-    return f"{ident}[{pid}]: {message}" if pid else f"{ident}: {message}"
-
-
-def _message_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(b, int) for b in value):
-        return bytes(b & 0xFF for b in value).decode("utf-8", "replace")
-    if isinstance(value, list):  # a field given more than once: each value in turn
-        return " ".join(_message_text(v) for v in value)
-    # journalctl prints null for a field over its size threshold (4096 bytes without --all)
-    return "" if value is None else str(value)
-
-
-def _priority(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 6  # journald's default: info
+GONE = "the journal no longer holds the last entries sent before the restart; going on from there"
 
 
 class JournalSource:
@@ -76,14 +61,30 @@ class JournalSource:
         self.cursor: str | None = None
         self.stats = SourceStats()
         self._started_us = 0
+        self._history = JournalHistory(name, self._reading(), max_line_bytes)
+        # Where the previous run of the server left off (its last event's origin): the
+        # first journalctl starts at that event's first entry and passes over its entries.
+        self._resume: Origin | None = None
+        self._passing: list[dict[str, Any]] = []  # entries of that event, passed over
+
+    def _reading(self) -> list[str]:
+        """journalctl's argv to read this source's entries, without where to start."""
+        argv = [self.journalctl, "--output=json", "--no-pager"]
+        if self.directory:
+            argv.append(f"--directory={self.directory}")
+        return [*argv, *self.matches]
 
     def command(self) -> list[str]:
-        """journalctl's argv: the backlog on the first start, after the cursor on restarts."""
+        """journalctl's argv: the backlog on the first start, after the cursor on restarts,
+        and on the first start after a server restart, from the last event sent."""
         argv = [self.journalctl, "--follow", "--output=json", "--no-pager"]
-        # With a cursor, --lines would cap the catch-up (journalctl 252): leave it out.
-        argv.append(
-            f"--after-cursor={self.cursor}" if self.cursor else f"--lines={self.backlog_lines}"
-        )
+        # From a cursor, every entry after it: --follow alone would show 10 (journalctl 252).
+        if self.cursor:
+            argv += [f"--after-cursor={self.cursor}", "--lines=all"]
+        elif self._resume is not None:
+            argv += [f"--cursor={cursor_of(self._resume)}", "--lines=all"]
+        else:
+            argv.append(f"--lines={self.backlog_lines}")
         if self.directory:
             argv.append(f"--directory={self.directory}")
         return [*argv, *self.matches]
@@ -91,9 +92,16 @@ class JournalSource:
     async def run(self, hub: Publisher) -> None:
         """Follow the journal with one journalctl, until cancelled or it exits (SourceStopped);
         supervise() starts the next one, which continues after the last cursor."""
-        # Entries older than the first start are the backlog.
-        self._started_us = self._started_us or int(time.time() * 1_000_000)
-        raise SourceStopped(await self._follow(hub))
+        if not self._started_us:
+            resumed = hub.keep_history(self.name, self._history)
+            if resumed and resumed.files:  # the newest event the last run recorded
+                self._resume = max(resumed.files.values(), key=lambda o: o.end)
+            # Entries older than the first start are the backlog (none, when resuming).
+            self._started_us = 1 if self._resume else int(time.time() * 1_000_000)
+        try:
+            raise SourceStopped(await self._follow(hub))
+        finally:
+            await self._history.aclose()
 
     async def _follow(self, hub: Publisher) -> str:
         """Run journalctl once; returns why it stopped."""
@@ -167,16 +175,32 @@ class JournalSource:
                 self._skip(hub, f"skipped an entry over {self.max_line_bytes} bytes")
 
     def _parse(self, hub: Publisher, line: bytes) -> dict[str, Any] | None:
-        try:
-            entry = json.loads(line)
-        except ValueError:
+        entry = parse_entry(line)
+        if entry is None:
             self._skip(hub, "skipped a line that is not a JSON entry")
-            return None
-        if not isinstance(entry, dict):
             return None
         if isinstance(cursor := entry.get("__CURSOR"), str):
             self.cursor = cursor
-        return entry
+        return self._pass_over(hub, entry)
+
+    def _pass_over(self, hub: Publisher, entry: dict[str, Any]) -> dict[str, Any] | None:
+        """After a server restart: the entries of the last event sent are passed over (the
+        clients have them); if the journal holds other entries there, they are news."""
+        was = self._resume
+        if was is None:
+            return entry
+        if not self._passing and not is_at(entry, was):
+            self._resume = None  # that event is gone from the journal: start here
+            self._report(hub, "following", self._describe(), change=GONE)
+            return entry
+        self._passing.append(entry)
+        if len(self._passing) < was.lines:
+            return None
+        passed, self._passing, self._resume = self._passing, [], None
+        if lines_crc([entry_line(e) for e in passed]) != was.crc:
+            self._report(hub, "following", self._describe(), change=GONE)
+            self._publish(hub, passed)
+        return None
 
     def _skip(self, hub: Publisher, change: str) -> None:
         self.stats.skipped += 1
@@ -186,29 +210,15 @@ class JournalSource:
         # Backlog entries come first (older than our start): split the batch once.
         groups: list[tuple[bool, list[dict[str, Any]]]] = []
         for entry in entries:
-            ts_us = _realtime_us(entry)
-            is_backlog = ts_us < self._started_us
+            is_backlog = realtime_us(entry) < self._started_us
             if not groups or groups[-1][0] != is_backlog:
                 groups.append((is_backlog, []))
             groups[-1][1].append(entry)
         for is_backlog, group in groups:
-            payload: dict[str, Any] = {
-                "source": self.name,
-                "file": "journal",
-                "lines": [entry_line(e) for e in group],
-                "entries": [
-                    {
-                        "priority": _priority(e.get("PRIORITY")),
-                        "unit": e.get("_SYSTEMD_UNIT") or None,
-                        "ts": _realtime_us(e) / 1_000_000,
-                    }
-                    for e in group
-                ],
-            }
-            if is_backlog:
-                payload["backlog"] = True
+            payload = payload_of(self.name, group, is_backlog)
+            origin = origin_of(group, payload["lines"], is_backlog)
             self.stats.lines_read += len(group)
-            hub.publish(LOG, payload, source=self.name)
+            hub.publish(LOG, payload, self.name, origin)
 
     def _describe(self) -> str:
         where = f"journal in {self.directory}" if self.directory else "journal"
@@ -216,11 +226,3 @@ class JournalSource:
 
     def _report(self, hub: Publisher, state: str, detail: str, **extra: Any) -> None:
         report(hub, self, state, detail, mode="journalctl", matches=list(self.matches), **extra)
-
-
-def _realtime_us(entry: dict[str, Any]) -> int:
-    """__REALTIME_TIMESTAMP in µs; 0 if missing."""
-    try:
-        return int(entry.get("__REALTIME_TIMESTAMP", 0))
-    except (TypeError, ValueError):
-        return 0
