@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +50,7 @@ from monitor.state import StateDir
 READ_CHUNK_BYTES = 256 * 1024
 # A client behind the ring is caught up from the position log this many records at a time.
 REPLAY_RECORDS = 4096
+REPLAY_YIELD_BYTES = 32 * 1024  # made again between two turns of the loop, at most (about)
 
 
 @dataclass(slots=True)
@@ -215,9 +216,9 @@ class MemoryHub:
         if cursor < self._positions.tail:
             self._gap(frames, cursor, self._positions.tail, events=self._positions.tail - cursor)
             return frames, self._positions.tail
-        size = 0
+        size = yielded = 0
         lost_from, lost_events, lost_lines = 0, 0, 0
-        for record in self._positions.read(cursor, end):
+        for record in self._records(cursor, end):
             cursor += 1
             # A record overwritten meanwhile is an event of unknown type: lost, as far as
             # the client can tell.
@@ -246,9 +247,23 @@ class MemoryHub:
             size += len(frame.data)
             if size >= READ_CHUNK_BYTES:
                 break
+            if size >= yielded + REPLAY_YIELD_BYTES:
+                # Decoding and encoding lines again costs ~10 µs per KiB: let sources and
+                # caught-up clients run between parts, so a catch-up never delays them long.
+                yielded = size
+                await asyncio.sleep(0)
         if lost_events:
             self._gap(frames, lost_from, cursor, events=lost_events, lines=lost_lines)
         return frames, cursor
+
+    def _records(self, lo: int, hi: int) -> Iterator[Record | None]:
+        """Records lo..hi-1 (all held), read a few first, then more and more: a catch-up
+        often takes only a few events per read, and unpacking thousands of records for them
+        held the loop for milliseconds."""
+        step = 64
+        while lo < hi:
+            yield from self._positions.read(lo, min(hi, lo + step))
+            lo, step = lo + step, min(step * 2, REPLAY_RECORDS)
 
     async def _log_payload(self, record: Record) -> dict[str, Any] | None:
         """A recorded log event's payload: from the ring while it holds the frame, else read
