@@ -104,6 +104,7 @@ async def serve(config: Config) -> None:
         shutdown_timeout_s=SHUTDOWN_TIMEOUT_S,
         idle_timeout_s=config.stream.idle_timeout_s,
         guard=app[CONNECTIONS],
+        tls=context,
     )
     # Handle SIGTERM before accepting anyone: a stop right after start must still be clean.
     stop = asyncio.Event()
@@ -120,7 +121,7 @@ async def serve(config: Config) -> None:
         if sock is not None:
             check_passed_socket(config, sock)
         try:
-            urls = await start_site(runner, config.host, config.port, sock, context)
+            urls = await start_site(runner, config.host, config.port, sock)
         except OSError as exc:
             raise StartupError(
                 f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"

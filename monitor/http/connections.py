@@ -5,6 +5,11 @@ aiohttp accepts every connection it is offered and has no hook before the first 
 the runner below makes aiohttp's server hand out `Connection`s: its own handler, admitted by
 a `ConnectionGuard` when the connection is made. A refused connection is answered 503 and
 closed without reading a byte.
+
+With TLS, asyncio's server would call the handler only after the handshake: a client that
+never finishes one would hold a descriptor for a minute, uncounted. So the site listens in
+plain TCP, and a `Handshake` is admitted as the connection is accepted, then does TLS itself
+(within idle_timeout_s) and hands the connection to its `Connection`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import json
 import logging
 import resource
+import ssl
 import time
 from http import HTTPStatus
 from typing import Any
@@ -32,6 +38,7 @@ RESERVED_FDS = 32
 # asyncio reports a failed accept() (EMFILE, ENFILE, ENOBUFS, ENOMEM) with this message, then
 # retries the listening socket a second later, for as long as it lasts.
 ACCEPT_FAILED = "socket.accept() out of system resource"
+EPISODE_QUIET_S = 5.0  # without a failed accept for this long, running out of descriptors is over
 
 
 def connection_budget() -> int | None:
@@ -58,6 +65,7 @@ class ConnectionGuard(Caps):
             max_total = budget
         super().__init__("connections", max_total, max_per_address)
         self._out_of_fds_since: float | None = None
+        self._last_failure = 0.0
         self._failed_accepts = 0
 
     def acquire(self, address: str) -> str | None:
@@ -67,6 +75,7 @@ class ConnectionGuard(Caps):
     def accept_failed(self) -> None:
         """accept() found no file descriptor: say so once, not once a second."""
         self._failed_accepts += 1
+        self._last_failure = time.monotonic()
         if self._out_of_fds_since is None:
             self._out_of_fds_since = time.monotonic()
             soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -79,8 +88,13 @@ class ConnectionGuard(Caps):
             )
 
     def accepted(self) -> None:
-        """A connection got through: an episode of failed accepts, if any, is over."""
-        if self._out_of_fds_since is not None:
+        """A connection got through: an episode of failed accepts, if any, is over once
+        none has failed for a while (at the limit, a descriptor freed now and then lets one
+        through between failures: that is still the same episode)."""
+        if (
+            self._out_of_fds_since is not None
+            and time.monotonic() - self._last_failure >= EPISODE_QUIET_S
+        ):
             log.warning(
                 "accepting connections again after %.1f s out of file descriptors "
                 "(%d failed accepts)",
@@ -127,15 +141,19 @@ class Connection(RequestHandler):
         self._peer: str | None = None  # set once admitted
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = transport.get_extra_info("peername")
-        address = peer[0] if isinstance(peer, tuple) else ""  # a unix socket: local
-        if (why := self._guard.acquire(address or "localhost")) is not None:
-            assert isinstance(transport, asyncio.WriteTransport)
-            transport.write(refusal(why))
-            transport.close()
-            return
-        self._peer = address or "localhost"
+        if self._peer is None:  # else admitted before its TLS handshake
+            address = peer_address(transport)
+            if (why := self._guard.acquire(address)) is not None:
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(refusal(why))
+                transport.close()
+                return
+            self._peer = address
         super().connection_made(transport)
+
+    def admitted(self, address: str) -> None:
+        """Admitted by a Handshake already: this connection's slot is the handler's to free."""
+        self._peer = address
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._peer is not None:
@@ -167,25 +185,126 @@ class Connection(RequestHandler):
         return resp
 
 
-class GuardedServer(web.Server):
-    """aiohttp's server for an app, handing out guarded `Connection`s."""
+def peer_address(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return (peer[0] if isinstance(peer, tuple) else "") or "localhost"  # a unix socket: local
 
-    def __init__(self, made: web.Server, guard: ConnectionGuard) -> None:
+
+class Handshake(asyncio.Protocol):
+    """A TLS connection from its accept(): admitted by the guard at once (refused ones are
+    closed: a 503 in plain text means nothing to a TLS client), then its handshake, at most
+    `timeout_s`; then its `Connection` takes over, with what arrived meanwhile."""
+
+    def __init__(
+        self,
+        handler: Connection,
+        guard: ConnectionGuard,
+        context: ssl.SSLContext,
+        timeout_s: float,
+        pending: set[asyncio.Task[None]],
+    ) -> None:
+        self._handler, self._guard, self._context = handler, guard, context
+        self._timeout_s, self._pending = timeout_s, pending
+        self._early: list[bytes] = []  # data decrypted before the handler took over
+        self._is_lost = self._is_handed_over = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        address = peer_address(transport)
+        if self._guard.acquire(address) is not None:
+            transport.abort()
+            return
+        task = asyncio.get_running_loop().create_task(self._handshake(transport, address))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _handshake(self, raw: asyncio.Transport, address: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            tls = await loop.start_tls(
+                raw, self, self._context, server_side=True, ssl_handshake_timeout=self._timeout_s
+            )
+        except asyncio.CancelledError:  # the server stops
+            raw.abort()
+            self._guard.release(address)
+            raise
+        except Exception:  # noqa: BLE001 - a failed or timed-out handshake, a reset
+            raw.abort()
+            self._guard.release(address)
+            return
+        if tls is None or self._is_lost:
+            self._guard.release(address)
+            return
+        self._handler.admitted(address)
+        self._is_handed_over = True
+        tls.set_protocol(self._handler)
+        self._handler.connection_made(tls)
+        for data in self._early:
+            self._handler.data_received(data)
+        self._early.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self._early.append(data)  # after the handshake, before the handler took over
+
+    def eof_received(self) -> bool | None:
+        self._is_lost = True
+        return None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._is_handed_over:  # told just before the handler took over
+            self._handler.connection_lost(exc)
+        self._is_lost = True
+
+
+class GuardedServer(web.Server):
+    """aiohttp's server for an app, handing out guarded `Connection`s (behind a
+    `Handshake` for TLS)."""
+
+    def __init__(
+        self,
+        made: web.Server,
+        guard: ConnectionGuard,
+        tls: ssl.SSLContext | None,
+        handshake_timeout_s: float,
+    ) -> None:
         # Take over the server aiohttp built for the app, with all its settings.
         vars(self).update(vars(made))
-        self.guard = guard
+        self.guard, self.tls, self.handshake_timeout_s = guard, tls, handshake_timeout_s
+        self.handshakes: set[asyncio.Task[None]] = set()
 
-    def __call__(self) -> RequestHandler:
-        return Connection(self, self.guard, loop=self._loop, **self._kwargs)
+    def __call__(self) -> asyncio.Protocol:  # type: ignore[override] # asyncio takes any
+        handler = Connection(self, self.guard, loop=self._loop, **self._kwargs)
+        if self.tls is None:
+            return handler
+        return Handshake(handler, self.guard, self.tls, self.handshake_timeout_s, self.handshakes)
 
 
 class GuardedRunner(web.AppRunner):
-    """An AppRunner whose server admits connections through `guard`."""
+    """An AppRunner whose server admits connections through `guard`, and does TLS itself
+    with `tls` (its sites listen in plain TCP)."""
 
-    def __init__(self, app: web.Application, guard: ConnectionGuard, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        guard: ConnectionGuard,
+        *,
+        tls: ssl.SSLContext | None = None,
+        handshake_timeout_s: float = 15.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(app, **kwargs)
-        self.guard = guard
+        self.guard, self.tls, self.handshake_timeout_s = guard, tls, handshake_timeout_s
+        self._guarded: GuardedServer | None = None
 
     async def _make_server(self) -> web.Server:
         self.guard.install(asyncio.get_running_loop())
-        return GuardedServer(await super()._make_server(), self.guard)
+        made = await super()._make_server()
+        self._guarded = GuardedServer(made, self.guard, self.tls, self.handshake_timeout_s)
+        return self._guarded
+
+    async def cleanup(self) -> None:
+        if self._guarded is not None:  # handshakes under way end with the server
+            for task in list(self._guarded.handshakes):
+                task.cancel()
+            await asyncio.gather(*self._guarded.handshakes, return_exceptions=True)
+        await super().cleanup()

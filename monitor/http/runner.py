@@ -51,17 +51,20 @@ def make_runner(
     shutdown_timeout_s: float,
     idle_timeout_s: float,
     guard: ConnectionGuard,
-) -> web.AppRunner:
+    tls: ssl.SSLContext | None = None,
+) -> GuardedRunner:
     """A runner that leaves signals to the caller, admits connections through `guard`, ends
     handlers of gone clients, and closes a connection idle for idle_timeout_s (aiohttp's
     default is an hour; its clock also runs while a request's headers trickle in, so it is
-    the header deadline too)."""
+    the header deadline too; with `tls`, it is also the handshake's deadline)."""
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, BadRequestLog) for f in server_log.filters):
         server_log.addFilter(BadRequestLog())
     return GuardedRunner(
         app,
         guard,
+        tls=tls,
+        handshake_timeout_s=idle_timeout_s,
         handle_signals=False,
         shutdown_timeout=shutdown_timeout_s,
         # Cancel a handler when its client disconnects: an idle stream would otherwise
@@ -78,21 +81,17 @@ def url_of(address: object, scheme: str = "http") -> str:
 
 
 async def start_site(
-    runner: web.AppRunner,
-    host: str,
-    port: int,
-    sock: socket.socket | None,
-    context: ssl.SSLContext | None,
+    runner: GuardedRunner, host: str, port: int, sock: socket.socket | None
 ) -> list[str]:
     """Listen on `sock` if given, else bind host:port; the URLs it is reachable at. OSError
-    if it cannot listen."""
+    if it cannot listen. (The runner does TLS, if any: the site listens in plain TCP.)"""
     site: web.BaseSite
     if sock is not None:
-        site = web.SockSite(runner, sock, ssl_context=context)
+        site = web.SockSite(runner, sock)
     else:
-        site = web.TCPSite(runner, host, port, ssl_context=context)
+        site = web.TCPSite(runner, host, port)
     await site.start()
-    scheme = "https" if context else "http"
+    scheme = "https" if runner.tls else "http"
     return [
         url_of(address, scheme) if isinstance(address, tuple) else str(address)
         for address in runner.addresses
