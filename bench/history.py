@@ -1,7 +1,8 @@
 """The files as the history (issue #14), measured: a healthy client's latency with a stuck
 and a slow client present during a 5 MB/s burst on another source; catch-up from the file to
 a client that stopped reading while 1,000,000 lines were written; and a `kill -9` and restart
-with a client resuming by its last event id.
+with a client resuming by its last event id; scroll-back and jump-to-moment in 2 GiB, within
+the records and past them (rotated and gzip-compressed files).
 
     .venv/bin/python bench/history.py          # ~1.5 min; prints a table, saves JSON
 """
@@ -270,13 +271,80 @@ def bench_lookup(tmp: str, file_mb: int = 512, files: int = 4) -> Json:
         cleanup()
 
 
+def bench_older(tmp: str, file_mb: int = 512, files: int = 4, gz_mb: int = 64) -> Json:
+    """Scroll-back past the hub's records: a 2 GiB log in 4 files (3 rotated, written before
+    the server started, so no record covers them) and a gzip-compressed older one: the time
+    of /api/logs for 1,000 lines from positions deep in each."""
+    import gzip
+    import urllib.request
+
+    log = fresh(tmp, "old.log")
+    line_bytes = 100
+    per_file = file_mb * 1024 * 1024 // line_bytes
+
+    def lines(first: int, count: int) -> bytes:
+        return b"".join(
+            b"%d 0 %s\n" % (i, b"x" * (line_bytes - 4 - len(str(i))))
+            for i in range(first, first + count)
+        )
+
+    gz_lines = gz_mb * 1024 * 1024 // line_bytes
+    with gzip.open(f"{log}.{files}.gz", "wb", compresslevel=1) as gz:
+        for start in range(0, gz_lines, 100_000):
+            gz.write(lines(start, min(100_000, gz_lines - start)))
+    for k in range(files):  # app.log.3 is the oldest plain one; app.log the live one
+        name = log if k == files - 1 else f"{log}.{files - 1 - k}"
+        with open(name, "wb") as f:
+            for start in range(0, per_file, 100_000):
+                f.write(lines(gz_lines + k * per_file + start, min(100_000, per_file - start)))
+    srv = Server(log, tmp)
+    base = f"http://127.0.0.1:{srv.port}/api/logs?source=app&limit=1000"
+
+    def get(query: str) -> tuple[Json, float]:
+        started = time.perf_counter()
+        with urllib.request.urlopen(base + query, timeout=60) as resp:
+            body = json.load(resp)
+        return body, (time.perf_counter() - started) * 1000
+
+    try:
+        timings: dict[str, list[float]] = {"plain": [], "gzip": []}
+        first_of = {}  # the first line's number in each file
+        for k in range(files):
+            name = log if k == files - 1 else f"{log}.{files - 1 - k}"
+            first_of[name] = gz_lines + k * per_file
+        for name, first in first_of.items():
+            st = os.stat(name)
+            for depth in (0.9, 0.5, 0.1):  # a line's start, 10 %, 50 %, 90 % back
+                line = int(per_file * depth)
+                page, ms = get(f"&before=file-{st.st_dev}-{st.st_ino}-{line * line_bytes}")
+                got = [x for e in page["events"] for x in e["lines"]]
+                assert len(got) == 1000 and got[-1].startswith(f"{first + line - 1} "), got[-1]
+                timings["plain"].append(ms)
+        st = os.stat(f"{log}.{files}.gz")
+        for depth in (1.0, 0.5, 0.1):
+            line = int(gz_lines * depth)
+            page, ms = get(f"&before=file-{st.st_dev}-{st.st_ino}-{line * line_bytes}")
+            got = [x for e in page["events"] for x in e["lines"]]
+            assert len(got) == 1000 and got[-1].startswith(f"{line - 1} "), got[-1]
+            timings["gzip"].append(ms)
+        return {
+            "total_mb": file_mb * files,
+            "files": files,
+            "gz_mb": gz_mb,
+            **{f"{k}_ms_median": sorted(v)[len(v) // 2] for k, v in timings.items()},
+            **{f"{k}_ms_max": max(v) for k, v in timings.items()},
+        }
+    finally:
+        cleanup()
+
+
 def bench_role(*args: str) -> subprocess.Popen[str]:
     return script_role(__file__, *args)
 
 
 def table(r: Json) -> str:
     alone, busy = r["isolation"]["alone"], r["isolation"]["with a stuck and a slow client"]
-    cu, rs, lk = r["catch_up"], r["restart"], r["lookup"]
+    cu, rs, lk, od = r["catch_up"], r["restart"], r["lookup"], r["older"]
     rows = [
         ("healthy client p50 / p99 ms, alone", f"{alone['p50_ms']:.3f} / {alone['p99_ms']:.3f}"),
         (
@@ -304,6 +372,15 @@ def table(r: Json) -> str:
             "... jump to a moment, 500 lines each side, ms",
             f"median {lk['jump_ms_median']:.1f}, max {lk['jump_ms_max']:.1f}",
         ),
+        (
+            f"past the records: {od['total_mb'] // 1024} GiB in {od['files']} files, "
+            "scroll back 1,000 lines, ms",
+            f"median {od['plain_ms_median']:.1f}, max {od['plain_ms_max']:.1f}",
+        ),
+        (
+            f"... in a gzip-compressed file ({od['gz_mb']} MiB of lines), ms",
+            f"median {od['gzip_ms_median']:.1f}, max {od['gzip_ms_max']:.1f}",
+        ),
     ]
     return plain_table(rows)
 
@@ -325,16 +402,19 @@ def main() -> None:
             out = catch_up_reader(int(a[0]), a[1], int(a[2]), a[3])
         print(json.dumps(out), flush=True)
         return
-    only = sys.argv[1:2] == ["--lookup"]
+    only = {"--lookup": bench_lookup, "--older": bench_older}.get(
+        sys.argv[1] if sys.argv[1:] else ""
+    )
     with tempfile.TemporaryDirectory() as tmp:
         if only:
-            print(json.dumps(bench_lookup(tmp)))
+            print(json.dumps(only(tmp)))
             return
         results = {
             "isolation": bench_isolation(tmp),
             "catch_up": median_run(lambda: bench_catch_up(tmp, 1_000_000)),
             "restart": bench_restart(tmp),
             "lookup": bench_lookup(tmp),
+            "older": bench_older(tmp),
         }
     print(table(results))
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
