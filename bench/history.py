@@ -219,20 +219,33 @@ def bench_restart(tmp: str) -> Json:
     }
 
 
+def timed_get(url: str) -> tuple[Json, float]:
+    """A JSON GET and how long it took, in ms."""
+    import urllib.request
+
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        body = json.load(resp)
+    return body, (time.perf_counter() - started) * 1000
+
+
+def numbered(first: int, count: int, line_bytes: int) -> bytes:
+    """Lines `first`.. of `line_bytes` bytes each, numbered at their start."""
+    return b"".join(
+        b"%d 0 %s\n" % (i, b"x" * (line_bytes - 4 - len(str(i))))
+        for i in range(first, first + count)
+    )
+
+
 def bench_lookup(tmp: str, file_mb: int = 512, files: int = 4) -> Json:
     """Scroll-back and jump-to-moment in a 2 GiB log with 3 rotated siblings: the time of
     /api/logs for 1,000 lines at the newest end and deep in each rotated file."""
-    import urllib.request
-
     log = fresh(tmp, "big.log")
     srv = Server(log, tmp)
     base = f"http://127.0.0.1:{srv.port}/api/logs?source=app"
 
     def get(query: str) -> tuple[Json, float]:
-        started = time.perf_counter()
-        with urllib.request.urlopen(base + query, timeout=30) as resp:
-            body = json.load(resp)
-        return body, (time.perf_counter() - started) * 1000
+        return timed_get(base + query)
 
     try:
         line_bytes, seq, moments = 100, 0, []
@@ -241,12 +254,7 @@ def bench_lookup(tmp: str, file_mb: int = 512, files: int = 4) -> Json:
             moments.append(time.time())
             with open(log, "ab") as f:
                 for start in range(seq, seq + per_file, 100_000):
-                    f.write(
-                        b"".join(
-                            b"%d 0 %s\n" % (i, b"x" * (line_bytes - 4 - len(str(i))))
-                            for i in range(start, min(start + 100_000, seq + per_file))
-                        )
-                    )
+                    f.write(numbered(start, min(100_000, seq + per_file - start), line_bytes))
             seq += per_file
             # The server reads the file to its end; then it is rotated away by rename.
             while not get("&limit=1")[0]["events"][-1]["lines"][-1].startswith(f"{seq - 1} "):
@@ -276,17 +284,13 @@ def bench_older(tmp: str, file_mb: int = 512, files: int = 4, gz_mb: int = 64) -
     the server started, so no record covers them) and a gzip-compressed older one: the time
     of /api/logs for 1,000 lines from positions deep in each."""
     import gzip
-    import urllib.request
 
     log = fresh(tmp, "old.log")
     line_bytes = 100
     per_file = file_mb * 1024 * 1024 // line_bytes
 
     def lines(first: int, count: int) -> bytes:
-        return b"".join(
-            b"%d 0 %s\n" % (i, b"x" * (line_bytes - 4 - len(str(i))))
-            for i in range(first, first + count)
-        )
+        return numbered(first, count, line_bytes)
 
     gz_lines = gz_mb * 1024 * 1024 // line_bytes
     with gzip.open(f"{log}.{files}.gz", "wb", compresslevel=1) as gz:
@@ -301,10 +305,7 @@ def bench_older(tmp: str, file_mb: int = 512, files: int = 4, gz_mb: int = 64) -
     base = f"http://127.0.0.1:{srv.port}/api/logs?source=app&limit=1000"
 
     def get(query: str) -> tuple[Json, float]:
-        started = time.perf_counter()
-        with urllib.request.urlopen(base + query, timeout=60) as resp:
-            body = json.load(resp)
-        return body, (time.perf_counter() - started) * 1000
+        return timed_get(base + query)
 
     try:
         timings: dict[str, list[float]] = {"plain": [], "gzip": []}
