@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_tail_parser(commands)
     check = commands.add_parser("check-config", help="validate a config file, start nothing")
     check.add_argument("file", metavar="FILE", help="the TOML config file to check")
+    test = commands.add_parser(
+        "notify-test", help="send a test message to each notification target; print outcomes"
+    )
+    test.add_argument("--config", required=True, metavar="FILE", help="the TOML config file")
+    test.add_argument("target", nargs="*", metavar="TARGET", help="only these targets")
     hashing = commands.add_parser("hash-password", help="print a users-file line for USER")
     hashing.add_argument("user")
     return parser
@@ -144,9 +149,45 @@ def run_check_config(args: argparse.Namespace) -> int:
         print(f"sse-monitor: {exc}", file=sys.stderr)
         return 2
     print(
-        f"{args.file}: OK ({len(config.log_names())} log sources, {len(config.alerts)} alert rules)"
+        f"{args.file}: OK ({len(config.log_names())} log sources, {len(config.alerts)} alert "
+        f"rules, {len(config.notify)} notification targets)"
     )
     return 0
+
+
+def run_notify_test(args: argparse.Namespace) -> int:
+    """`sse-monitor notify-test --config FILE [TARGET...]`: one test message to each target,
+    one line each; 0 if all were delivered, 1 if any was not, 2 for a bad config or name."""
+    import socket
+
+    from monitor.notify.notifier import Notifier
+
+    try:
+        config = load_config(args.config, {})
+    except ConfigError as exc:
+        print(f"sse-monitor: {exc}", file=sys.stderr)
+        return 2
+    names = [t.name for t in config.notify]
+    unknown = [name for name in args.target if name not in names]
+    if unknown or not names:
+        known = ", ".join(names) or "none: add [[notify]] tables"
+        print(f"sse-monitor: no target {', '.join(unknown)} (targets: {known})", file=sys.stderr)
+        return 2
+    targets = [t for t in config.notify if not args.target or t.name in args.target]
+    notifier = Notifier(targets, host=socket.gethostname(), public_url=config.public_url)
+
+    async def test_all() -> int:
+        failed = 0
+        for target in targets:
+            outcome = await notifier.test(target)
+            failed += not outcome.ok
+            print(
+                f"{target.name} ({target.kind}, {target.where()}): "
+                f"{'ok' if outcome.ok else 'FAILED'}: {outcome.detail}"
+            )
+        return 1 if failed else 0
+
+    return asyncio.run(test_all())
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -186,4 +227,6 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(run_hash_password(args))
     if args.command == "check-config":
         sys.exit(run_check_config(args))
+    if args.command == "notify-test":
+        sys.exit(run_notify_test(args))
     sys.exit(run_serve(args))

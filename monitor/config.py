@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from monitor.alerts.rules import Rule, parse_rules
 from monitor.logspecs import (
@@ -19,6 +20,7 @@ from monitor.logspecs import (
     logs_from_flags,
     logs_from_table,
 )
+from monitor.notify.targets import Target, parse_targets
 from monitor.state import default_state_dir
 from monitor.values import ConfigError, number_in, read_text, require_bool, require_text
 
@@ -93,6 +95,8 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     history: HistoryConfig = HistoryConfig()
     alerts: tuple[Rule, ...] = ()  # [[alerts]], parsed and checked
+    notify: tuple[Target, ...] = ()  # [[notify]], parsed and checked (secret files read)
+    public_url: str | None = None  # the dashboard's address for others: links in notifications
     trusted_proxies: tuple[str, ...] = ()  # X-Forwarded-For is believed from these only
     # Host names answered without authentication besides loopback ones (DNS rebinding).
     allowed_hosts: tuple[str, ...] = ()
@@ -115,6 +119,14 @@ def _base_path(key: str, value: Any) -> str:
     segments = text.split("/")[1:]
     if text and (not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", text) or {".", ".."} & set(segments)):
         raise ConfigError(f"{key}: expected a path like /monitor, got {value!r}")
+    return text
+
+
+def _public_url(key: str, value: Any) -> str:
+    text = require_text(key, value).rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise ConfigError(f"{key}: expected an http(s) URL like https://monitor.example.com")
     return text
 
 
@@ -161,6 +173,7 @@ TOP_KEYS: dict[str, tuple[str, str, Check]] = {
     "certfile": ("", "certfile", require_text),
     "keyfile": ("", "keyfile", require_text),
     "state_dir": ("", "state_dir", require_text),
+    "public_url": ("", "public_url", _public_url),
 }
 STREAM_KEYS: dict[str, tuple[str, str, Check]] = {
     "buffer_events": ("stream", "buffer_events", number_in(16, 10_000_000, integer=True)),
@@ -251,10 +264,12 @@ def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None)
     logs: dict[str, str] | None = None
     journals: dict[str, JournalSpec] = {}
     raw_alerts: list[Any] = []
+    raw_notify: list[Any] = []
     if path:
         data = read_file(path)  # its errors already name the file
         try:
             logs, raw_alerts = _from_file(data, values)
+            raw_notify = data.get("notify", [])
             journals = journals_from_table(data.get("journals", {}))
         except ConfigError as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
@@ -275,10 +290,13 @@ def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None)
         check_logs({name: f"journal:{name}"})  # the same name rules as log sources
     try:
         rules = parse_rules(raw_alerts, [*logs, *journals])
+        targets = parse_targets(raw_notify, [r.name for r in rules])
     except ConfigError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
     config = _build(values, logs=check_logs(logs), journals=tuple(journals.values()))
-    config = replace(config, alerts=rules, state_dir=config.state_dir or default_state_dir())
+    config = replace(
+        config, alerts=rules, notify=targets, state_dir=config.state_dir or default_state_dir()
+    )
     _check_exposure(config)
     return config
 
@@ -324,7 +342,11 @@ def is_loopback(host: str) -> bool:
 
 def _from_file(data: dict[str, Any], values: Values) -> tuple[dict[str, str] | None, list[Any]]:
     """Fill `values` from a parsed file; return its [logs] (None if absent) and [[alerts]]."""
-    top = {k: v for k, v in data.items() if k not in (*SECTIONS, "logs", "journals", "alerts")}
+    top = {
+        k: v
+        for k, v in data.items()
+        if k not in (*SECTIONS, "logs", "journals", "alerts", "notify")
+    }
     _from_table(top, TOP_KEYS, "", values)
     alerts = data.get("alerts", [])
     if not isinstance(alerts, list) or not all(isinstance(a, dict) for a in alerts):

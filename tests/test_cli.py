@@ -262,7 +262,7 @@ def test_check_config_good_file_prints_ok(tmp_path: Path) -> None:
     )
     result = run_cli("check-config", str(path), cwd=tmp_path)
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == f"{path}: OK (2 log sources, 1 alert rules)\n"
+    assert result.stdout == f"{path}: OK (2 log sources, 1 alert rules, 0 notification targets)\n"
 
 
 @pytest.mark.parametrize(

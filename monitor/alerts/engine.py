@@ -3,7 +3,9 @@ every metrics and log event.
 
 It publishes an `alert` event on each transition (firing -> resolved and back), never while a
 state holds; the hub keeps the latest one per rule sticky. It runs in its own task, on the
-hub's feed: never inside publish().
+hub's feed: never inside publish(). With a state directory, the rules firing are kept in
+`alerts.json`: a restarted server goes on with them firing (said again with "restored": true,
+which is no transition), so it neither fires them twice nor forgets to resolve them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from monitor.alerts.rules import OPS, LogRule, MetricRule, Rule
 from monitor.hub.events import ALERT, LOG, METRICS, STATUS, Event
 from monitor.hub.interface import Consumable, Publisher
 from monitor.metrics.paths import as_float, flatten
+from monitor.state import StateDir
 from monitor.tasks import consume
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,7 @@ STATUS_SOURCE = "alerts"  # the name the engine's own status events carry
 # (`ERROR.*timeout` on that: 0.3 ms at worst) and 256 KiB of an event's text (~40 ms).
 MATCH_CHARS = 2048
 MATCH_BUDGET_CHARS = 256 * 1024
+FILE = "alerts.json"  # in the state directory: the rules firing, with their last payloads
 
 
 @dataclass(slots=True)
@@ -54,10 +58,17 @@ class AlertEngine:
     """
 
     def __init__(
-        self, hub: Publisher, rules: Sequence[Rule], *, clock: Callable[[], float] = time.time
+        self,
+        hub: Publisher,
+        rules: Sequence[Rule],
+        *,
+        clock: Callable[[], float] = time.time,
+        state: StateDir | None = None,
     ) -> None:
         self.hub = hub
         self.clock = clock
+        self._state = state
+        self._firing: dict[str, dict[str, Any]] = {}  # rule -> its firing payload (saved)
         self._metric = [(r, _MetricState()) for r in rules if isinstance(r, MetricRule)]
         self._log = [(r, _LogState(deque(maxlen=r.count))) for r in rules if isinstance(r, LogRule)]
         self.lines_skipped = 0  # log lines past an event's match budget (on /metrics)
@@ -69,8 +80,32 @@ class AlertEngine:
         any rule: they are also its clock) from now on, until the hub closes."""
         if not self._metric and not self._log:
             return  # no rules: publish() hands nothing to a consumer that would do nothing
+        self._restore()
         types = frozenset({METRICS, LOG}) if self._log else frozenset({METRICS})
         await consume(hub, types, self.handle, "alerts")
+
+    def _restore(self) -> None:
+        """Rules the last run left firing fire on (and are said again, as restored)."""
+        saved = self._state.read_json(FILE) if self._state else None
+        firing = saved.get("firing") if saved else None
+        if not isinstance(firing, dict):
+            return
+
+        def restored(rule: Rule) -> dict[str, Any] | None:
+            payload = firing.get(rule.name)
+            if not isinstance(payload, dict) or not isinstance(payload.get("since"), int | float):
+                return None
+            self._firing[rule.name] = payload
+            self.hub.publish(ALERT, {**payload, "restored": True})
+            return payload
+
+        for metric_rule, metric_state in self._metric:
+            if (payload := restored(metric_rule)) is not None:
+                metric_state.is_firing, metric_state.pending_since = True, payload["since"]
+        for log_rule, log_state in self._log:
+            if restored(log_rule) is not None:  # resolves after a window without a match
+                log_state.is_firing = True
+                log_state.times.append(self.clock())
 
     def handle(self, event: Event) -> None:
         """Evaluate the rules on one event; other types than metrics and log are ignored."""
@@ -206,6 +241,12 @@ class AlertEngine:
             "kind": kind,
         }
         self.hub.publish(ALERT, payload)
+        if state == "firing":
+            self._firing[rule.name] = payload
+        else:
+            self._firing.pop(rule.name, None)
+        if self._state is not None:
+            self._state.write_json(FILE, {"firing": self._firing})
 
 
 def _fmt(value: float) -> str:

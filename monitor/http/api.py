@@ -12,7 +12,16 @@ from aiohttp import web
 from monitor import __version__
 from monitor.duration import parse_duration
 from monitor.http.errors import json_error, reject_unknown_params
-from monitor.http.keys import BODIES, CONFIG, HISTORY, HUB, PROMETHEUS, SOURCES, STARTED
+from monitor.http.keys import (
+    BODIES,
+    CONFIG,
+    HISTORY,
+    HUB,
+    NOTIFIER,
+    PROMETHEUS,
+    SOURCES,
+    STARTED,
+)
 from monitor.http.stream import hello_payload
 from monitor.hub.events import STATUS, Frame
 from monitor.hub.interface import Selector
@@ -49,6 +58,12 @@ async def api_sources(request: web.Request) -> web.Response:
     for item in listed:
         item["status"] = statuses.get(item["name"], {"state": "starting", "detail": ""})
     return web.json_response(listed)
+
+
+async def api_notify(request: web.Request) -> web.Response:
+    """GET /api/notify: each notification target's state (no URL paths: they hold tokens)."""
+    reject_unknown_params(request, ())
+    return web.json_response({"targets": request.app[NOTIFIER].view()})
 
 
 async def prometheus_metrics(request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from functools import cache
@@ -14,7 +15,14 @@ from aiohttp import web
 
 from monitor.alerts.engine import AlertEngine
 from monitor.config import Config
-from monitor.http.api import api_history, api_sources, api_state, healthz, prometheus_metrics
+from monitor.http.api import (
+    api_history,
+    api_notify,
+    api_sources,
+    api_state,
+    healthz,
+    prometheus_metrics,
+)
 from monitor.http.connections import ConnectionGuard
 from monitor.http.keys import (
     ALERTS,
@@ -25,6 +33,7 @@ from monitor.http.keys import (
     HISTORY,
     HUB,
     LIMITER,
+    NOTIFIER,
     PROMETHEUS,
     SOURCES,
     STARTED,
@@ -47,6 +56,8 @@ from monitor.http.tail import tail_source
 from monitor.hub import create_hub
 from monitor.metrics.history import MetricsHistory
 from monitor.metrics.saving import keep_saved, restore
+from monitor.notify.notifier import Notifier
+from monitor.notify.outbox import Outbox
 from monitor.sources.files import FileSource
 from monitor.sources.journal import JournalSource
 from monitor.sources.sampler import MetricsSampler
@@ -112,7 +123,7 @@ def lazy_registry(app: web.Application) -> Callable[[], CollectorRegistry]:
                 "Passwords checked with bcrypt (cache misses: each costs tens of ms of CPU).",
                 lambda: auth.verifications,
             )
-        return build_registry(app[HUB], app[SOURCES], app[HISTORY], counters)
+        return build_registry(app[HUB], app[SOURCES], app[HISTORY], counters, app[NOTIFIER].view)
 
     return registry
 
@@ -154,7 +165,14 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
         history_events=stream.history_events,
         state=state,
     )
-    app[ALERTS] = AlertEngine(app[HUB], config.alerts)
+    app[ALERTS] = AlertEngine(app[HUB], config.alerts, state=state)
+    app[NOTIFIER] = Notifier(
+        config.notify,
+        hub=app[HUB],
+        host=socket.gethostname(),
+        public_url=config.public_url,
+        outbox=Outbox(state),
+    )
     app[HISTORY] = MetricsHistory(
         full_s=config.history.full_s,
         interval_s=config.metrics.interval_s,
@@ -183,6 +201,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/history", api_history, name="history")
     app.router.add_get("/api/state", api_state, name="state")
     app.router.add_get("/api/logs", api_logs, name="logs")
+    app.router.add_get("/api/notify", api_notify, name="notify")
     app.router.add_get("/metrics", prometheus_metrics)
 
 
@@ -231,6 +250,8 @@ async def run_background(app: web.Application) -> AsyncIterator[None]:
     # source publishes its first event.
     tasks = [
         asyncio.create_task(app[HISTORY].run(hub), name="history"),
+        # The notifier before the rules: it must see the alerts they restore at start.
+        asyncio.create_task(app[NOTIFIER].run(hub), name="notify"),
         asyncio.create_task(app[ALERTS].run(hub), name="alerts"),
     ]
     if (state := app.get(STATE)) is not None:

@@ -15,6 +15,7 @@ from monitor.http.limits import Caps
 from monitor.http.shared import SharedBodies
 from monitor.hub.interface import Hub
 from monitor.metrics.history import MetricsHistory
+from monitor.notify.notifier import Notifier
 from monitor.sources.supervisor import Source
 from monitor.state import StateDir
 
@@ -36,3 +37,4 @@ LIMITER = web.AppKey("limiter", Caps)
 CONNECTIONS = web.AppKey("connections", ConnectionGuard)
 BODIES = web.AppKey("bodies", SharedBodies)
 STATE = web.AppKey("state", StateDir)  # set only with a state directory
+NOTIFIER = web.AppKey("notifier", Notifier)

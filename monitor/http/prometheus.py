@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import psutil
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
@@ -36,12 +36,20 @@ class HubStatsReader(Protocol):
 Counters = dict[str, tuple[str, Callable[[], int]]]
 
 
+# Each notification target's figures (Notifier.view()): name, sent, failed, pending...
+TargetViews = Callable[[], list[dict[str, Any]]]
+
+
 def build_registry(
-    hub: HubStatsReader, sources: list[Source], history: MetricsHistory, counters: Counters
+    hub: HubStatsReader,
+    sources: list[Source],
+    history: MetricsHistory,
+    counters: Counters,
+    targets: TargetViews = list,
 ) -> CollectorRegistry:
     """A new registry holding one MonitorCollector; render() it on each scrape."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MonitorCollector(hub, sources, history, counters))
+    registry.register(MonitorCollector(hub, sources, history, counters, targets))
     return registry
 
 
@@ -62,8 +70,10 @@ class MonitorCollector(Collector):
         sources: list[Source],
         history: MetricsHistory,
         counters: Counters,
+        targets: TargetViews = list,
     ) -> None:
         self._hub = hub
+        self._targets = targets
         self._sources = sources
         self._history = history
         self._counters = counters
@@ -89,6 +99,7 @@ class MonitorCollector(Collector):
             node.host,
             self._monitor,
             self._source_counters,
+            self._notify,
         ]
         for group in groups:
             try:
@@ -177,6 +188,26 @@ class MonitorCollector(Collector):
             )
             for name, (doc, read) in self._counters.items()
         ]
+
+    def _notify(self) -> list[Metric]:
+        fields = [
+            ("sent", "Notifications delivered, by target."),
+            ("failed", "Notifications not delivered: refused for good, or out of retry time."),
+            ("dropped", "Notifications dropped untried: the target's queue was full."),
+            ("retries", "Tries of a notification after its first, by target."),
+        ]
+        families = [
+            CounterMetricFamily(f"sse_monitor_notify_{field}_total", doc, labels=["target"])
+            for field, doc in fields
+        ]
+        pending = GaugeMetricFamily(
+            "sse_monitor_notify_pending", "Notifications waiting, by target.", labels=["target"]
+        )
+        for view in self._targets():
+            for family, (field, _) in zip(families, fields, strict=True):
+                family.add_metric([view["name"]], view[field])
+            pending.add_metric([view["name"]], view["pending"])
+        return [*families, pending]
 
     def _source_counters(self) -> list[Metric]:
         restarts = CounterMetricFamily(

@@ -1,0 +1,1 @@
+"""Notifications: alert transitions delivered to webhooks, chat and commands."""
