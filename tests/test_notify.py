@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from helpers import MONITOR, Server, wait_until
+from helpers import MONITOR, Server, StreamReader, wait_until
 from pytest_aiohttp import AiohttpServer
 
 from monitor.config import Config, ConfigError, load_config
@@ -485,8 +485,17 @@ async def test_a_rule_firing_across_a_restart_is_not_sent_twice_and_its_resolve_
         '[[alerts]]\nname = "boom"\nsource = "app"\npattern = "BOOM"\nwindow = "3s"\n'
         f'[[notify]]\nname = "ops"\nkind = "webhook"\nurl = "{hook.url}"\n'
     )
-    flags = ("--config", str(config), "--log", f"app={log}", "--state-dir", str(tmp_path / "s"))
-    flags += ("--interval", "0.2")
+    state = str(tmp_path / "s")
+    flags = (
+        "--config",
+        str(config),
+        "--log",
+        f"app={log}",
+        "--state-dir",
+        state,
+        "--interval",
+        "0.2",
+    )
     server = start_server(*flags)
     with log.open("a") as f:
         f.write("BOOM\n")
@@ -503,3 +512,51 @@ async def test_a_rule_firing_across_a_restart_is_not_sent_twice_and_its_resolve_
     await wait_until(lambda: len(hook.got) == 2, 10)  # 3 s after the restart: resolved
     assert [b["state"] for b in hook.bodies()] == ["firing", "resolved"]
     assert hook.bodies()[1]["started"] == hook.bodies()[0]["started"]
+
+
+async def test_a_full_queue_drops_its_oldest_and_counts_it(
+    receiver: Callable[..., Awaitable[Receiver]], running: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notifier_module, "MAX_PENDING", 3)
+    stuck = await receiver(hang)
+    hub, notifier = running(
+        *targets({"name": "stuck", "kind": "webhook", "url": stuck.url, "timeout": "60s"})
+    )
+    await asyncio.sleep(0)
+    fire(hub, rule="disk")
+    await wait_until(lambda: len(stuck.got) == 1, 5)  # on the wire, hanging
+    for i in range(5):  # 5 more while it hangs: 3 wait, the 2 oldest of them are dropped
+        fire(hub, rule=f"rule-{i}")
+    await wait_until(lambda: notifier.view()[0]["dropped"] == 2, 5)
+    await asyncio.sleep(0.1)
+    (view,) = notifier.view()
+    assert (view["pending"], view["dropped"]) == (4, 2)  # 1 in flight and 3 waiting
+
+
+async def test_a_hanging_receiver_holds_no_stream(
+    tmp_path: Path,
+    receiver: Callable[..., Awaitable[Receiver]],
+    start_server: Callable[..., Server],
+) -> None:
+    """While every delivery hangs (rules firing on each line), each log line still reaches a
+    stream client at once."""
+    stuck = await receiver(hang)
+    log = tmp_path / "app.log"
+    log.touch()
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[[alerts]]\nname = "boom"\nsource = "app"\npattern = "BOOM"\nwindow = "0.2s"\n'
+        f'[[notify]]\nname = "stuck"\nkind = "webhook"\nurl = "{stuck.url}"\ntimeout = "60s"\n'
+    )
+    server = start_server("--config", str(config), "--log", f"app={log}", "--interval", "0.1")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.url}/events?types=log") as resp:
+            reader = StreamReader(resp)
+            await reader.until("hello")
+            for i in range(20):
+                with log.open("a") as f:
+                    f.write(f"BOOM {i}\n")
+                event = await reader.next(timeout_s=2)
+                assert event.json()["lines"] == [f"BOOM {i}"]
+                await asyncio.sleep(0.1)  # the rule resolves and fires again: more deliveries
+    assert len(stuck.got) == 1  # the first delivery hangs; the rest wait behind it
