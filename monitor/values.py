@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 
 class ConfigError(Exception):
@@ -89,3 +89,34 @@ def read_file_text(path: str, what: str) -> tuple[str, os.stat_result]:
 def read_text(path: str, what: str) -> str:
     """The text of a small file the user named (see read_file_text)."""
     return read_file_text(path, what)[0]
+
+
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+T = TypeVar("T", bound=Named)
+
+
+def named_tables(key: str, raw: Any, parse: Callable[[dict[str, Any]], T]) -> tuple[T, ...]:
+    """A TOML array of tables (`[[alerts]]`, `[[notify]]`), each parsed by `parse`, names
+    unique; a problem is a ConfigError that says which table: `alerts[2] 'cpu': ...`."""
+    if not isinstance(raw, list | tuple) or not all(isinstance(t, dict) for t in raw):
+        raise ConfigError(f"{key}: must be an array of tables ([[{key}]] ...)")
+    parsed: list[T] = []
+    seen: dict[str, int] = {}
+    for i, table in enumerate(raw):
+        name = table.get("name")
+        where = f"{key}[{i}] {name!r}" if isinstance(name, str) and name.strip() else f"{key}[{i}]"
+        try:
+            item = parse(table)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if item.name in seen:
+            raise ConfigError(
+                f"{where}: name: already used by {key}[{seen[item.name]}]; names must be unique"
+            )
+        seen[item.name] = i
+        parsed.append(item)
+    return tuple(parsed)

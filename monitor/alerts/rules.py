@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.duration import parse_duration
-from monitor.values import ConfigError, require_text
+from monitor.values import ConfigError, named_tables, require_text
 
 SEVERITIES = ("info", "warning", "critical")
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -63,26 +63,7 @@ Rule = MetricRule | LogRule
 
 def parse_rules(raw: Any, log_sources: Collection[str]) -> tuple[Rule, ...]:
     """Check the TOML `alerts` array and build its rules; any problem is a ConfigError."""
-    if not isinstance(raw, list | tuple) or not all(isinstance(t, dict) for t in raw):
-        raise ConfigError("alerts: must be an array of tables ([[alerts]] ...)")
-    rules: list[Rule] = []
-    seen: dict[str, int] = {}
-    for i, table in enumerate(raw):
-        name = table.get("name")
-        where = (
-            f"alerts[{i}] {name!r}" if isinstance(name, str) and name.strip() else f"alerts[{i}]"
-        )
-        try:
-            rule = _parse_rule(table, log_sources)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        if rule.name in seen:
-            raise ConfigError(
-                f"{where}: name: already used by alerts[{seen[rule.name]}]; names must be unique"
-            )
-        seen[rule.name] = i
-        rules.append(rule)
-    return tuple(rules)
+    return named_tables("alerts", raw, lambda table: _parse_rule(table, log_sources))
 
 
 def _parse_rule(table: dict[str, Any], log_sources: Collection[str]) -> Rule:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import psutil
@@ -190,24 +190,20 @@ class MonitorCollector(Collector):
         ]
 
     def _notify(self) -> list[Metric]:
+        views = self._targets()
         fields = [
             ("sent", "Notifications delivered, by target."),
             ("failed", "Notifications not delivered: refused for good, or out of retry time."),
             ("dropped", "Notifications dropped untried: the target's queue was full."),
             ("retries", "Tries of a notification after its first, by target."),
         ]
-        families = [
-            CounterMetricFamily(f"sse_monitor_notify_{field}_total", doc, labels=["target"])
-            for field, doc in fields
-        ]
         pending = GaugeMetricFamily(
             "sse_monitor_notify_pending", "Notifications waiting, by target.", labels=["target"]
         )
-        for view in self._targets():
-            for family, (field, _) in zip(families, fields, strict=True):
-                family.add_metric([view["name"]], view[field])
+        for view in views:
             pending.add_metric([view["name"]], view["pending"])
-        return [*families, pending]
+        rows = [(v["name"], v) for v in views]
+        return [*_counters_by("target", "sse_monitor_notify", fields, rows), pending]
 
     def _source_counters(self) -> list[Metric]:
         restarts = CounterMetricFamily(
@@ -222,13 +218,28 @@ class MonitorCollector(Collector):
             ("truncations", "Times a followed log file was truncated."),
             ("skipped", "Log input skipped as unreadable (journal entries that are not JSON)."),
         ]
-        families = [
-            CounterMetricFamily(f"sse_monitor_log_{field}_total", doc, labels=["source"])
-            for field, doc in fields
-        ]
         for source in self._sources:
             restarts.add_metric([source.name], source.stats.restarts)
-            if source.kind == "log":
-                for family, (field, _) in zip(families, fields, strict=True):
-                    family.add_metric([source.name], getattr(source.stats, field))
-        return [restarts, *families]
+        rows = [
+            (s.name, {field: getattr(s.stats, field) for field, _ in fields})
+            for s in self._sources
+            if s.kind == "log"
+        ]
+        return [restarts, *_counters_by("source", "sse_monitor_log", fields, rows)]
+
+
+def _counters_by(
+    label: str,
+    prefix: str,
+    fields: list[tuple[str, str]],
+    rows: Sequence[tuple[str, Mapping[str, Any]]],
+) -> list[Metric]:
+    """A counter family `<prefix>_<field>_total` per field, one sample per row: the row's
+    label value, and its value of each field."""
+    families: list[Metric] = []
+    for field, doc in fields:
+        family = CounterMetricFamily(f"{prefix}_{field}_total", doc, labels=[label])
+        for value, values in rows:
+            family.add_metric([value], values[field])
+        families.append(family)
+    return families

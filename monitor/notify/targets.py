@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from monitor.alerts.rules import SEVERITIES
 from monitor.duration import parse_duration
-from monitor.values import ConfigError, read_text, require_text
+from monitor.values import ConfigError, named_tables, read_text, require_text
 
 KINDS = ("webhook", "slack", "discord", "ntfy", "command")
 STATES = ("firing", "resolved")
@@ -75,26 +75,7 @@ class Target:
 
 def parse_targets(raw: Any, rule_names: Collection[str]) -> tuple[Target, ...]:
     """Check the TOML `notify` array and build its targets; any problem is a ConfigError."""
-    if not isinstance(raw, list | tuple) or not all(isinstance(t, dict) for t in raw):
-        raise ConfigError("notify: must be an array of tables ([[notify]] ...)")
-    targets: list[Target] = []
-    seen: dict[str, int] = {}
-    for i, table in enumerate(raw):
-        name = table.get("name")
-        where = (
-            f"notify[{i}] {name!r}" if isinstance(name, str) and name.strip() else f"notify[{i}]"
-        )
-        try:
-            target = _parse_target(table, rule_names)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        if target.name in seen:
-            raise ConfigError(
-                f"{where}: name: already used by notify[{seen[target.name]}]; names must be unique"
-            )
-        seen[target.name] = i
-        targets.append(target)
-    return tuple(targets)
+    return named_tables("notify", raw, lambda table: _parse_target(table, rule_names))
 
 
 def _parse_target(table: dict[str, Any], rule_names: Collection[str]) -> Target:
