@@ -28,8 +28,11 @@ from monitor.http.keys import HUB
 from monitor.hub.events import ALERT, STATUS
 from monitor.hub.memory import MemoryHub
 from monitor.notify import notifier as notifier_module
+from monitor.notify import targets as targets_module
 from monitor.notify.notifier import Notifier
+from monitor.notify.outbox import Outbox
 from monitor.notify.targets import Target, parse_targets
+from monitor.state import StateDir
 
 
 @dataclass
@@ -85,9 +88,11 @@ async def receiver(
 
 @pytest.fixture
 def fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backoff from 50 ms, and a 1 s flapping window: the same logic, in test time."""
+    """Backoff from 50 ms, a 1 s flapping window, repeats allowed from 0.1 s: the same
+    logic, in test time."""
     monkeypatch.setattr(notifier_module, "FIRST_BACKOFF_S", 0.05)
     monkeypatch.setattr(notifier_module, "FLAP_WINDOW_S", 1.0)
+    monkeypatch.setattr(targets_module, "MIN_REPEAT_S", 0.1)
 
 
 def targets(
@@ -358,6 +363,12 @@ def test_a_bad_target_stops_the_server_with_one_line_naming_it(tmp_path: Path) -
     assert "command: /nonexistent/page is not an executable program" in check(
         'name = "x"\nkind = "command"\ncommand = ["/nonexistent/page"]\n'
     )
+    assert "repeat: at least 60s, got '5s'" in check(
+        'name = "x"\nkind = "ntfy"\nurl = "https://ntfy.sh/t"\nrepeat = "5s"\n'
+    )
+    assert "headers: 'X-Ké' is not a header name" in check(
+        'name = "x"\nkind = "webhook"\nurl = "https://h.example/"\nheaders = { "X-Ké" = "v" }\n'
+    )
     assert "rules: 'dsk' is not one of disk" in check(
         'name = "x"\nkind = "ntfy"\nurl = "https://ntfy.sh/t"\nrules = ["dsk"]\n'
     )
@@ -560,3 +571,108 @@ async def test_a_hanging_receiver_holds_no_stream(
                 assert event.json()["lines"] == [f"BOOM {i}"]
                 await asyncio.sleep(0.1)  # the rule resolves and fires again: more deliveries
     assert len(stuck.got) == 1  # the first delivery hangs; the rest wait behind it
+
+
+async def echo_path(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=404, text=f"Cannot POST {request.path}")
+
+
+async def test_no_secret_of_a_target_reaches_its_state_or_the_log(
+    receiver: Callable[..., Awaitable[Receiver]],
+    running: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A receiver's error page may quote the path it was posted to (which holds the token);
+    a header's value is a secret too."""
+    hook = await receiver(echo_path)
+    hub, notifier = running(
+        *targets(
+            {"name": "ops", "kind": "webhook", "url": hook.url, "headers": {"X-Key": "k3y-val"}}
+        )
+    )
+    await asyncio.sleep(0)
+    fire(hub)
+    await wait_until(lambda: notifier.view()[0]["failed"] == 1, 5)
+    assert notifier.view()[0]["last_error"] == "HTTP 404: Cannot POST …"  # path redacted
+    view = json.dumps(notifier.view())
+    assert "s3cret" not in view and "k3y" not in view
+    assert "s3cret" not in caplog.text and "k3y" not in caplog.text
+
+
+async def test_a_command_that_leaves_a_child_running_is_done_when_it_exits(
+    tmp_path: Path, running: Any
+) -> None:
+    script = tmp_path / "page.py"
+    script.write_text(
+        "import subprocess, sys\n"
+        "sys.stdin.read()\n"
+        "subprocess.Popen(['sleep', '60'])  # inherits stdout and stderr\n"
+        "print('paged')\n"
+    )
+    hub, notifier = running(
+        *targets(
+            {
+                "name": "page",
+                "kind": "command",
+                "command": [sys.executable, str(script)],
+                "timeout": "30s",
+            }
+        )
+    )
+    await asyncio.sleep(0)
+    fire(hub)
+    await wait_until(lambda: notifier.view()[0]["sent"] == 1, 10)  # not at its 30 s timeout
+    assert notifier.view()[0]["failed"] == 0
+
+
+def test_retry_after_takes_seconds_or_a_date_and_nothing_else() -> None:
+    retry_after = notifier_module._retry_after
+    assert retry_after("7") == 7.0 and retry_after("99999") == notifier_module.MAX_RETRY_AFTER_S
+    assert retry_after("nan") is None and retry_after("inf") is None and retry_after("x") is None
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 -0000") == 0.0  # past: at once
+
+
+def test_a_damaged_outbox_keeps_what_it_can(tmp_path: Path) -> None:
+    state = StateDir.open(str(tmp_path))
+    assert state is not None
+    good = {"target": "ops", "body": {"id": "1-2", "rule": "disk"}, "first_try": None}
+    state.write_json(
+        "notify.json",
+        {
+            "pending": [good, {"target": "ops", "body": "x"}, {"bogus": 1}, 7],
+            "delivered": {"ops": ["a"], "gone": ["b"]},
+            "states": "nonsense",
+        },
+    )
+    pending = Outbox(state).load(["ops"])
+    assert [(d.target, d.body["id"], d.attempts) for d in pending] == [("ops", "1-2", 0)]
+    state.close()
+
+
+async def test_a_rule_restored_firing_is_told_to_a_target_that_missed_it(
+    receiver: Callable[..., Awaitable[Receiver]],
+) -> None:
+    """The server stopped between a rule's change and its notification: the rule comes back
+    firing (restored), and the target that was last told something else hears of it."""
+    hook = await receiver()
+    hub = MemoryHub()
+    outbox = Outbox()
+    outbox.states = {"told": {"disk": "firing"}}
+    notifier = Notifier(
+        targets(
+            {"name": "told", "kind": "webhook", "url": hook.url},
+            {"name": "missed", "kind": "webhook", "url": hook.url},
+        ),
+        host="web-1",
+        outbox=outbox,
+    )
+    task = asyncio.create_task(notifier.run(hub))
+    await asyncio.sleep(0)
+    hub.publish(ALERT, {"rule": "disk", "severity": "critical", "state": "firing",
+                        "message": "m", "value": 1, "since": 1e9, "restored": True})  # fmt: skip
+    await wait_until(lambda: len(hook.got) == 1, 5)
+    await asyncio.sleep(0.2)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    views = {v["name"]: v["sent"] for v in notifier.view()}
+    assert views == {"told": 0, "missed": 1}

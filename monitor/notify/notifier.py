@@ -16,15 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import email.utils
 import json
 import logging
+import math
+import os
 import random
+import signal
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -139,10 +145,15 @@ class Notifier:
         finally:
             for timer in self._timers:
                 timer.cancel()
-            await cancel_and_wait(workers)
-            self._save()
-            if self._session is not None:
-                await self._session.close()
+            for state in self.states.values():  # held changes go out as their summaries
+                for rule in list(state.held):
+                    self._summarize(state, rule)
+            try:
+                await cancel_and_wait(workers)
+            finally:
+                self._save()
+                if self._session is not None:
+                    await self._session.close()
 
     def handle(self, event: Event) -> None:
         """One alert transition: a delivery for each target that wants it."""
@@ -162,11 +173,17 @@ class Notifier:
         else:
             self._firing.pop(rule, None)
             self._started.pop(rule, None)
-        if alert.get("restored"):
-            return  # firing since before a restart, and said then: no transition
         for state in self.states.values():
-            if state.target.wants(alert):
+            if not state.target.wants(alert):
+                continue
+            if not alert.get("restored"):
                 self._offer_damped(state, rule, body)
+            elif self.outbox.last_state(state.target.name, rule) != "firing":
+                # Firing since before a restart, but this target was not told (the server
+                # stopped between the rule's change and its notification): tell it now.
+                self._offer_damped(state, rule, body)
+            else:  # told then: no transition, but its repeats go on
+                self._start_repeats(state, rule, body)
 
     def _offer_damped(self, state: TargetState, rule: str, body: dict[str, Any]) -> None:
         """Offer a change unless the rule is flapping: then hold it for the summary."""
@@ -183,6 +200,10 @@ class Notifier:
             state.held[rule] = (body, len(changes))
             return
         self._offer(state, body)
+        self._start_repeats(state, rule, body)
+
+    def _start_repeats(self, state: TargetState, rule: str, body: dict[str, Any]) -> None:
+        """For a target with `repeat`: say a firing rule again until its next change."""
         if body["state"] == "firing" and state.target.repeat_s:
             self._later(state.target.repeat_s, self._repeat, state, rule, body["id"], 1)
 
@@ -197,11 +218,12 @@ class Notifier:
         }
         state.changes.pop(rule, None)
         self._offer(state, summary)
+        self._start_repeats(state, rule, body)
 
     def _repeat(self, state: TargetState, rule: str, first_id: str, n: int) -> None:
         body = self._firing.get(rule)
         if body is None or body["id"] != first_id or rule in state.held:
-            return  # resolved (or flapping) meanwhile
+            return  # changed meanwhile: resolved, or firing anew (which repeats on its own)
         self._offer(state, {**body, "id": f"{first_id}:repeat-{n}", "repeat": n})
         assert state.target.repeat_s is not None
         self._later(state.target.repeat_s, self._repeat, state, rule, first_id, n + 1)
@@ -215,6 +237,7 @@ class Notifier:
         delivery = Delivery(state.target.name, body)
         if self.outbox.was_delivered(delivery):
             return
+        self.outbox.told(delivery)
         lost = None
         if len(state.queue) >= MAX_PENDING:
             lost = state.queue.popleft()
@@ -260,6 +283,9 @@ class Notifier:
             state.in_flight = state.queue.popleft()
             try:
                 await self._deliver(state, state.in_flight)
+            except Exception:  # noqa: BLE001 - a bug must not end the target's deliveries
+                state.failed += 1
+                log.exception("notify %s: could not deliver; dropped", state.target.name)
             finally:
                 if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
                     state.in_flight = None
@@ -323,6 +349,7 @@ class Notifier:
             )
         data, headers = request_of(target, body)
         started = time.monotonic()
+        text = ""
         try:
             async with self._session.post(
                 target.url,
@@ -331,16 +358,22 @@ class Notifier:
                 timeout=aiohttp.ClientTimeout(total=target.timeout_s),
                 allow_redirects=False,
             ) as resp:
-                text = (await resp.content.read(512)).decode("utf-8", "replace").strip()
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
+                if not 200 <= status < 300:  # the answer is decided by its status alone
+                    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                        text = (await resp.content.read(512)).decode("utf-8", "replace")
         except TimeoutError:
             return Outcome(False, f"no answer within {target.timeout_s:g}s", retry=True)
         except aiohttp.ClientError as exc:
-            return Outcome(False, f"{target.where()}: {exc.__class__.__name__}: {exc}", retry=True)
+            # Its text may quote the URL, token and all: the class (and a status) only.
+            code = getattr(exc, "status", None)
+            detail = f"{target.where()}: {exc.__class__.__name__}" + (f" {code}" if code else "")
+            return Outcome(False, detail, retry=True)
         took = (time.monotonic() - started) * 1000
         if 200 <= status < 300:
             return Outcome(True, f"HTTP {status} in {took:.0f} ms")
+        text = " ".join(redacted(text, target).split())
         detail = f"HTTP {status}" + (f": {text[:200]}" if text else "")
         if status == 429:
             return Outcome(False, detail, retry=True, retry_after_s=_retry_after(retry_after))
@@ -350,43 +383,44 @@ class Notifier:
 
     async def _run(self, target: Target, body: dict[str, Any]) -> Outcome:
         started = time.monotonic()
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *target.command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                env=environment(body),
-                start_new_session=True,
-            )
-        except OSError as exc:
-            return Outcome(False, f"{target.command[0]}: {exc.strerror or exc}", retry=True)
-        assert process.stdin is not None and process.stderr is not None
-        try:
-            async with asyncio.timeout(target.timeout_s):
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    process.stdin.write(json.dumps(body, ensure_ascii=False).encode() + b"\n")
-                    await process.stdin.drain()
+        # Its output goes to a file, not a pipe: a child it left running in the background
+        # would hold a pipe open, and asyncio's wait() waits for the pipes too.
+        with tempfile.TemporaryFile() as output:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *target.command,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=output,
+                    stderr=output,
+                    env=environment(body),
+                    start_new_session=True,  # its own process group: killed as one
+                )
+            except OSError as exc:
+                return Outcome(False, f"{target.command[0]}: {exc.strerror or exc}", retry=True)
+            assert process.stdin is not None
+            try:
+                async with asyncio.timeout(target.timeout_s):
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        process.stdin.write(json.dumps(body, ensure_ascii=False).encode() + b"\n")
+                        await process.stdin.drain()
                     process.stdin.close()
-                output = await _bounded_read(process.stderr)
-                code = await process.wait()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-            return Outcome(False, f"killed after {target.timeout_s:g}s", retry=True)
-        finally:
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await asyncio.shield(process.wait())
+                    code = await process.wait()
+            except TimeoutError:
+                return Outcome(False, f"killed after {target.timeout_s:g}s", retry=True)
+            finally:
+                if process.returncode is None:  # timed out, or the server stops
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(5):
+                            await asyncio.shield(process.wait())
+            output.seek(max(0, os.fstat(output.fileno()).st_size - OUTPUT_BYTES))
+            last = output.read(OUTPUT_BYTES).decode("utf-8", "replace").strip().splitlines()
         took = (time.monotonic() - started) * 1000
         if code == 0:
             return Outcome(True, f"exit status 0 in {took:.0f} ms")
-        last = output.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-        return Outcome(
-            False, f"exit status {code}" + (f": {last[0][:200]}" if last[0] else ""), retry=True
-        )
+        said = f": {last[-1][:200]}" if last else ""
+        return Outcome(False, f"exit status {code}{said}", retry=True)
 
     async def test(self, target: Target) -> Outcome:
         """A test message to `target`, once (for `sse-monitor notify-test`)."""
@@ -419,12 +453,15 @@ def _is_failing(view: dict[str, Any]) -> bool:
     return error_at is not None and (success is None or success < error_at)
 
 
-async def _bounded_read(stream: asyncio.StreamReader) -> bytes:
-    """A command's output, keeping its last OUTPUT_BYTES (a chatty one costs no memory)."""
-    kept = b""
-    while chunk := await stream.read(65536):
-        kept = (kept + chunk)[-OUTPUT_BYTES:]
-    return kept
+def redacted(text: str, target: Target) -> str:
+    """`text` without the target's secrets: its URL's path, query and credentials, and its
+    header values (a receiver's error page may quote the path it was posted to)."""
+    parts = urlsplit(target.url)
+    secrets = [target.url, parts.path, parts.query, parts.username or "", parts.password or ""]
+    secrets += list(target.headers.values())
+    for secret in sorted((s for s in secrets if len(s) > 1), key=len, reverse=True):
+        text = text.replace(secret, "…")
+    return text
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -438,5 +475,9 @@ def _retry_after(value: str | None) -> float | None:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
+        if when.tzinfo is None:  # "-0000": UTC, as HTTP dates are
+            when = when.replace(tzinfo=datetime.UTC)
         seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds):  # "nan", "inf"
+        return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)

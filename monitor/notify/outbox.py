@@ -29,8 +29,27 @@ class Delivery:
     attempts: int = 0
 
     @property
-    def id(self) -> str:
-        return str(self.body.get("id"))
+    def key(self) -> str:
+        """What makes it the same notification: its id, and the change it tells (an id alone
+        could come again if the position log lost records)."""
+        b = self.body
+        return f"{b.get('id')} {b.get('rule')} {b.get('state')} {b.get('started')}"
+
+    @staticmethod
+    def of(item: Any) -> Delivery | None:
+        """A delivery from its saved form; None if it is not one."""
+        if not isinstance(item, dict):
+            return None
+        target, body = item.get("target"), item.get("body")
+        first_try, attempts = item.get("first_try"), item.get("attempts", 0)
+        if (
+            not isinstance(target, str)
+            or not isinstance(body, dict)
+            or not (first_try is None or isinstance(first_try, int | float))
+            or not isinstance(attempts, int)
+        ):
+            return None
+        return Delivery(target, body, first_try, attempts)
 
 
 @dataclass(slots=True)
@@ -40,6 +59,9 @@ class Outbox:
 
     state: StateDir | None = None
     delivered: dict[str, deque[str]] = field(default_factory=dict)
+    # The last state each target was told of each rule ("firing", "resolved"), so a rule
+    # found firing at start is told to a target that missed its change.
+    states: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def load(self, targets: Iterable[str]) -> list[Delivery]:
         """The deliveries the last run left pending, for targets that still exist."""
@@ -48,25 +70,39 @@ class Outbox:
         if data is None:
             return []
         pending: list[Delivery] = []
-        try:
-            for target, ids in data.get("delivered", {}).items():
-                if target in names:
-                    self.delivered[target] = deque(map(str, ids), maxlen=DELIVERED_KEPT)
-            for item in data.get("pending", []):
-                delivery = Delivery(**item)
-                if delivery.target in names and isinstance(delivery.body, dict):
-                    pending.append(delivery)
-        except (TypeError, AttributeError):
-            log.warning("state %s: not usable; pending notifications are lost", FILE)
-            return []
+        delivered, states, items = data.get("delivered"), data.get("states"), data.get("pending")
+        for target, keys in (delivered if isinstance(delivered, dict) else {}).items():
+            if target in names and isinstance(keys, list):
+                self.delivered[target] = deque(map(str, keys), maxlen=DELIVERED_KEPT)
+        for target, told in (states if isinstance(states, dict) else {}).items():
+            if target in names and isinstance(told, dict):
+                self.states[target] = {str(k): str(v) for k, v in told.items()}
+        skipped = 0
+        for item in items if isinstance(items, list) else []:
+            delivery = Delivery.of(item)
+            if delivery is None:
+                skipped += 1
+            elif delivery.target in names:
+                pending.append(delivery)
+        if skipped:
+            log.warning("state %s: %d pending notifications not usable; skipped", FILE, skipped)
         return pending
 
     def was_delivered(self, delivery: Delivery) -> bool:
-        return delivery.id in self.delivered.get(delivery.target, ())
+        return delivery.key in self.delivered.get(delivery.target, ())
 
     def mark_delivered(self, delivery: Delivery) -> None:
         seen = self.delivered.setdefault(delivery.target, deque(maxlen=DELIVERED_KEPT))
-        seen.append(delivery.id)
+        seen.append(delivery.key)
+
+    def told(self, delivery: Delivery) -> None:
+        """The target is being told of its rule's state (saved with the next save)."""
+        rule, state = delivery.body.get("rule"), delivery.body.get("state")
+        if isinstance(rule, str) and isinstance(state, str):
+            self.states.setdefault(delivery.target, {})[rule] = state
+
+    def last_state(self, target: str, rule: str) -> str | None:
+        return self.states.get(target, {}).get(rule)
 
     def save(self, pending: Iterable[Delivery]) -> None:
         if self.state is None:
@@ -75,6 +111,7 @@ class Outbox:
             FILE,
             {
                 "pending": [asdict(d) for d in pending],
-                "delivered": {t: list(ids) for t, ids in self.delivered.items()},
+                "delivered": {t: list(keys) for t, keys in self.delivered.items()},
+                "states": self.states,
             },
         )

@@ -38,6 +38,8 @@ KEYS = (
 )
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_RETRY_FOR_S = 3600.0
+MIN_REPEAT_S = 60.0  # a firing rule said again more often than this would be a flood
+TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +92,7 @@ def _parse_target(table: dict[str, Any], rule_names: Collection[str]) -> Target:
         "rules": _names("rules", table.get("rules"), rule_names),
         "severities": _names("severities", table.get("severities"), SEVERITIES),
         "states": _names("states", table.get("states"), STATES) or frozenset(STATES),
-        "repeat_s": _duration("repeat", table.get("repeat"), 7 * 86400.0),
+        "repeat_s": _repeat(table.get("repeat")),
         "timeout_s": _duration("timeout", table.get("timeout"), 300.0) or DEFAULT_TIMEOUT_S,
         "retry_for_s": _duration("retry_for", table.get("retry_for"), 7 * 86400.0)
         or DEFAULT_RETRY_FOR_S,
@@ -126,6 +128,13 @@ def _duration(key: str, value: Any, max_s: float) -> float | None:
         raise ConfigError(f"{key}: {exc}") from None
 
 
+def _repeat(value: Any) -> float | None:
+    seconds = _duration("repeat", value, 7 * 86400.0)
+    if seconds is not None and seconds < MIN_REPEAT_S:
+        raise ConfigError(f"repeat: at least {MIN_REPEAT_S:g}s, got {value!r}")
+    return seconds
+
+
 def _url(table: dict[str, Any]) -> str:
     if ("url" in table) == ("url_file" in table):
         raise ConfigError('needs url = "https://..." or url_file = "/path" (one of them)')
@@ -157,11 +166,11 @@ def _headers(table: dict[str, Any]) -> dict[str, str]:
         ):
             raise ConfigError(f'{key}: must be a table of "Header-Name" = "value"')
         for header, given in value.items():
-            if not header or not all(c.isalnum() or c in "-_" for c in header):
+            if not header or not set(header) <= TOKEN:
                 raise ConfigError(f"{key}: {header!r} is not a header name")
             text = read_text(given, f"{key}.{header}").strip() if from_file else given
-            if any(c in text for c in "\r\n\0"):
-                raise ConfigError(f"{key}.{header}: the value has a line break or NUL")
+            if any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in text):
+                raise ConfigError(f"{key}.{header}: the value has a control character")
             headers[header] = text
     return headers
 
