@@ -383,3 +383,28 @@ def test_where_the_last_run_left_a_source_is_told_once(tmp_path: Path) -> None:
     assert again.keep_history("app", StoredLines({})) is None
     again.close()
     state.close()
+
+
+async def test_at_close_a_consumer_still_gets_what_another_makes_of_its_last_events() -> None:
+    """At shutdown the notifier must get the alerts the rules make of the last metrics,
+    whichever of the two runs first."""
+    hub = MemoryHub()
+    seen: list[str] = []
+
+    async def notifier() -> None:
+        async with hub.consume(frozenset({ALERT})) as events:
+            async for event in events:
+                seen.append(event.payload["rule"])
+
+    async def rules() -> None:
+        async with hub.consume(frozenset({METRICS})) as events:
+            async for event in events:
+                hub.publish(ALERT, {"rule": f"from {event.payload['n']}", "state": "firing"})
+
+    tasks = [asyncio.create_task(notifier()), asyncio.create_task(rules())]
+    await asyncio.sleep(0)  # both feeds open
+    hub.publish(ALERT, {"rule": "first", "state": "firing"})  # the notifier runs next...
+    hub.publish(METRICS, {"n": 1})  # ...then the rules, which make an alert of this
+    hub.close()  # before either task has run again
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert seen == ["first", "from 1"]

@@ -60,6 +60,12 @@ class Feed:
             for event in self.drain():
                 yield event
             if self._is_closed:
+                # One more turn of the loop first: a consumer woken before the close that
+                # publishes what it makes of its last events (the alert rules) does so now,
+                # and a consumer of those (the notifier) still gets them.
+                await asyncio.sleep(0)
+                for event in self.drain():
+                    yield event
                 return
             self._wake = asyncio.get_running_loop().create_future()
             try:
