@@ -10,7 +10,7 @@ import pytest
 from helpers import wait_until
 
 from monitor.hub.events import ALERT, LOG, METRICS, STATUS, STREAM_TYPES, Frame, parse_id
-from monitor.hub.interface import Older, Origin, Selector
+from monitor.hub.interface import BadEventId, Older, Origin, Selector
 from monitor.hub.memory import MemoryHub, UnknownEventId
 from monitor.hub.sse import SSEEvent, SSEParser
 from monitor.state import StateDir
@@ -408,3 +408,15 @@ async def test_at_close_a_consumer_still_gets_what_another_makes_of_its_last_eve
     hub.close()  # before either task has run again
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert seen == ["first", "from 1"]
+
+
+async def test_scrolling_back_from_an_id_whose_record_is_gone_is_refused() -> None:
+    """Not taken for "no record at all", which would answer with the newest lines again."""
+    stored: dict[int, list[str]] = {}
+    hub = MemoryHub(max_events=16, positions=32)
+    hub.keep_history("app", StoredLines(stored))
+    ids = publish_lines(hub, stored, 100)  # the first 68 records are overwritten
+    with pytest.raises(BadEventId, match="too old"):
+        await hub.log_before("app", ids[10], 10)
+    page = await hub.log_before("app", ids[90], 3)
+    assert [e.lines for e in page.events] == [["line 87"], ["line 88"], ["line 89"]]

@@ -212,3 +212,33 @@ async def test_hostile_parameters_are_a_400_with_json(
     assert resp.status == 400
     assert resp.content_type == "application/json"
     assert (await resp.json())["error"].startswith(error)
+
+
+async def test_scrolling_back_reads_only_the_logs_own_rotated_files(
+    tmp_path: Path, start_server: Callable[..., Server]
+) -> None:
+    """Past the records, the files named like the log in its directory are read, each once:
+    a symlink named like it leading out of the directory is not (someone who can write the
+    directory could otherwise show any file), nor a hard link to a file already read (else
+    it would be read again, page after page), nor an archive."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "app.log"
+    write(logs / "app.log.2", 0, 10)
+    write(logs / "app.log.1", 10, 10)
+    write(log, 20, 10)
+    outside = tmp_path / "secret.txt"
+    outside.write_text("SECRET 1\nSECRET 2\n")
+    (logs / "app.log.3").symlink_to(outside)
+    os.link(logs / "app.log.1", logs / "app.log-20261201")  # the same file, another name
+    (logs / "app.log.4.tar.gz").write_bytes(b"not a log")
+    server = start_server("--log", f"app={log}", "--config", str(no_backlog(tmp_path)))
+    async with aiohttp.ClientSession() as session:
+        pages = await scroll_back(session, server.url, 4)
+    assert [line for page in pages for line in page] == [f"app {i}" for i in range(30)]
+
+
+def no_backlog(tmp_path: Path) -> Path:
+    config = tmp_path / "c.toml"
+    config.write_text("[tail]\nbacklog_lines = 0\n")
+    return config

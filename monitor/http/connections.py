@@ -214,34 +214,35 @@ class Handshake(asyncio.Protocol):
         if self._guard.acquire(address) is not None:
             transport.abort()
             return
-        task = asyncio.get_running_loop().create_task(self._handshake(transport, address))
+        transport.pause_reading()  # the ClientHello is for TLS (start_tls reads on)
+        task = asyncio.get_running_loop().create_task(self._handshake(transport))
         self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        # Done, failed or cancelled (even before it ran): a slot not handed over is freed.
+        task.add_done_callback(lambda task: self._done(task, transport, address))
 
-    async def _handshake(self, raw: asyncio.Transport, address: str) -> None:
+    async def _handshake(self, raw: asyncio.Transport) -> None:
         loop = asyncio.get_running_loop()
         try:
             tls = await loop.start_tls(
                 raw, self, self._context, server_side=True, ssl_handshake_timeout=self._timeout_s
             )
-        except asyncio.CancelledError:  # the server stops
-            raw.abort()
-            self._guard.release(address)
-            raise
         except Exception:  # noqa: BLE001 - a failed or timed-out handshake, a reset
-            raw.abort()
-            self._guard.release(address)
             return
         if tls is None or self._is_lost:
-            self._guard.release(address)
             return
-        self._handler.admitted(address)
         self._is_handed_over = True
+        self._handler.admitted(peer_address(raw))
         tls.set_protocol(self._handler)
         self._handler.connection_made(tls)
         for data in self._early:
             self._handler.data_received(data)
         self._early.clear()
+
+    def _done(self, task: asyncio.Task[None], raw: asyncio.Transport, address: str) -> None:
+        self._pending.discard(task)
+        if not self._is_handed_over:
+            raw.abort()
+            self._guard.release(address)
 
     def data_received(self, data: bytes) -> None:
         self._early.append(data)  # after the handshake, before the handler took over
@@ -303,8 +304,11 @@ class GuardedRunner(web.AppRunner):
         return self._guarded
 
     async def cleanup(self) -> None:
+        for site in list(self.sites):  # accept no more: no handshake starts after this
+            await site.stop()
         if self._guarded is not None:  # handshakes under way end with the server
-            for task in list(self._guarded.handshakes):
+            handshakes = list(self._guarded.handshakes)
+            for task in handshakes:
                 task.cancel()
-            await asyncio.gather(*self._guarded.handshakes, return_exceptions=True)
+            await asyncio.gather(*handshakes, return_exceptions=True)
         await super().cleanup()

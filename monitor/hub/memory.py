@@ -323,7 +323,9 @@ class MemoryHub:
         if walk.last is None and before_id is not None:
             # No record of the source before the id: its files go on before the id's own.
             walk.last = self._record_of(before_id)
-            walk.last_readable = walk.last is not None and walk.last.source == source
+            if walk.last is None:  # not "no record at all": the newest lines would come
+                raise BadEventId("an id too old: its record is no longer held")
+            walk.last_readable = walk.last.source == source
         events, position = await self._earlier(source, walk, limit)
         return LogPage([*events, *walk.events], position)
 

@@ -24,7 +24,7 @@ from monitor.hub.interface import Older, Origin, Publisher
 from monitor.sources.admission import MAX_FILES_PER_SOURCE, refusal, warn_if_root
 from monitor.sources.follower import Chunk, FileFollower, Position, cut_line, decode_lines
 from monitor.sources.inotify import DirWatcher
-from monitor.sources.older import Start, read_older
+from monitor.sources.older import Start, older_reader, read_older
 from monitor.sources.rereading import COPY_CANDIDATES, FileHistory
 from monitor.sources.supervisor import SourceStats, report
 
@@ -71,7 +71,6 @@ class FileSource:
         # time of its last record: a file without one, written since, is new (read it all).
         self._resume: dict[tuple[int, int], Origin] = {}
         self._resumed_until: float | None = None
-        self._older_lock: asyncio.Lock | None = None  # one read back through the files at a time
 
     async def run(self, hub: Publisher) -> None:
         """Follow the files until cancelled."""
@@ -454,11 +453,11 @@ class FileSource:
         else:
             start = Start.of(before)
         bases = sorted(self._live) or ([] if self.is_glob else [self.pattern])
-        self._older_lock = self._older_lock or asyncio.Lock()
-        async with self._older_lock:
-            return await asyncio.to_thread(
-                read_older, start, bases, limit, self.options.max_line_bytes
-            )
+        # One thread of its own for all sources: one read back at a time, and a request
+        # whose client left is dropped if it has not started (a started one runs out).
+        return await asyncio.get_running_loop().run_in_executor(
+            older_reader(), read_older, start, bases, limit, self.options.max_line_bytes
+        )
 
     def _publish_status(self, hub: Publisher, change: str | None = None) -> None:
         files = sorted(self._live)

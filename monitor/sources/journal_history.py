@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from monitor.hub.interface import Older, Origin
+from monitor.hub.interface import BadEventId, Older, Origin
 from monitor.sources.journal_entries import (
     cursor_of,
     entry_line,
@@ -57,7 +57,10 @@ class JournalHistory:
                 self._idle = asyncio.get_running_loop().call_later(IDLE_S, self._let_go)
 
     async def older(self, before: Origin | str | None, limit: int) -> Older:
-        """The journal is scrolled back through the hub's records only."""
+        """The journal is scrolled back through the hub's records only (no position of
+        its own is ever given out)."""
+        if isinstance(before, str):
+            raise BadEventId("not an event id (RUN-SEQ, ASCII digits)")
         return Older([], None)
 
     async def aclose(self) -> None:

@@ -14,7 +14,9 @@ read from its start to find a position in it: gzip cannot seek backwards).
 from __future__ import annotations
 
 import bz2
+import concurrent.futures
 import contextlib
+import functools
 import gzip
 import io
 import lzma
@@ -40,6 +42,12 @@ OPENERS: dict[str, Callable[[IO[bytes]], io.BufferedIOBase]] = {
 }
 POSITION = re.compile(r"file-([0-9]{1,20})-([0-9]{1,20})-([0-9]{1,20})")
 NUMBERED = re.compile(r"[.\-_]([0-9]{1,6})")  # app.log.1, app.log-2: smaller is newer
+
+
+@functools.cache
+def older_reader() -> concurrent.futures.ThreadPoolExecutor:
+    """The one thread that reads back through files (made when first needed)."""
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="older")
 
 
 def position(key: Key, offset: int) -> str:
@@ -74,18 +82,39 @@ class Start:
         return Start(key, offset, is_client=True)
 
 
-def rotation_chain(live: str) -> list[str]:
+Chain = list[tuple[str, Key]]  # paths, newest first, with the identity each had when listed
+
+
+def rotation_chain(live: str) -> Chain:
     """`live`, then the files it was rotated into, newest first: those in its directory
-    named like it with a suffix (`.1`, `-20261201`, each maybe `.gz`, `.bz2` or `.xz`)."""
+    named like it with a suffix (`.1`, `-20261201`, each maybe `.gz`, `.bz2` or `.xz`; not
+    an archive such as `.tar.gz`). Each file once (a hard link or a symlink to one listed
+    is left out), none that is a symlink out of the directory (someone's, named like the
+    log: never read its target); each with its identity, which the file opened must have."""
     directory, base = os.path.split(live)
+    root = (directory, os.path.realpath(directory or "."))
+    try:
+        st = os.stat(live)
+    except OSError:
+        return []
+    chain: Chain = [(live, (st.st_dev, st.st_ino))]
     rotated = []
     with contextlib.suppress(OSError), os.scandir(directory or ".") as entries:
         for entry in entries:
-            name = entry.name
-            if len(name) > len(base) and name.startswith(base) and name[len(base)] in ".-_":
-                with contextlib.suppress(OSError):
-                    rotated.append((_age(name[len(base) :], entry.stat().st_mtime), entry.path))
-    return [live, *(path for _, path in sorted(rotated))]
+            name, suffix = entry.name, entry.name[len(base) :]
+            if not (name.startswith(base) and suffix[:1] in (".", "-", "_")) or ".tar" in suffix:
+                continue
+            with contextlib.suppress(OSError):
+                st = os.stat(entry.path)
+                if not refusal(entry.path, st.st_dev, root):
+                    key = (st.st_dev, st.st_ino)
+                    rotated.append((_age(suffix, st.st_mtime), entry.path, key))
+    seen = {chain[0][1]}
+    for _, path, key in sorted(rotated):
+        if key not in seen:
+            seen.add(key)
+            chain.append((path, key))
+    return chain
 
 
 def _age(suffix: str, mtime: float) -> tuple[int, float]:
@@ -105,6 +134,10 @@ class _TooLong(Exception):
     """One line longer than the scan: nothing before it can be reached."""
 
 
+class _Moved(Exception):
+    """A name now leads to another file than it did when the chain was listed."""
+
+
 def read_older(start: Start | None, bases: Iterable[str], limit: int, max_line_bytes: int) -> Older:
     """Up to `limit` lines before `start`, oldest first, from the chain of rotated files the
     start's file belongs to (`bases`: the source's live files); the position to go on from.
@@ -121,11 +154,10 @@ def read_older(start: Start | None, bases: Iterable[str], limit: int, max_line_b
     remaining, offset = limit, start.offset
     checks: Start | None = start
     while True:
+        path, key = chain[index]
         try:
-            key, first, lines = _lines_before(
-                chain[index], offset, remaining, max_line_bytes, checks
-            )
-        except (_TooLong, OSError, EOFError, zlib.error, lzma.LZMAError):
+            first, lines = _lines_before(path, key, offset, remaining, max_line_bytes, checks)
+        except (_TooLong, _Moved, OSError, EOFError, zlib.error, lzma.LZMAError):
             return Older(events, None)  # unreadable (damaged, gone meanwhile): it ends here
         checks = None  # only the first file's offset comes from outside
         if lines:
@@ -140,25 +172,19 @@ def read_older(start: Start | None, bases: Iterable[str], limit: int, max_line_b
             return Older(events, position(key, 0))
 
 
-def _find(start: Start, chains: list[list[str]]) -> tuple[list[str], int] | None:
+def _find(start: Start, chains: list[Chain]) -> tuple[Chain, int] | None:
     """The chain and place of the start's file (or, for an event whose file was truncated
     under it, of the copy that holds its bytes at the same offset)."""
     for chain in chains:
-        directory = os.path.dirname(chain[0])
-        root = (directory, os.path.realpath(directory))
-        for index, path in enumerate(chain):
-            with contextlib.suppress(OSError):
-                st = os.stat(path)
-                if index and refusal(path, st.st_dev, root):
-                    continue  # someone's symlink named like the log: never read its target
-                if (st.st_dev, st.st_ino) != start.key:
-                    continue
-                if start.crc is None or _holds(path, start):
-                    return chain, index
-                for later in range(index + 1, min(index + 4, len(chain))):  # copytruncate
-                    if _holds(chain[later], start):
-                        return chain, later
-                return None
+        for index, (path, key) in enumerate(chain):
+            if key != start.key:
+                continue
+            if start.crc is None or _holds(path, start):
+                return chain, index
+            for later in range(index + 1, min(index + 4, len(chain))):  # copytruncate
+                if _holds(chain[later][0], start):
+                    return chain, later
+            return None
     return None
 
 
@@ -178,17 +204,18 @@ def _holds(path: str, start: Start) -> bool:
 
 
 def _lines_before(
-    path: str, end: int | None, limit: int, max_line_bytes: int, checks: Start | None
-) -> tuple[Key, int, list[str]]:
-    """The file's identity; up to `limit` whole lines ending at `end` (a line's start; None:
-    the file's end) and the offset of the first. A client's `end` is checked: in the file it
-    named, at a line's start."""
+    path: str, key: Key, end: int | None, limit: int, max_line_bytes: int, checks: Start | None
+) -> tuple[int, list[str]]:
+    """Up to `limit` whole lines ending at `end` (a line's start; None: the file's end) of
+    the file `path` names, which must be the one with identity `key`; and the offset of the
+    first. A client's `end` is checked: at a line's start."""
     opener = next((o for ext, o in OPENERS.items() if path.endswith(ext)), None)
     fd, st = open_regular(path)
-    key = (st.st_dev, st.st_ino)
     try:
-        if checks is not None and checks.is_client and key != checks.key:
-            raise BadEventId("a position in a file this source no longer holds")
+        if (st.st_dev, st.st_ino) != key:  # renamed or replaced since it was listed
+            if checks is not None and checks.is_client:
+                raise BadEventId("a position in a file this source no longer holds")
+            raise _Moved
         if opener is None:
             data, at, size = _tail_of_plain(fd, st.st_size, end, limit)
         else:
@@ -199,10 +226,17 @@ def _lines_before(
     if end is not None and (end > size or (end > 0 and data[end - at - 1 : end - at] != b"\n")):
         if checks is not None and checks.is_client:
             raise BadEventId("not the start of a line in this source's files")
-        return key, 0, []  # an event's file rewritten meanwhile: nothing before it is sure
+        if end > size:
+            raise _Moved  # shrunk since the event was read: nothing before it is sure
+        # Our own start inside a line (the rest of a line flushed in part, whose first part's
+        # record is gone): the lines before that line.
+        newline = data.rfind(b"\n", 0, end - at)
+        if newline < 0 and at > 0:
+            raise _TooLong
+        end = at + newline + 1
     stop = size if end is None else end
     if stop == 0:
-        return key, 0, []
+        return 0, []
     blob = data[: stop - at]
     if blob.endswith(b"\n"):  # else a rotated file's last line, without its newline
         blob = blob[:-1]
@@ -217,7 +251,7 @@ def _lines_before(
         for _ in range(len(lines) - limit):
             cut = blob.index(b"\n", cut) + 1
         lines, at = lines[len(lines) - limit :], at + cut
-    return key, at, lines
+    return at, lines
 
 
 def _tail_of_plain(fd: int, size: int, end: int | None, limit: int) -> tuple[bytes, int, int]:
