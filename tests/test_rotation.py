@@ -128,5 +128,7 @@ async def test_copytruncate_is_no_worse_than_tail_F(stream: tuple[Path, Stream])
     assert sum("truncated" in change for change in seen.changes) == ROTATIONS
     # Lines written between logrotate's copy and its truncate exist only for that instant:
     # whoever reads first keeps them. GNU tail (C, nothing else to do) sometimes wins that
-    # race by microseconds, so one writer's write (BATCH lines) is the measurement's grain.
-    assert ours[0] <= theirs[0] + BATCH and ours[1] <= theirs[1]
+    # race by microseconds, so one writer's write (BATCH lines) per rotation is the
+    # measurement's grain: each rotation is a race of its own (one batch in all was too
+    # tight: two of five were lost once in a full run of the suite).
+    assert ours[0] <= theirs[0] + BATCH * ROTATIONS and ours[1] <= theirs[1]
