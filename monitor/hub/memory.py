@@ -218,8 +218,8 @@ class MemoryHub:
             return frames, self._positions.tail
         size = yielded = 0
         lost_from, lost_events, lost_lines = 0, 0, 0
-        for record in self._records(cursor, end):
-            cursor += 1
+        for seq, record in self._records(range(cursor, end)):
+            cursor = seq + 1
             # A record overwritten meanwhile is an event of unknown type: lost, as far as
             # the client can tell.
             if record is not None and not (
@@ -256,14 +256,18 @@ class MemoryHub:
             self._gap(frames, lost_from, cursor, events=lost_events, lines=lost_lines)
         return frames, cursor
 
-    def _records(self, lo: int, hi: int) -> Iterator[Record | None]:
-        """Records lo..hi-1 (all held), read a few first, then more and more: a catch-up
-        often takes only a few events per read, and unpacking thousands of records for them
-        held the loop for milliseconds."""
-        step = 64
-        while lo < hi:
-            yield from self._positions.read(lo, min(hi, lo + step))
-            lo, step = lo + step, min(step * 2, REPLAY_RECORDS)
+    def _records(self, seqs: range) -> Iterator[tuple[int, Record | None]]:
+        """The records of `seqs` (held seqs, walked in the range's order, either way), read
+        a few first, then more and more: a catch-up or a page often takes only a few events,
+        and unpacking thousands of records for them held the loop for milliseconds."""
+        done, step = 0, 64
+        while done < len(seqs):
+            part = seqs[done : done + step]
+            low = min(part[0], part[-1])
+            records = self._positions.read(low, low + len(part))
+            for seq in part:
+                yield seq, records[seq - low] if seq - low < len(records) else None
+            done, step = done + len(part), min(step * 2, REPLAY_RECORDS)
 
     async def _log_payload(self, record: Record) -> dict[str, Any] | None:
         """A recorded log event's payload: from the ring while it holds the frame, else read
@@ -280,30 +284,18 @@ class MemoryHub:
         until `limit` lines; where the walk stopped (seqs.stop if it went through)."""
         walk = Walk([], seqs.stop)
         lines = 0
-        # Records are read a few first, then more and more: a page is often one or two
-        # events away, and unpacking thousands of records for them would cost milliseconds.
-        first, step = seqs.start, 64
-        while first != seqs.stop and (seqs.step > 0) == (first < seqs.stop):
-            part = range(first, seqs.stop, seqs.step)[:step]
-            first = part[-1] + seqs.step
-            step = min(step * 2, REPLAY_RECORDS)
-            low = min(part[0], part[-1])
-            records = self._positions.read(low, low + len(part))
-            for seq in part:
-                record = records[seq - low] if seq - low < len(records) else None
-                if record is None or record.type != LOG or record.source != source:
-                    continue
-                payload = await self._log_payload(record)
-                walk.last, walk.last_readable = record, payload is not None
-                if payload is None:
-                    continue  # no longer in its file
-                walk.events.append(
-                    LogEvent(format_id(self.run_id, seq), record.ts, payload["lines"])
-                )
-                lines += len(payload["lines"])
-                if lines >= limit:
-                    walk.stopped = seq + seqs.step
-                    return walk
+        for seq, record in self._records(seqs):
+            if record is None or record.type != LOG or record.source != source:
+                continue
+            payload = await self._log_payload(record)
+            walk.last, walk.last_readable = record, payload is not None
+            if payload is None:
+                continue  # no longer in its file
+            walk.events.append(LogEvent(format_id(self.run_id, seq), record.ts, payload["lines"]))
+            lines += len(payload["lines"])
+            if lines >= limit:
+                walk.stopped = seq + seqs.step
+                return walk
         return walk
 
     async def log_before(self, source: str, before_id: str | None, limit: int) -> LogPage:
