@@ -5,7 +5,9 @@
 
 The client names a source, an event id or a time, never a file: the lines come from the
 hub's records of that source's events (read again from the files they came from, checked by
-CRC), so a forged or stale id can reach nothing else. Bad parameters are a 400 with JSON.
+CRC), then from its files alone (sources/older.py), continued by a position the source gave
+out and honours only in its own files, at a line's start. A forged or stale id or position
+reaches nothing else. Bad parameters are a 400 with JSON.
 """
 
 from __future__ import annotations

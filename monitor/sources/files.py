@@ -25,7 +25,7 @@ from monitor.sources.admission import MAX_FILES_PER_SOURCE, refusal, warn_if_roo
 from monitor.sources.follower import Chunk, FileFollower, Position, cut_line, decode_lines
 from monitor.sources.inotify import DirWatcher
 from monitor.sources.older import Start, older_reader, read_older
-from monitor.sources.rereading import COPY_CANDIDATES, FileHistory
+from monitor.sources.rereading import COPY_CANDIDATES, FileHistory, bytes_at
 from monitor.sources.supervisor import SourceStats, report
 
 log = logging.getLogger(__name__)
@@ -321,11 +321,7 @@ class FileSource:
     def _continue(self, follower: FileFollower, was: Origin) -> bool:
         """Go on where the last run left this file, if the bytes it last read are still
         there (same length and CRC); False if not (the file was rewritten)."""
-        try:
-            blob = os.pread(follower.fd, was.end - was.start, was.start)
-        except (OSError, ValueError):  # ValueError: a damaged record's negative length
-            return False
-        if len(blob) != was.end - was.start or zlib.crc32(blob) != was.crc:
+        if (blob := bytes_at(follower.fd, was)) is None:
             return False
         follower.continue_from(was.end, blob, is_in_cut_line=was.is_cut)
         return True

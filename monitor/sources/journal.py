@@ -77,17 +77,15 @@ class JournalSource:
     def command(self) -> list[str]:
         """journalctl's argv: the backlog on the first start, after the cursor on restarts,
         and on the first start after a server restart, from the last event sent."""
-        argv = [self.journalctl, "--follow", "--output=json", "--no-pager"]
         # From a cursor, every entry after it: --follow alone would show 10 (journalctl 252).
         if self.cursor:
-            argv += [f"--after-cursor={self.cursor}", "--lines=all"]
+            start = [f"--after-cursor={self.cursor}", "--lines=all"]
         elif self._resume is not None:
-            argv += [f"--cursor={cursor_of(self._resume)}", "--lines=all"]
+            start = [f"--cursor={cursor_of(self._resume)}", "--lines=all"]
         else:
-            argv.append(f"--lines={self.backlog_lines}")
-        if self.directory:
-            argv.append(f"--directory={self.directory}")
-        return [*argv, *self.matches]
+            start = [f"--lines={self.backlog_lines}"]
+        journalctl, *reading = self._reading()
+        return [journalctl, "--follow", *start, *reading]
 
     async def run(self, hub: Publisher) -> None:
         """Follow the journal with one journalctl, until cancelled or it exits (SourceStopped);

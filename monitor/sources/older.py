@@ -30,6 +30,7 @@ from typing import IO
 from monitor.hub.interface import BadEventId, LogEvent, Older, Origin
 from monitor.sources.admission import open_regular, refusal
 from monitor.sources.follower import decode_lines
+from monitor.sources.rereading import bytes_at
 
 Key = tuple[int, int]  # (st_dev, st_ino)
 BLOCK_BYTES = 64 * 1024
@@ -63,21 +64,20 @@ def parse_position(text: str) -> tuple[Key, int]:
 
 @dataclass(frozen=True, slots=True)
 class Start:
-    """Where to read back from: `offset` in the file `key` (None: its end). From an event's
-    origin, `crc` and `length` say which bytes must follow there (after copytruncate, the
-    copy holds them at the same offset); from a client's position, `is_client` asks for the
-    checks a position from outside needs."""
+    """Where to read back from: `offset` in the file `key` (None: its end). From an event,
+    its `origin` says which bytes must follow there (after copytruncate, the copy holds them
+    at the same offset); from a client's position, `is_client` asks for the checks a
+    position from outside needs."""
 
     key: Key
     offset: int | None
-    crc: int | None = None
-    length: int = 0
+    origin: Origin | None = None
     is_client: bool = False
 
     @staticmethod
     def of(before: Origin | str) -> Start:
         if isinstance(before, Origin):
-            return Start(before.key, before.start, before.crc, before.end - before.start)
+            return Start(before.key, before.start, before)
         key, offset = parse_position(before)
         return Start(key, offset, is_client=True)
 
@@ -179,28 +179,27 @@ def _find(start: Start, chains: list[Chain]) -> tuple[Chain, int] | None:
         for index, (path, key) in enumerate(chain):
             if key != start.key:
                 continue
-            if start.crc is None or _holds(path, start):
+            if start.origin is None or _holds(path, start.origin):
                 return chain, index
             for later in range(index + 1, min(index + 4, len(chain))):  # copytruncate
-                if _holds(chain[later][0], start):
+                if _holds(chain[later][0], start.origin):
                     return chain, later
             return None
     return None
 
 
-def _holds(path: str, start: Start) -> bool:
-    """True if the plain file at `path` has the start's bytes at its offset."""
-    if path.endswith(tuple(OPENERS)) or start.offset is None:
+def _holds(path: str, origin: Origin) -> bool:
+    """True if the plain file at `path` has the origin's bytes at its offset."""
+    if path.endswith(tuple(OPENERS)):
         return False
     try:
         fd, _ = open_regular(path)
     except OSError:
         return False
     try:
-        blob = os.pread(fd, start.length, start.offset)
+        return bytes_at(fd, origin) is not None
     finally:
         os.close(fd)
-    return len(blob) == start.length and zlib.crc32(blob) == start.crc
 
 
 def _lines_before(

@@ -82,13 +82,8 @@ class FileHistory:
         if found is None:
             return None
         fd, path = found
-        try:
-            blob = os.pread(fd, origin.end - origin.start, origin.start)
-        except (OSError, ValueError):  # ValueError: a damaged record's negative length
-            return None
-        if len(blob) != origin.end - origin.start or zlib.crc32(blob) != origin.crc:
-            return None
-        return blob, path
+        blob = bytes_at(fd, origin)
+        return None if blob is None else (blob, path)
 
     def _read_from_copy(self, origin: Origin) -> tuple[bytes, str] | None:
         """Truncated under us (copytruncate): the newest few files named like the original
@@ -149,3 +144,15 @@ def siblings(path: str, inode: int) -> list[str]:
             return [e.path for e in entries if e.inode() == inode]
     except OSError:
         return []
+
+
+def bytes_at(fd: int, origin: Origin) -> bytes | None:
+    """The origin's bytes in the file open as `fd`, if it holds them exactly (the same
+    length and CRC); None if it does not."""
+    try:
+        blob = os.pread(fd, origin.end - origin.start, origin.start)
+    except (OSError, ValueError):  # ValueError: a damaged record's negative length
+        return None
+    if len(blob) != origin.end - origin.start or zlib.crc32(blob) != origin.crc:
+        return None
+    return blob
