@@ -122,7 +122,6 @@ class Notifier:
         self.outbox = outbox or Outbox()
         self.clock = clock
         self.states = {t.name: TargetState(t) for t in targets}
-        self._started: dict[str, float] = {}  # rule -> when its current firing began
         self._firing: dict[str, dict[str, Any]] = {}  # rule -> its firing body (for repeats)
         self._timers: list[asyncio.TimerHandle] = []
         self._session: aiohttp.ClientSession | None = None
@@ -159,20 +158,14 @@ class Notifier:
         """One alert transition: a delivery for each target that wants it."""
         alert = event.payload
         rule = str(alert.get("rule"))
-        if alert.get("state") == "firing":
-            self._started[rule] = float(alert.get("since") or self.clock())
+        is_firing = alert.get("state") == "firing"
+        # A firing began at its `since`; a resolve ends the firing this notifier saw begin.
+        began = None if is_firing else self._firing.pop(rule, {}).get("started")
         body = alert_body(
-            alert,
-            event.id,
-            host=self.host,
-            public_url=self.public_url,
-            started=self._started.get(rule),
+            alert, event.id, host=self.host, public_url=self.public_url, started=began
         )
-        if alert.get("state") == "firing":
+        if is_firing:
             self._firing[rule] = body
-        else:
-            self._firing.pop(rule, None)
-            self._started.pop(rule, None)
         for state in self.states.values():
             if not state.target.wants(alert):
                 continue
