@@ -9,9 +9,11 @@ ARGS ?=
 # chromium runs the dashboard (Playwright drives it; its own browser download is not used).
 # command:package; htpasswd -B writes the users-file lines the auth tests read back;
 # systemd-analyze verifies the units in systemd/ and rates their exposure; systemd-journal-remote
-# (off PATH, so given as an absolute path) writes the real journals the journal source follows.
+# (off PATH, so given as an absolute path) writes the real journals the journal source follows;
+# redis-server is where many hosts meet (the fleet tests start their own, on unix sockets).
 DEBIAN_PACKAGES := logrotate:logrotate chromium:chromium htpasswd:apache2-utils \
-	systemd-analyze:systemd /lib/systemd/systemd-journal-remote:systemd-journal-remote
+	systemd-analyze:systemd /lib/systemd/systemd-journal-remote:systemd-journal-remote \
+	redis-server:redis-server
 
 .PHONY: install run test bench lint fmt clean system-deps
 
@@ -20,7 +22,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV) || { [ "$$(id -u)" = 0 ] && apt-get install -y -q python3-venv \
 		&& $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dev,redis]'
 	touch $@
 
 # ESLint for web/static/js, pinned by package-lock.json: `npm ci` again whenever the lock changes.

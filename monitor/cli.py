@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-clients-per-address", type=int, metavar="N", help="open streams per client"
     )
+    add_redis_flags(serve, "show every host in Redis at URL (and publish this one's there)")
+    add_agent_parser(commands)
     add_tail_parser(commands)
     check = commands.add_parser("check-config", help="validate a config file, start nothing")
     check.add_argument("file", metavar="FILE", help="the TOML config file to check")
@@ -85,6 +87,28 @@ def build_parser() -> argparse.ArgumentParser:
     hashing = commands.add_parser("hash-password", help="print a users-file line for USER")
     hashing.add_argument("user")
     return parser
+
+
+def add_redis_flags(parser: argparse.ArgumentParser, what: str, required: bool = False) -> None:
+    """--redis URL, --name and --redis-password-file: the flags of many hosts."""
+    parser.add_argument("--redis", metavar="URL", required=required, help=what)
+    parser.add_argument("--name", metavar="NAME", help="this host's name (default: its hostname)")
+    parser.add_argument(
+        "--redis-password-file", metavar="FILE", help="the Redis password, read from FILE"
+    )
+
+
+def add_agent_parser(commands: Any) -> None:
+    """`sse-monitor agent --redis URL ...`: watch this host for the dashboards, no HTTP."""
+    agent = commands.add_parser("agent", help="publish this host's metrics, logs and alerts")
+    agent.add_argument("--config", metavar="FILE", help="TOML config file; flags override it")
+    agent.add_argument("--log", action="append", metavar="NAME=PATH", help="follow a log file")
+    agent.add_argument(
+        "--journal", action="append", metavar="NAME[=MATCH,...]", help="follow the journal"
+    )
+    agent.add_argument("--interval", type=float, metavar="SECONDS", help="metrics interval")
+    agent.add_argument("--state-dir", metavar="DIR", help="what survives a restart goes here")
+    add_redis_flags(agent, "publish to Redis at URL (redis://, rediss://, unix://)")
 
 
 def add_tail_parser(commands: Any) -> None:
@@ -194,7 +218,7 @@ def run_serve(args: argparse.Namespace) -> int:
     """`sse-monitor serve`: exit status 0 on a clean stop."""
     from monitor.server import StartupError, serve  # aiohttp only when serving
 
-    flags = {key: getattr(args, key) for key in FLAG_KEYS} | {
+    flags = {key: getattr(args, key, None) for key in FLAG_KEYS} | {
         "logs": args.log,
         "journals": args.journal,
     }
@@ -214,6 +238,29 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_agent(args: argparse.Namespace) -> int:
+    """`sse-monitor agent`: runs until SIGTERM; 0 on a clean stop, 2 for a bad config."""
+    flags = {key: getattr(args, key, None) for key in FLAG_KEYS} | {
+        "logs": args.log,
+        "journals": args.journal,
+    }
+    try:
+        config = load_config(args.config, flags)
+        if config.redis.url is None:
+            raise ConfigError("agent: give --redis URL (or [redis] url in the config file)")
+    except ConfigError as exc:
+        print(f"sse-monitor: {exc}", file=sys.stderr)
+        return 2
+    setup_logging()
+    from monitor.agent import run_agent as run
+
+    try:
+        asyncio.run(run(config))
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point of `sse-monitor` and `python -m monitor`."""
     args = build_parser().parse_args(argv)
@@ -229,4 +276,6 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(run_check_config(args))
     if args.command == "notify-test":
         sys.exit(run_notify_test(args))
+    if args.command == "agent":
+        sys.exit(run_agent(args))
     sys.exit(run_serve(args))

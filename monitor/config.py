@@ -6,6 +6,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -83,6 +84,23 @@ class HistoryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisConfig:
+    """[redis] (and --redis, --name): where many hosts meet. Without a url, nothing changes:
+    one host, the in-memory hub alone."""
+
+    url: str | None = None  # redis://, rediss:// or unix://; no password in it (ps shows it)
+    password_file: str | None = None  # read once at load (password below)
+    password: str | None = dataclass_field(default=None, repr=False)
+    username: str | None = None  # the ACL user (default: Redis's `default`)
+    ca_file: str | None = None  # for rediss://: the CA to verify Redis with
+    name: str = ""  # this host's name in Redis; "" is the machine's hostname
+    events_bytes: int = 8 * 1024 * 1024  # per host: the events clients resume from
+    metrics_s: float | None = None  # per host: the chart's window (None: history.full_s)
+    stale_s: float = 2.5  # a host with nothing newer is `stale` (at least 2 intervals)
+    down_s: float = 9.0  # and then `down` (at least 5 intervals)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything the server needs to start; immutable once loaded."""
 
@@ -94,6 +112,7 @@ class Config:
     stream: StreamConfig = StreamConfig()
     metrics: MetricsConfig = MetricsConfig()
     history: HistoryConfig = HistoryConfig()
+    redis: RedisConfig = RedisConfig()
     alerts: tuple[Rule, ...] = ()  # [[alerts]], parsed and checked
     notify: tuple[Target, ...] = ()  # [[notify]], parsed and checked (secret files read)
     public_url: str | None = None  # the dashboard's address for others: links in notifications
@@ -211,6 +230,43 @@ HISTORY_KEYS: dict[str, tuple[str, str, Check]] = {
     "bucket_s": ("history", "bucket_s", number_in(1, 3600, integer=False)),
     "downsampled_s": ("history", "downsampled_s", number_in(60, 30 * 86400, integer=False)),
 }
+REDIS_URL_RE = re.compile(r"(redis|rediss|unix)://[^\s]+")
+HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def _redis_url(key: str, value: Any) -> str:
+    text = require_text(key, value)
+    parts = urlsplit(text)
+    if not REDIS_URL_RE.fullmatch(text):
+        raise ConfigError(
+            f"{key}: expected redis://HOST:PORT/DB, rediss://... or unix:///path/redis.sock"
+        )
+    if parts.password:
+        raise ConfigError(
+            f"{key}: has a password in it, which `ps` shows; put it in a file and give "
+            "[redis] password_file (or --redis-password-file)"
+        )
+    return text
+
+
+def _host_name(key: str, value: Any) -> str:
+    text = require_text(key, value)
+    if not HOST_RE.fullmatch(text):
+        raise ConfigError(f"{key}: {text!r} is not a host name (letters, digits, . _ -; ≤63)")
+    return text
+
+
+REDIS_KEYS: dict[str, tuple[str, str, Check]] = {
+    "url": ("redis", "url", _redis_url),
+    "password_file": ("redis", "password_file", require_text),
+    "username": ("redis", "username", require_text),
+    "ca_file": ("redis", "ca_file", require_text),
+    "name": ("redis", "name", _host_name),
+    "events_bytes": ("redis", "events_bytes", number_in(64 * 1024, 2**34, integer=True)),
+    "metrics_s": ("redis", "metrics_s", number_in(10, 86400, integer=False)),
+    "stale_s": ("redis", "stale_s", number_in(0.5, 3600, integer=False)),
+    "down_s": ("redis", "down_s", number_in(1, 86400, integer=False)),
+}
 # Flag (argparse dest) -> where it goes and its check; flags override the file.
 FLAG_KEYS: dict[str, tuple[str, str, Check]] = {
     "host": TOP_KEYS["host"],
@@ -226,12 +282,16 @@ FLAG_KEYS: dict[str, tuple[str, str, Check]] = {
     "state_dir": TOP_KEYS["state_dir"],
     "max_clients": STREAM_KEYS["max_clients"],
     "max_clients_per_address": STREAM_KEYS["max_clients_per_address"],
+    "redis": REDIS_KEYS["url"],
+    "name": REDIS_KEYS["name"],
+    "redis_password_file": REDIS_KEYS["password_file"],
 }
 SECTIONS = {
     "stream": STREAM_KEYS,
     "tail": TAIL_KEYS,
     "metrics": METRICS_KEYS,
     "history": HISTORY_KEYS,
+    "redis": REDIS_KEYS,
 }
 Values = dict[str, dict[str, Any]]  # section ("" for the top) -> field -> value
 
@@ -298,13 +358,26 @@ def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None)
         config, alerts=rules, notify=targets, state_dir=config.state_dir or default_state_dir()
     )
     _check_exposure(config)
-    return config
+    return _with_redis_password(config)
+
+
+def _with_redis_password(config: Config) -> Config:
+    """The Redis password read from its file once, here: a bad file stops the start."""
+    redis = config.redis
+    if redis.password_file is None:
+        return config
+    if redis.url is None:
+        raise ConfigError("redis.password_file: given without a Redis url (--redis URL)")
+    password = read_text(redis.password_file, "redis.password_file").strip()
+    if not password:
+        raise ConfigError(f"redis.password_file: {redis.password_file} is empty")
+    return replace(config, redis=replace(redis, password=password))
 
 
 def _build(values: Values, **top: Any) -> Config:
     sections = {
         name: replace(getattr(Config(), name), **values.get(name, {}))
-        for name in ("tail", "stream", "metrics", "history")
+        for name in ("tail", "stream", "metrics", "history", "redis")
     }
     return Config(**values.get("", {}), **sections, **top)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import MONITOR, Server, base_path, hash_pw
+from redis_server import RedisServer
 
 from monitor.config import Config, LogSource, StreamConfig
 
@@ -50,6 +51,37 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
             server.proc.kill()
         server.proc.wait(timeout=10)
         server.all_stderr()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a unix socket in the test's directory (no persistence)."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def start_agent(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Starts `agent <flags>` (stderr read like serve's); kills leftovers at the end."""
+    started: list[Server] = []
+
+    def start(*flags: str, wait_for: str | None = "redis: publishing host") -> Server:
+        proc = subprocess.Popen(
+            [*MONITOR, "agent", *flags], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+        )
+        agent = Server(proc)
+        started.append(agent)
+        if wait_for is not None:
+            agent.wait_for_line(wait_for)
+        return agent
+
+    yield start
+    for agent in started:
+        if agent.proc.poll() is None:
+            agent.proc.kill()
+        agent.proc.wait(timeout=10)
+        agent.all_stderr()
 
 
 @pytest.fixture

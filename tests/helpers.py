@@ -139,6 +139,18 @@ class Server:
             if match := LISTENING.search(line):
                 return match.group(1)
 
+    def wait_for_line(self, text: str, timeout_s: float = 15.0) -> str:
+        """The first stderr line (from here on) containing `text`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {text!r} after {timeout_s}s: {self.stderr}") from None
+            assert line is not None, f"stderr ended before {text!r}: {self.stderr}"
+            if text in line:
+                return line
+
     def all_stderr(self) -> str:
         """Everything the process wrote to stderr; call once it has exited."""
         assert self.proc.poll() is not None

@@ -3,9 +3,7 @@ Config, and runs the background tasks for the app's lifetime."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from functools import cache
@@ -13,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from monitor.alerts.engine import AlertEngine
 from monitor.config import Config
+from monitor.host import build_watch, running
 from monitor.http.api import (
     api_history,
     api_notify,
@@ -38,6 +36,7 @@ from monitor.http.keys import (
     SOURCES,
     STARTED,
     STATE,
+    WATCH,
 )
 from monitor.http.limits import Caps
 from monitor.http.logs import api_logs
@@ -53,40 +52,13 @@ from monitor.http.proxy import forwarded_middleware, parse_networks
 from monitor.http.shared import SharedBodies
 from monitor.http.stream import events
 from monitor.http.tail import tail_source
-from monitor.hub import create_hub
-from monitor.metrics.history import MetricsHistory
-from monitor.metrics.saving import keep_saved, restore
-from monitor.notify.notifier import Notifier
-from monitor.notify.outbox import Outbox
-from monitor.sources.files import FileSource
-from monitor.sources.journal import JournalSource
-from monitor.sources.sampler import MetricsSampler
-from monitor.sources.supervisor import Source, supervise
+from monitor.sources.supervisor import Source
 from monitor.state import StateDir
-from monitor.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
-
-
-def make_sources(config: Config) -> list[Source]:
-    """The sources a config asks for."""
-    tail = config.tail
-    sources: list[Source] = [
-        MetricsSampler(
-            config.metrics.interval_s, process_interval_s=config.metrics.process_interval_s
-        )
-    ]
-    sources += [FileSource(s.name, s.path, tail) for s in config.logs]
-    sources += [
-        JournalSource(
-            j.name, j.matches, j.directory, tail.backlog_lines, max_line_bytes=tail.max_line_bytes
-        )
-        for j in config.journals
-    ]
-    return sources
 
 
 def lazy_registry(app: web.Application) -> Callable[[], CollectorRegistry]:
@@ -159,27 +131,10 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
         max(stream.max_connections_per_address, stream.max_clients_per_address),
     )
     app[BODIES] = SharedBodies()
-    app[HUB] = create_hub(
-        max_events=stream.buffer_events,
-        max_bytes=stream.buffer_bytes,
-        history_events=stream.history_events,
-        state=state,
-    )
-    app[ALERTS] = AlertEngine(app[HUB], config.alerts, state=state)
-    app[NOTIFIER] = Notifier(
-        config.notify,
-        hub=app[HUB],
-        host=socket.gethostname(),
-        public_url=config.public_url,
-        outbox=Outbox(state),
-    )
-    app[HISTORY] = MetricsHistory(
-        full_s=config.history.full_s,
-        interval_s=config.metrics.interval_s,
-        bucket_s=config.history.bucket_s,
-        downsampled_s=config.history.downsampled_s,
-    )
-    app[SOURCES] = make_sources(config) if sources is None else sources
+    watch = app[WATCH] = build_watch(config, state=state, sources=sources)
+    app[HUB], app[ALERTS], app[NOTIFIER] = watch.hub, watch.alerts, watch.notifier
+    assert watch.history is not None  # a server keeps the charts' columns itself
+    app[HISTORY], app[SOURCES] = watch.history, watch.sources
     app[STARTED] = time.time()
     app[PROMETHEUS] = lazy_registry(app)
     app.cleanup_ctx.append(run_background)
@@ -243,23 +198,10 @@ def reload_users(app: web.Application) -> None:
 
 
 async def run_background(app: web.Application) -> AsyncIterator[None]:
-    """Start the consumers (history, alert rules), then every source under supervision;
-    cancel them all at cleanup."""
-    hub = app[HUB]
-    # Consumers first: tasks start in creation order, so each has opened its feed before any
-    # source publishes its first event.
-    tasks = [
-        asyncio.create_task(app[HISTORY].run(hub), name="history"),
-        # The notifier before the rules: it must see the alerts they restore at start.
-        asyncio.create_task(app[NOTIFIER].run(hub), name="notify"),
-        asyncio.create_task(app[ALERTS].run(hub), name="alerts"),
-    ]
-    if (state := app.get(STATE)) is not None:
-        restore(app[HISTORY], state)  # before the history task takes its first sample
-        tasks.append(asyncio.create_task(keep_saved(app[HISTORY], state), name="history-saver"))
-    tasks += [asyncio.create_task(supervise(s, hub), name=s.name) for s in app[SOURCES]]
-    yield
-    await cancel_and_wait(tasks)
+    """Run what watches this host (history, alert rules, notifications, sources) for the
+    app's lifetime."""
+    async with running(app[WATCH]):
+        yield
 
 
 async def close_auth(app: web.Application) -> None:

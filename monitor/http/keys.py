@@ -10,6 +10,7 @@ from aiohttp import web
 
 from monitor.alerts.engine import AlertEngine
 from monitor.config import Config
+from monitor.host import Watch
 from monitor.http.connections import ConnectionGuard
 from monitor.http.limits import Caps
 from monitor.http.shared import SharedBodies
@@ -38,3 +39,4 @@ CONNECTIONS = web.AppKey("connections", ConnectionGuard)
 BODIES = web.AppKey("bodies", SharedBodies)
 STATE = web.AppKey("state", StateDir)  # set only with a state directory
 NOTIFIER = web.AppKey("notifier", Notifier)
+WATCH = web.AppKey("watch", Watch)  # what watches this host; HUB, SOURCES, ... are its parts

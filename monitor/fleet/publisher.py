@@ -1,0 +1,145 @@
+"""RedisPublisher: this host's hub copied into Redis, every event once, in order.
+
+It reads the local hub like any client (a subscription resumed by event id), so what the
+hub guarantees a client holds here too: while Redis is away it keeps nothing of its own;
+when Redis is back it resumes from the last event Redis holds (each entry carries the local
+event id it came from), log lines the hub's buffer no longer holds are read again from the
+files (files as history), and what cannot be read again arrives as a `gap`. A batch is one
+MULTI/EXEC, so Redis holds a prefix of the events and a retry never repeats one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import redis.asyncio as redis
+
+from monitor.config import RedisConfig
+from monitor.fleet.connect import ERRORS, connect, describe
+from monitor.fleet.keys import STOPPED, events_key, metrics_key, sticky_key
+from monitor.hub.events import GAP, METRICS, RESET, STICKY_KEYS, Frame
+from monitor.hub.interface import Selector, Subscriptions
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_S = 10.0
+ENTRY_OVERHEAD = 48  # bytes Redis spends on an entry beyond its fields' values (measured ~40)
+MIN_EVENTS = 1000  # an events stream holds at least this many, whatever their size
+
+
+class RedisPublisher:
+    """Copies one host's events into its Redis keys (fleet/keys.py), trimmed as configured."""
+
+    def __init__(self, config: RedisConfig, host: str, hello: dict[str, Any], metrics_s: float):
+        self.config = config
+        self.host = host
+        self.hello = hello
+        self.metrics_window_ms = int(metrics_s * 1000)
+        self._events, self._metrics = events_key(host), metrics_key(host)
+        self._sticky = sticky_key(host)
+        self._bytes = self._count = 0  # of the entries written, for the average size
+        self._newest_ms = 0  # the newest entry's time, in Redis's clock
+        self.published = 0
+        self.failures = 0
+        self.is_connected = False
+
+    async def run(self, hub: Subscriptions) -> None:
+        """Publish until cancelled; Redis away or refusing is retried, never fatal."""
+        delay = 1.0
+        client = connect(self.config)
+        try:
+            while True:
+                try:
+                    await self._session(client, hub)
+                except ERRORS as exc:
+                    self.failures += 1
+                    if self.is_connected or self.failures == 1:  # once per outage
+                        log.warning(
+                            "redis: %s; events are kept in the hub and the files, retrying",
+                            describe(exc),
+                        )
+                    # After a session that ran, retry soon; while refused, back off.
+                    delay = 1.0 if self.is_connected else min(delay * 2, MAX_RETRY_S)
+                    self.is_connected = False
+                    await client.connection_pool.disconnect()
+                await asyncio.sleep(delay)
+        finally:
+            await self._say_stopped(client)
+            await client.aclose()
+
+    async def _session(self, client: redis.Redis, hub: Subscriptions) -> None:
+        resume = await self._last_published(client)
+        await client.hset(self._sticky, "hello", json.dumps(self.hello))
+        log.info(
+            "redis: publishing host %s%s",
+            self.host,
+            f" from after event {resume}" if resume else "",
+        )
+        self.is_connected = True
+        async with hub.subscribe(Selector(), last_event_id=resume) as batches:
+            async for frames in batches:
+                if frames[0].type == RESET:
+                    # The hub no longer knows the last event Redis holds (its records were
+                    # lost): say so, and carry on from now rather than repeat its history.
+                    reason = json.loads(frames[0].json).get("reason", "")
+                    await self._write(client, [], gap={"missed": None, "reason": reason})
+                    continue
+                await self._write(client, frames)
+
+    async def _last_published(self, client: redis.Redis) -> str | None:
+        """The local id of the newest event Redis holds of this host."""
+        newest: Any = await client.xrevrange(self._events, count=1)
+        if not newest:
+            return None
+        entry_id, fields = newest[0]
+        self._newest_ms = int(entry_id.split(b"-")[0])
+        local = fields.get(b"i")
+        return local.decode() if local else None
+
+    async def _write(
+        self, client: redis.Redis, frames: list[Frame], gap: dict[str, Any] | None = None
+    ) -> None:
+        pipe = client.pipeline(transaction=True)
+        maxlen = max(
+            MIN_EVENTS, self.config.events_bytes * max(self._count, 1) // (self._bytes or 1)
+        )
+        minid = f"{self._newest_ms - self.metrics_window_ms}-0" if self._newest_ms else None
+        if gap is not None:
+            pipe.xadd(
+                self._events, {"t": GAP, "d": json.dumps(gap)}, maxlen=maxlen, approximate=True
+            )
+        for frame in frames:
+            if frame.type not in Selector().types and frame.type != GAP:
+                continue  # the hello of the subscription: this host's hello is in the hash
+            body = frame.json
+            fields = {"t": frame.type, "i": frame.id, "d": body}
+            if frame.source is not None:
+                fields["s"] = frame.source
+            pipe.xadd(self._events, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+            self._bytes += len(body) + ENTRY_OVERHEAD
+            self._count += 1
+            if frame.type == METRICS:
+                pipe.xadd(self._metrics, {"t": METRICS, "d": body}, minid=minid, approximate=True)
+            elif (key := STICKY_KEYS.get(frame.type)) is not None:
+                name = json.loads(body).get(key)  # a status or an alert: a few a minute
+                pipe.hset(self._sticky, f"{frame.type}:{name}", body)
+        replies = await pipe.execute()
+        ids = [r for r in replies if isinstance(r, bytes)]
+        if ids:
+            self._newest_ms = max(self._newest_ms, int(ids[-1].split(b"-")[0]))
+        self.published += len(frames)
+
+    async def _say_stopped(self, client: redis.Redis) -> None:
+        """A clean stop: the dashboards show `stopped` at once, not `down` later."""
+        if not self.is_connected:
+            return
+        try:
+            async with asyncio.timeout(2.0):
+                payload = json.dumps({"ts": time.time()})
+                await client.xadd(self._metrics, {"t": STOPPED, "d": payload})
+        except (*ERRORS, TimeoutError) as exc:
+            log.warning("redis: could not say this host stopped: %s", describe(exc))

@@ -1,0 +1,166 @@
+"""`sse-monitor agent`: a real agent publishing to a real redis-server, which goes away,
+refuses it, comes back; every log line arrives once, in order, and nothing crashes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+from helpers import Server, wait_until_sync
+from redis_server import RedisServer
+
+from monitor.fleet.keys import events_key, metrics_key, sticky_key
+
+Agent = Callable[..., Server]
+
+
+def published_lines(server: RedisServer, host: str, source: str = "app") -> list[str]:
+    """Every log line the host's events stream holds of `source`, in stream order."""
+    lines: list[str] = []
+    for _id, fields in server.client().xrange(events_key(host)):
+        if fields[b"t"] == b"log" and fields.get(b"s") == source.encode():
+            lines += json.loads(fields[b"d"])["lines"]
+    return lines
+
+
+def lines_are(server: RedisServer, want: list[str]) -> Callable[[], bool]:
+    """A check: the host's published lines are exactly `want`."""
+    return lambda: published_lines(server, "web1") == want
+
+
+def agent_flags(server: RedisServer, tmp_path: Path, log: Path, *extra: str) -> tuple[str, ...]:
+    return (
+        "--redis",
+        server.url,
+        "--name",
+        "web1",
+        "--log",
+        f"app={log}",
+        "--state-dir",
+        str(tmp_path / "agent-state"),
+        "--interval",
+        "0.2",
+        *extra,
+    )
+
+
+def test_agent_publishes_logs_metrics_and_hello(
+    redis_server: RedisServer, start_agent: Agent, tmp_path: Path
+) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("before start\n")
+    agent = start_agent(*agent_flags(redis_server, tmp_path, log))
+    with log.open("a") as f:
+        f.write("first\nsecond\n")
+    assert wait_until_sync(
+        lambda: published_lines(redis_server, "web1")[-2:] == ["first", "second"]
+    )
+    assert published_lines(redis_server, "web1") == ["before start", "first", "second"]
+    client = redis_server.client()
+    assert wait_until_sync(lambda: client.xlen(metrics_key("web1")) >= 2)
+    _id, sample = client.xrevrange(metrics_key("web1"), count=1)[0]
+    assert "cpu" in json.loads(sample[b"d"])
+    hello = json.loads(client.hget(sticky_key("web1"), "hello"))
+    assert hello["host"] == "web1" and hello["sources"] == [{"name": "app", "kind": "log"}]
+    agent.proc.send_signal(signal.SIGTERM)
+    assert agent.proc.wait(timeout=10) == 0
+    # A clean stop says so: the dashboards show `stopped` at once.
+    _id, last = client.xrevrange(metrics_key("web1"), count=1)[0]
+    assert last[b"t"] == b"stopped"
+
+
+def test_agent_outlives_redis_and_publishes_every_line_once(
+    tmp_path: Path, start_agent: Agent
+) -> None:
+    """Redis absent at start, then killed while lines are written: once it is back (its AOF
+    kept what it had), every line is in Redis exactly once, in order."""
+    server = RedisServer(tmp_path / "redis", aof=True)
+    log = tmp_path / "app.log"
+    log.write_text("")
+    agent = start_agent(*agent_flags(server, tmp_path, log), wait_for=None)
+    agent.wait_for_line("retrying")
+    with log.open("a") as f:
+        f.writelines(f"while absent {i}\n" for i in range(50))
+    server.start()
+    expected = [f"while absent {i}" for i in range(50)]
+    try:
+        assert wait_until_sync(lambda: published_lines(server, "web1") == expected, 15)
+        for outage in range(3):
+            server.kill()
+            with log.open("a") as f:
+                f.writelines(f"outage {outage} line {i}\n" for i in range(200))
+            expected = [*expected, *(f"outage {outage} line {i}" for i in range(200))]
+            server.start()
+            assert wait_until_sync(lines_are(server, expected), 15)
+        assert agent.proc.poll() is None
+    finally:
+        server.kill()
+
+
+def test_wrong_password_is_one_clear_line_not_a_crash(tmp_path: Path, start_agent: Agent) -> None:
+    server = RedisServer(tmp_path / "redis", password="right horse").start()
+    try:
+        secret = tmp_path / "redis.pw"
+        secret.write_text("wrong horse\n")
+        log = tmp_path / "app.log"
+        log.write_text("kept\n")
+        flags = agent_flags(server, tmp_path, log, "--redis-password-file", str(secret))
+        agent = start_agent(*flags, wait_for=None)
+        line = agent.wait_for_line("redis:")
+        assert "password" in line.lower() and "retrying" in line
+        # It keeps trying (a reconnect every few seconds), quietly, and stays up.
+        with pytest.raises(subprocess.TimeoutExpired):
+            agent.proc.wait(timeout=3)
+        # Put right, with the same agent still running: the line kept arrives.
+        server.client().config_set("requirepass", "wrong horse")
+        server.password = "wrong horse"
+        assert wait_until_sync(lambda: published_lines(server, "web1") == ["kept"], 20)
+        stderr = [s for s in agent.stderr if "redis:" in s and "retrying" in s]
+        assert len(stderr) == 1, stderr
+    finally:
+        server.kill()
+
+
+def test_an_agent_user_cannot_write_another_hosts_keys(
+    redis_server: RedisServer, start_agent: Agent, tmp_path: Path
+) -> None:
+    """The ACL users the README gives: the agent of web1 publishes with its own, and that
+    user cannot touch web2's keys nor read anyone else's."""
+    admin = redis_server.client()
+    acl = Path(__file__).resolve().parent.parent / "docs" / "redis-acl.txt"
+    rules = [
+        line.replace("<host>", "web1").split()
+        for line in acl.read_text().splitlines()
+        if line.startswith("user agent-<host> ")
+    ]
+    assert len(rules) == 1
+    admin.acl_setuser(
+        "agent-web1",
+        enabled=True,
+        passwords=["+agent pass"],
+        keys=[r.removeprefix("~") for r in rules[0] if r.startswith("~")],
+        commands=[r for r in rules[0] if r.startswith(("+", "-"))],
+    )
+    secret = tmp_path / "agent.pw"
+    secret.write_text("agent pass\n")
+    log = tmp_path / "app.log"
+    log.write_text("from web1\n")
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[redis]\nusername = "agent-web1"\npassword_file = "{secret}"\n')
+    start_agent(*agent_flags(redis_server, tmp_path, log, "--config", str(config)))
+    assert wait_until_sync(lambda: published_lines(redis_server, "web1") == ["from web1"])
+    agent_client = redis_server.client(username="agent-web1", password="agent pass")
+    for command in (
+        ("XADD", events_key("web2"), "*", "t", "log", "d", "{}"),
+        ("HSET", sticky_key("web2"), "hello", "{}"),
+        ("DEL", events_key("web2")),
+        ("XRANGE", events_key("web2"), "-", "+"),
+        ("XADD", "smon:fleet", "*", "t", "host", "d", "{}"),
+    ):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            agent_client.execute_command(*command)
