@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-clients-per-address", type=int, metavar="N", help="open streams per client"
     )
     add_redis_flags(serve, "show every host in Redis at URL (and publish this one's there)")
+    serve.add_argument(
+        "--no-publish", action="store_true", help="with --redis: do not publish this host"
+    )
     add_agent_parser(commands)
     add_tail_parser(commands)
     check = commands.add_parser("check-config", help="validate a config file, start nothing")
@@ -115,6 +118,7 @@ def add_tail_parser(commands: Any) -> None:
     """`sse-monitor tail URL ...`: follow a server's logs from anywhere."""
     tail = commands.add_parser("tail", help="print a server's log lines as they arrive")
     tail.add_argument("url", help="the server, e.g. http://host:8765")
+    tail.add_argument("--host", metavar="NAME", help="this host of a fleet server (--redis)")
     tail.add_argument("--source", action="append", metavar="NAME", help="only this source")
     tail.add_argument("--grep", metavar="REGEX", help="only lines matching REGEX")
     tail.add_argument("--lines", type=int, default=10, metavar="N", help="backlog lines first")

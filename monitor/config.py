@@ -94,6 +94,7 @@ class RedisConfig:
     username: str | None = None  # the ACL user (default: Redis's `default`)
     ca_file: str | None = None  # for rediss://: the CA to verify Redis with
     name: str = ""  # this host's name in Redis; "" is the machine's hostname
+    publish: bool = True  # serve --redis publishes its own host too (an agent always does)
     events_bytes: int = 8 * 1024 * 1024  # per host: the events clients resume from
     metrics_s: float | None = None  # per host: the chart's window (None: history.full_s)
     stale_s: float = 2.5  # a host with nothing newer is `stale` (at least 2 intervals)
@@ -262,6 +263,7 @@ REDIS_KEYS: dict[str, tuple[str, str, Check]] = {
     "username": ("redis", "username", require_text),
     "ca_file": ("redis", "ca_file", require_text),
     "name": ("redis", "name", _host_name),
+    "publish": ("redis", "publish", require_bool),
     "events_bytes": ("redis", "events_bytes", number_in(64 * 1024, 2**34, integer=True)),
     "metrics_s": ("redis", "metrics_s", number_in(10, 86400, integer=False)),
     "stale_s": ("redis", "stale_s", number_in(0.5, 3600, integer=False)),
@@ -285,6 +287,7 @@ FLAG_KEYS: dict[str, tuple[str, str, Check]] = {
     "redis": REDIS_KEYS["url"],
     "name": REDIS_KEYS["name"],
     "redis_password_file": REDIS_KEYS["password_file"],
+    "no_publish": ("redis", "publish", lambda key, value: not require_bool(key, value)),
 }
 SECTIONS = {
     "stream": STREAM_KEYS,

@@ -69,6 +69,7 @@ class Watch:
     """One host watched: built by build_watch(), run by running()."""
 
     host: str
+    hello: dict[str, Any]  # what a client learns first about this host
     hub: Hub
     sources: list[Source]
     alerts: AlertEngine
@@ -104,6 +105,7 @@ def build_watch(
         )
     return Watch(
         host=host,
+        hello=hello_of(config, host),
         hub=hub,
         sources=make_sources(config) if sources is None else sources,
         alerts=AlertEngine(hub, config.alerts, state=state),
@@ -112,8 +114,16 @@ def build_watch(
         ),
         history=history,
         state=state,
-        publisher=make_publisher(config, host) if config.redis.url else None,
+        publisher=make_publisher(config, host)
+        if config.redis.url and config.redis.publish
+        else None,
     )
+
+
+def is_publishing(config: Config) -> bool:
+    """True if this host's events go to Redis: always for an agent, and for serve --redis
+    unless [redis] publish = false (--no-publish)."""
+    return bool(config.redis.url) and config.redis.publish
 
 
 def make_publisher(config: Config, host: str) -> RedisPublisher:

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 UNITS = REPO / "systemd"
 SERVICE = UNITS / "sse-monitor.service"
 SOCKET = UNITS / "sse-monitor.socket"
+AGENT = UNITS / "sse-monitor-agent.service"
 MAX_EXPOSURE = 2.0
 EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
 INSTALLED_BINARY = "/opt/sse-monitor/bin/sse-monitor"
@@ -71,9 +72,9 @@ def verify(tmp_path: Path, *names: str) -> subprocess.CompletedProcess[str]:
     the only change made to them."""
     exe = Path(sys.executable).parent / "sse-monitor"
     stand_in = str(exe) if exe.exists() else "/bin/true"
-    for unit in (SERVICE, SOCKET):
+    for unit in (SERVICE, SOCKET, AGENT):
         text = unit.read_text()
-        if unit == SERVICE:
+        if unit != SOCKET:
             assert f"ExecStart={INSTALLED_BINARY} " in text
             text = text.replace(f"ExecStart={INSTALLED_BINARY} ", f"ExecStart={stand_in} ")
         (tmp_path / unit.name).write_text(text)
@@ -99,6 +100,10 @@ def test_service_verifies_clean(tmp_path: Path) -> None:
     assert_clean(verify(tmp_path, SERVICE.name), tmp_path)
 
 
+def test_agent_service_verifies_clean(tmp_path: Path) -> None:
+    assert_clean(verify(tmp_path, AGENT.name), tmp_path)
+
+
 def test_socket_and_service_verify_clean_together(tmp_path: Path) -> None:
     assert_clean(verify(tmp_path, SOCKET.name, SERVICE.name), tmp_path)
 
@@ -114,9 +119,10 @@ def test_verify_reports_a_broken_unit(tmp_path: Path) -> None:
     assert "WatchdogSecs" in result.stderr and SERVICE.name in result.stderr
 
 
-def test_service_exposure_is_at_most_2_0(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("unit", [SERVICE, AGENT], ids=lambda u: u.name)
+def test_service_exposure_is_at_most_2_0(unit: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result = subprocess.run(
-        [systemd_analyze(), "security", "--offline=true", "--no-pager", str(SERVICE)],
+        [systemd_analyze(), "security", "--offline=true", "--no-pager", str(unit)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -128,7 +134,7 @@ def test_service_exposure_is_at_most_2_0(capsys: pytest.CaptureFixture[str]) -> 
     )
     exposure = float(match.group(1))
     with capsys.disabled():  # shown in every run, not only with -s
-        print(f"\nsystemd-analyze security --offline=true {SERVICE.name}: exposure {exposure}")
+        print(f"\nsystemd-analyze security --offline=true {unit.name}: exposure {exposure}")
     assert exposure <= MAX_EXPOSURE, output
 
 
@@ -155,6 +161,18 @@ def test_service_essentials() -> None:
     assert values(SERVICE, s, "SystemCallFilter") == ["@system-service", "~@privileged @resources"]
     assert one(SERVICE, s, "Environment") == "PYTHONUNBUFFERED=1"
     assert one(SERVICE, "Install", "WantedBy") == "multi-user.target"
+
+
+def test_agent_service_essentials() -> None:
+    """The agent's unit is the server's, hardened the same, but for what it runs."""
+    s = "Service"
+    assert one(AGENT, s, "ExecStart") == (
+        f"{INSTALLED_BINARY} agent --config /etc/sse-monitor/agent.toml"
+    )
+    for key in ("Type", "DynamicUser", "ProtectSystem", "CapabilityBoundingSet", "ProtectProc"):
+        assert one(AGENT, s, key) == one(SERVICE, s, key), key
+    assert values(AGENT, s, "SystemCallFilter") == values(SERVICE, s, "SystemCallFilter")
+    assert one(AGENT, s, "StateDirectory") == "sse-monitor-agent"
 
 
 def test_limit_nofile_leaves_room_for_the_default_connection_cap() -> None:

@@ -108,8 +108,9 @@ async def error_text(resp: aiohttp.ClientResponse) -> str:
     try:
         body = json.loads(await resp.text())
         message = str(body["error"])
-        if isinstance(body.get("known"), list):
-            message += f" (known: {', '.join(map(str, body['known']))})"
+        for key in ("known", "hosts"):
+            if isinstance(body.get(key), list):
+                message += f" ({key}: {', '.join(map(str, body[key])) or 'none yet'})"
         return message
     except (ValueError, KeyError, TypeError, aiohttp.ClientError):
         return f"HTTP {resp.status} {resp.reason or ''}".strip()
@@ -130,8 +131,15 @@ def describe(exc: BaseException) -> str:
 class TailClient:
     """Connects, prints, reconnects with capped jittered backoff; only a TailError ends it."""
 
-    def __init__(self, url: str, printer: TailPrinter, tls: ssl.SSLContext | bool) -> None:
+    def __init__(
+        self,
+        url: str,
+        printer: TailPrinter,
+        tls: ssl.SSLContext | bool,
+        host: str | None = None,
+    ) -> None:
         base = url.rstrip("/")
+        self.host = host  # one host of a fleet server (--host)
         self.display_url = url
         self.url = base if base.endswith("/events") else base + "/events"
         self.printer = printer
@@ -166,6 +174,8 @@ class TailClient:
         if printer.last_id:
             headers["Last-Event-ID"] = printer.last_id
         params = {"types": "log,status"}
+        if self.host is not None:
+            params["host"] = self.host
         if printer.sources:
             params["sources"] = ",".join(printer.sources)
         # A redirect would take the password along, even to another host over plain http.
@@ -218,6 +228,8 @@ class TailClient:
         items: list[tuple[str, dict[str, Any]]] = []
         for source, (before, count) in wanted.items():
             params = {"source": source, "limit": str(min(count, MAX_BACKFILL_LINES))}
+            if self.host is not None:
+                params["host"] = self.host
             if before:
                 params["before"] = before
             get = session.get(logs_url, params=params, ssl=self.tls, allow_redirects=False)
@@ -303,7 +315,7 @@ def run_tail(args: argparse.Namespace) -> int:
         if not re.match(r"https?://[^/]", args.url):
             raise TailError(f"{args.url}: expected an http:// or https:// URL", 2)
         auth, tls = read_auth(args), read_tls(args)
-        client = TailClient(args.url, make_printer(args), tls)
+        client = TailClient(args.url, make_printer(args), tls, args.host)
         if isinstance(sys.stdout, io.TextIOWrapper):
             sys.stdout.reconfigure(errors="backslashreplace")
         is_pipe_open = asyncio.run(tail(client, auth))

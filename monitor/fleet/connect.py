@@ -16,9 +16,10 @@ BLOCK_MS = 1000  # a blocking XREAD waits at most this: well inside the socket t
 ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError)
 
 
-def connect(config: RedisConfig, *, max_connections: int = 1) -> redis.Redis:
-    """A client of at most `max_connections` connections; a caller beyond them waits for
-    one (a dashboard's connections never grow with its browsers)."""
+def connect(config: RedisConfig, name: str, *, max_connections: int = 1) -> redis.Redis:
+    """A client of at most `max_connections` connections, each named `name` in Redis's
+    CLIENT LIST; a caller beyond them waits for one (a dashboard's connections never grow
+    with its browsers)."""
     if config.url is None:
         raise ValueError("no Redis url")
     kwargs: dict[str, object] = {
@@ -28,6 +29,7 @@ def connect(config: RedisConfig, *, max_connections: int = 1) -> redis.Redis:
         "password": config.password,
         "username": config.username,
         "max_connections": max_connections,
+        "client_name": name,
         "timeout": SOCKET_TIMEOUT_S,  # waiting for a free connection
     }
     if config.ca_file:

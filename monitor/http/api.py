@@ -12,9 +12,11 @@ from aiohttp import web
 from monitor import __version__
 from monitor.duration import parse_duration
 from monitor.http.errors import json_error, reject_unknown_params
+from monitor.http.hosts import host_target
 from monitor.http.keys import (
     BODIES,
     CONFIG,
+    FLEET,
     HISTORY,
     HUB,
     NOTIFIER,
@@ -22,7 +24,6 @@ from monitor.http.keys import (
     SOURCES,
     STARTED,
 )
-from monitor.http.stream import hello_payload
 from monitor.hub.events import STATUS, Frame
 from monitor.hub.interface import Selector
 
@@ -47,10 +48,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def api_sources(request: web.Request) -> web.Response:
     """GET /api/sources: every configured source with its latest status."""
-    statuses = request.app[HUB].latest(STATUS)
-    paths = {s.name: s.path for s in request.app[CONFIG].logs}
-    listed: list[dict[str, Any]] = [{"name": s.name, "kind": s.kind} for s in request.app[SOURCES]]
-    names = request.app[CONFIG].log_names()
+    reject_unknown_params(request, ("host",))
+    target = host_target(request)
+    statuses = target.hub.latest(STATUS)
+    listed: list[dict[str, Any]] = [{"name": "metrics", "kind": "metrics"}]
+    paths: dict[str, str] = {}
+    if target.is_local:
+        paths = {s.name: s.path for s in request.app[CONFIG].logs}
+        listed = [{"name": s.name, "kind": s.kind} for s in request.app[SOURCES]]
+    names = target.log_names
     listed += [{"name": n, "kind": "log"} for n in names if n not in {x["name"] for x in listed}]
     for item in listed:
         if item["name"] in paths:
@@ -78,20 +84,24 @@ async def prometheus_metrics(request: web.Request) -> web.Response:
 async def api_history(request: web.Request) -> web.StreamResponse:
     """GET /api/history?window=15m&keys=a,b: chart data, full resolution up to the history's
     full_s, per-bucket min/avg/max beyond."""
-    reject_unknown_params(request, ("window", "keys"))
+    reject_unknown_params(request, ("window", "keys", "host"))
+    target = host_target(request)
     try:
         window_s = parse_duration(request.query.get("window", "15m"))
     except ValueError as exc:
         raise json_error(400, f"window: {exc}") from None
     keys = tuple(k.strip() for k in request.query.get("keys", "").split(",") if k.strip())
-    history = request.app[HISTORY]
+    if not target.is_local:
+        history = await request.app[FLEET].history(target.name)
+    else:
+        history = request.app[HISTORY]
 
     def build() -> bytes:  # a day of every series is ~1 MB of JSON: built off the loop, once
         return json.dumps(data, separators=(",", ":")).encode()
 
     # The query copies the columns on the loop, where the history changes; only then encode.
     data = history.query(window_s, keys or None)
-    key = ("history", window_s, keys, history.newest_ts)
+    key = ("history", target.name, window_s, keys, history.newest_ts)
     return await send_shared(request, await request.app[BODIES].get(key, build))
 
 
@@ -101,10 +111,15 @@ async def api_state(request: web.Request) -> web.StreamResponse:
     A dashboard tab that shares another tab's stream starts from this, then applies the
     forwarded events newer than its last id.
     """
-    hub = request.app[HUB]
-    frames = hub.snapshot(Selector(), hello_payload(request.app))
-    # Hundreds of metrics events are ~1 MB: joined off the loop, once per published event.
-    key = ("state", hub.run_id, hub.stats().published)
+    reject_unknown_params(request, ("host",))
+    target = host_target(request)
+    frames = await target.hub.state(Selector(), target.hello)
+    # Hundreds of metrics events are ~1 MB: joined off the loop, once per published event
+    # (once per newest event of a fleet's host).
+    if target.is_local:
+        key: tuple[Any, ...] = ("state", target.hub.run_id, request.app[HUB].stats().published)
+    else:
+        key = ("state", target.name, frames[0].id, len(frames))
     body = await request.app[BODIES].get(key, lambda: _state_json(frames))
     return await send_shared(request, body)
 

@@ -3,6 +3,7 @@ Config, and runs the background tasks for the app's lifetime."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from monitor.config import Config
+from monitor.config import Config, ConfigError
 from monitor.host import build_watch, running
 from monitor.http.api import (
     api_history,
@@ -22,12 +23,14 @@ from monitor.http.api import (
     prometheus_metrics,
 )
 from monitor.http.connections import ConnectionGuard
+from monitor.http.fleet import api_hosts, fleet_events
 from monitor.http.keys import (
     ALERTS,
     AUTH,
     BODIES,
     CONFIG,
     CONNECTIONS,
+    FLEET,
     HISTORY,
     HUB,
     LIMITER,
@@ -52,11 +55,15 @@ from monitor.http.proxy import forwarded_middleware, parse_networks
 from monitor.http.shared import SharedBodies
 from monitor.http.stream import events
 from monitor.http.tail import tail_source
+from monitor.hub import create_hub
 from monitor.sources.supervisor import Source
 from monitor.state import StateDir
+from monitor.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+
+    from monitor.fleet.hosts import Fleet
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +142,8 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
     app[HUB], app[ALERTS], app[NOTIFIER] = watch.hub, watch.alerts, watch.notifier
     assert watch.history is not None  # a server keeps the charts' columns itself
     app[HISTORY], app[SOURCES] = watch.history, watch.sources
+    if config.redis.url:
+        app[FLEET] = make_fleet(config)
     app[STARTED] = time.time()
     app[PROMETHEUS] = lazy_registry(app)
     app.cleanup_ctx.append(run_background)
@@ -158,6 +167,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/logs", api_logs, name="logs")
     app.router.add_get("/api/notify", api_notify, name="notify")
     app.router.add_get("/metrics", prometheus_metrics)
+    if FLEET in app:
+        app.router.add_get("/api/hosts", api_hosts, name="hosts")
+        app.router.add_get("/fleet/events", fleet_events, name="fleet_events", allow_head=False)
 
 
 def create_root(config: Config) -> web.Application:
@@ -197,11 +209,27 @@ def reload_users(app: web.Application) -> None:
         auth.reload()
 
 
+def make_fleet(config: Config) -> Fleet:
+    """Every host in Redis, for a fleet server; a ConfigError without the redis extra."""
+    try:
+        from monitor.fleet.hosts import Fleet
+    except ImportError:
+        raise ConfigError("--redis needs redis-py: pip install 'sse-monitor[redis]'") from None
+    # The fleet page's stream: each host's latest state is in the hello (see fleet_events).
+    hub = create_hub(max_events=4096, max_bytes=4 * 1024 * 1024, history_events=0)
+    return Fleet(config, hub)
+
+
 async def run_background(app: web.Application) -> AsyncIterator[None]:
-    """Run what watches this host (history, alert rules, notifications, sources) for the
-    app's lifetime."""
+    """Run what watches this host (history, alert rules, notifications, sources) and, with
+    --redis, what follows the fleet, for the app's lifetime."""
     async with running(app[WATCH]):
-        yield
+        fleet = app.get(FLEET)
+        tasks = [asyncio.create_task(fleet.run(), name="fleet")] if fleet else []
+        try:
+            yield
+        finally:
+            await cancel_and_wait(tasks)
 
 
 async def close_auth(app: web.Application) -> None:
@@ -212,3 +240,5 @@ async def close_auth(app: web.Application) -> None:
 async def close_hub(app: web.Application) -> None:
     """End every open stream, so shutdown does not wait on long-lived handlers."""
     app[HUB].close()
+    if (fleet := app.get(FLEET)) is not None:
+        fleet.close()

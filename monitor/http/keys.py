@@ -20,9 +20,10 @@ from monitor.notify.notifier import Notifier
 from monitor.sources.supervisor import Source
 from monitor.state import StateDir
 
-if TYPE_CHECKING:  # imported when first used, not at start: a scrape, a users file
+if TYPE_CHECKING:  # imported when first used, not at start: a scrape, a users file, Redis
     from prometheus_client import CollectorRegistry
 
+    from monitor.fleet.hosts import Fleet
     from monitor.http.auth import Authenticator
 
 HUB = web.AppKey("hub", Hub)
@@ -40,3 +41,4 @@ BODIES = web.AppKey("bodies", SharedBodies)
 STATE = web.AppKey("state", StateDir)  # set only with a state directory
 NOTIFIER = web.AppKey("notifier", Notifier)
 WATCH = web.AppKey("watch", Watch)  # what watches this host; HUB, SOURCES, ... are its parts
+FLEET: web.AppKey[Fleet] = web.AppKey("fleet")  # set only with --redis: every host in Redis

@@ -17,10 +17,10 @@ import re
 from aiohttp import web
 
 from monitor.http.errors import count_param, json_error, one_param, reject_unknown_params
-from monitor.http.keys import CONFIG, HUB
+from monitor.http.hosts import host_target
 from monitor.hub.interface import BadEventId, LogPage
 
-LOGS_PARAMS = ("source", "before", "after", "limit", "at")
+LOGS_PARAMS = ("source", "before", "after", "limit", "at", "host")
 MAX_LINES = 5000
 DEFAULT_LINES = 500
 TIME = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
@@ -30,11 +30,12 @@ async def api_logs(request: web.Request) -> web.Response:
     """GET /api/logs: see the module's docstring; JSON {"source", "events": [{"id", "ts",
     "lines"}], "before": id or null, and with at=: "at", "after"}."""
     reject_unknown_params(request, LOGS_PARAMS)
-    known = request.app[CONFIG].log_names()
+    target = host_target(request)
+    known = target.log_names
     source = one_param(request, "source")
     if source not in known:
         raise json_error(400, f"source: expected a log source, got {source!r}", known=known)
-    hub = request.app[HUB]
+    hub = target.hub
     raw_at = one_param(request, "at")
     if raw_at is None:
         if one_param(request, "after") is not None:

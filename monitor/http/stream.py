@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp_sse import EventSourceResponse
 
-from monitor import __version__
 from monitor.http.errors import json_error, reject_unknown_params
-from monitor.http.keys import CONFIG, HUB, LIMITER
+from monitor.http.hosts import HostTarget, host_target
+from monitor.http.keys import CONFIG, LIMITER
 from monitor.http.limits import BUSY_RETRY_S
 from monitor.hub.events import STREAM_TYPES, Frame
 from monitor.hub.interface import Selector, Sink
 
-EVENTS_PARAMS = ("types", "sources", "last_event_id")
+EVENTS_PARAMS = ("types", "sources", "last_event_id", "host")
 
 
 def _names(request: web.Request, key: str, known: list[str]) -> frozenset[str] | None:
@@ -37,25 +35,13 @@ def _names(request: web.Request, key: str, known: list[str]) -> frozenset[str] |
     return frozenset(names)
 
 
-def parse_events_query(request: web.Request) -> tuple[Selector, str | None]:
+def parse_events_query(request: web.Request, target: HostTarget) -> tuple[Selector, str | None]:
     """The client's selection and resume point; a 400 with a JSON body if it makes no sense."""
     reject_unknown_params(request, EVENTS_PARAMS)
     types = _names(request, "types", sorted(STREAM_TYPES))
-    sources = _names(request, "sources", request.app[CONFIG].log_names())
+    sources = _names(request, "sources", target.log_names)
     last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     return Selector(types or STREAM_TYPES, sources), last_id
-
-
-def hello_payload(app: web.Application) -> dict[str, Any]:
-    """What a client needs to know about this server before its first event."""
-    config = app[CONFIG]
-    return {
-        "host": socket.gethostname(),
-        "version": __version__,
-        "run_id": app[HUB].run_id,
-        "interval_s": config.metrics.interval_s,
-        "sources": [{"name": n, "kind": "log"} for n in config.log_names()],
-    }
 
 
 @asynccontextmanager
@@ -75,13 +61,14 @@ async def stream_slot(request: web.Request) -> AsyncIterator[None]:
 
 async def events(request: web.Request) -> web.StreamResponse:
     """GET /events: the typed SSE stream, resumable by Last-Event-ID."""
-    selector, last_id = parse_events_query(request)  # 400s happen before the stream starts
+    target = host_target(request)  # 400s happen before the stream starts
+    selector, last_id = parse_events_query(request, target)
     async with stream_slot(request):
-        return await _stream(request, selector, last_id)
+        return await stream_events(request, target, selector, last_id)
 
 
-async def _stream(
-    request: web.Request, selector: Selector, last_id: str | None
+async def stream_events(
+    request: web.Request, target: HostTarget, selector: Selector, last_id: str | None
 ) -> web.StreamResponse:
     config = request.app[CONFIG]
     resp = EventSourceResponse(
@@ -91,12 +78,10 @@ async def _stream(
     resp.headers["Cache-Control"] = "no-cache, no-transform"
     await resp.prepare(request)
     async with resp:  # stops aiohttp-sse's heartbeat task on the way out
-        hub = request.app[HUB]
         if await write_chunk(request, resp, f"retry: {config.stream.retry_ms}\n\n".encode()):
-            hello = hello_payload(request.app)
             sink = direct_writer(request, resp)
-            async with hub.subscribe(
-                selector, last_event_id=last_id, hello=hello, sink=sink
+            async with target.hub.subscribe(
+                selector, last_event_id=last_id, hello=target.hello, sink=sink
             ) as batches:
                 async for frames in batches:  # ends when the hub closes at shutdown
                     data = b"".join([f.data for f in frames])

@@ -8,20 +8,20 @@ from typing import Any
 from aiohttp import web
 
 from monitor.http.errors import count_param, json_error, reject_unknown_params
-from monitor.http.keys import CONFIG, HUB
+from monitor.http.hosts import HostTarget, host_target
 from monitor.http.stream import direct_writer, stream_slot, write_chunk
 from monitor.hub.events import LOG, Frame
 from monitor.hub.interface import Selector
 
-TAIL_PARAMS = ("lines",)
+TAIL_PARAMS = ("lines", "host")
 DEFAULT_LINES = 10
 MAX_LINES = 10_000
 
 
-def parse_tail_query(request: web.Request) -> tuple[str, int]:
+def parse_tail_query(request: web.Request, target: HostTarget) -> tuple[str, int]:
     """The source name and line count; 404 or 400 with a JSON body before the stream starts."""
     reject_unknown_params(request, TAIL_PARAMS)
-    known = request.app[CONFIG].log_names()
+    known = target.log_names
     # The name only picks a configured source: it is never part of a path.
     name = request.match_info["name"]
     if name not in known:
@@ -80,12 +80,15 @@ _tail_text = _TailText()
 
 async def tail_source(request: web.Request) -> web.StreamResponse:
     """GET /tail/{name}?lines=N: text/plain, one log line per line; ends at shutdown."""
-    name, count = parse_tail_query(request)
+    target = host_target(request)
+    name, count = parse_tail_query(request, target)
     async with stream_slot(request):
-        return await _tail(request, name, count)
+        return await _tail(request, target, name, count)
 
 
-async def _tail(request: web.Request, name: str, count: int) -> web.StreamResponse:
+async def _tail(
+    request: web.Request, target: HostTarget, name: str, count: int
+) -> web.StreamResponse:
     resp = web.StreamResponse()
     resp.content_type = "text/plain"
     resp.charset = "utf-8"
@@ -96,7 +99,7 @@ async def _tail(request: web.Request, name: str, count: int) -> web.StreamRespon
     budget = LineBudget(count)
     selector = Selector(frozenset({LOG}), frozenset({name}))
     sink = direct_writer(request, resp, _tail_text)
-    async with request.app[HUB].subscribe(selector, sink=sink) as batches:
+    async with target.hub.subscribe(selector, sink=sink) as batches:
         async for frames in batches:  # ends when the hub closes at shutdown
             lines = budget.lines(frames)
             text = "".join(f"{line}\n" for line in lines)

@@ -171,7 +171,7 @@ class Subscriptions(Protocol):
         With a sink, frames for a caught-up client are written by publish() itself."""
         ...
 
-    def snapshot(self, selector: Selector, hello: dict[str, Any]) -> list[Frame]:
+    async def state(self, selector: Selector, hello: dict[str, Any]) -> list[Frame]:
         """What a new client starts with: a `hello` frame, then recent history."""
         ...
 

@@ -439,6 +439,10 @@ class MemoryHub:
             head = encode_frame(RESET, control_seq, self.run_id, {**hello, "reason": reason})
         return [head, *frames]
 
+    async def state(self, selector: Selector, hello: dict[str, Any]) -> list[Frame]:
+        """What a new client starts with (the snapshot, for /api/state)."""
+        return self.snapshot(selector, hello)
+
     def close(self) -> None:
         """End every subscription and feed; publishing afterwards is harmless but unread."""
         self._is_closed = True

@@ -1,7 +1,7 @@
 // Time-series charts (uPlot): history from /api/history, then live points from metrics events.
 import uPlot from "../vendor/uPlot-1.6.32.esm.js";
 import { bytes, percent, rate, short } from "./format.js";
-import { config } from "./config.js";
+import { apiUrl, config } from "./config.js";
 import { scheduler } from "./frame.js";
 import { Series, valueAt } from "./series.js";
 
@@ -169,7 +169,7 @@ export async function loadHistory() {
   const token = ++loading;
   const note = document.getElementById("charts-note");
   try {
-    const resp = await fetch(`${config.history_url}?window=${encodeURIComponent(windowName)}`);
+    const resp = await fetch(apiUrl(config.history_url, { window: windowName }));
     if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
     const data = await resp.json();
     if (token !== loading) return;

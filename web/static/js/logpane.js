@@ -1,7 +1,7 @@
 // One log source's tab and pane: lines batched per frame, filter, levels, follow/pause, status;
 // scrolling above the oldest line loads earlier ones (/api/logs), and a moment can be shown.
 import { clock, el } from "./format.js";
-import { config } from "./config.js";
+import { apiUrl, config } from "./config.js";
 import { scheduler } from "./frame.js";
 import { levelOf, parseFilter } from "./text.js";
 
@@ -172,7 +172,7 @@ export class LogPane {
     if (this.loading || !this.olderId) return;
     this.loading = true;
     try {
-      const url = `${config.logs_url}?source=${encodeURIComponent(this.name)}&before=${encodeURIComponent(this.olderId)}&limit=${PAGE_LINES}`;
+      const url = apiUrl(config.logs_url, { source: this.name, before: this.olderId, limit: PAGE_LINES });
       const resp = await fetch(url);
       if (!resp.ok) return;
       const page = await resp.json();
@@ -207,7 +207,12 @@ export class LogPane {
   /** Show the lines around a moment (a chart point, a #t= link), the first at or after it
    * marked; the pane is off the live edge until "Live". */
   async showMoment(ts) {
-    const url = `${config.logs_url}?source=${encodeURIComponent(this.name)}&at=${ts.toFixed(3)}&before=${MOMENT_LINES}&after=${MOMENT_LINES}`;
+    const url = apiUrl(config.logs_url, {
+      source: this.name,
+      at: ts.toFixed(3),
+      before: MOMENT_LINES,
+      after: MOMENT_LINES,
+    });
     const resp = await fetch(url);
     if (!resp.ok) return;
     const page = await resp.json();
@@ -280,7 +285,7 @@ export class LogPane {
 
   /** Back to live from far back or a moment: the newest lines again, then follow. */
   async reload() {
-    const resp = await fetch(`${config.logs_url}?source=${encodeURIComponent(this.name)}&limit=${PAGE_LINES}`);
+    const resp = await fetch(apiUrl(config.logs_url, { source: this.name, limit: PAGE_LINES }));
     const page = resp.ok ? await resp.json() : { events: [], before: null };
     this.clear();
     this.detached = false;

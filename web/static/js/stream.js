@@ -6,12 +6,14 @@
 // is released and a waiting tab takes over, resuming from the last id it saw.
 // Without Web Locks (plain http to a host other than localhost is not a secure context) or
 // BroadcastChannel, each tab has its own EventSource, as before.
-import { config } from "./config.js";
+import { apiUrl, config } from "./config.js";
 
 const TYPES = ["hello", "reset", "gap", "status", "metrics", "log", "alert"];
-const LOCK = "sse-monitor:stream-leader";
-const CHANNEL = "sse-monitor:stream";
-const STATE_URL = config.state_url;
+// Per host: on a fleet server, the tabs of one host share a stream, another host's do not.
+const FOR_HOST = config.host ? `:${config.host}` : "";
+const LOCK = `sse-monitor:stream-leader${FOR_HOST}`;
+const CHANNEL = `sse-monitor:stream${FOR_HOST}`;
+const STATE_URL = apiUrl(config.state_url);
 
 /** "<run>-<seq>" → [run, seq]; null if it is not one of ours. */
 function parseId(id) {
@@ -88,7 +90,7 @@ class SharedStream {
   }
 
   connect() {
-    const url = new URL(this.url, location.href);
+    const url = apiUrl(this.url);
     // A new EventSource cannot send Last-Event-ID: pass it in the query instead.
     if (this.lastId) url.searchParams.set("last_event_id", this.lastId);
     const source = new EventSource(url);

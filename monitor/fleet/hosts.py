@@ -1,0 +1,276 @@
+"""Fleet: every host in Redis as a dashboard sees it: found by their keys, followed by their
+metrics streams, each with a state (`up`, `stale`, `down`, `stopped`) and a summary for
+the fleet page, published as `host` events on a small in-memory hub of its own.
+
+A host's age is measured in Redis's clock (its stream ids are Redis's milliseconds), so a
+dashboard whose clock is off still says the same as the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.config import Config
+from monitor.fleet.connect import ERRORS, connect, describe
+from monitor.fleet.follower import Entries, StreamFollower
+from monitor.fleet.keys import (
+    PREFIX,
+    STOPPED,
+    host_of,
+    metrics_key,
+    parse_stream_id,
+    sticky_key,
+)
+from monitor.fleet.taps import Taps
+from monitor.fleet.view import HostView
+from monitor.hub.events import ALERT
+from monitor.hub.interface import Hub
+from monitor.metrics.history import MetricsHistory
+from monitor.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+HOST = "host"  # the fleet stream's event type: one host's state and summary
+SCAN_INTERVAL_S = 2.0  # new hosts, the sticky hashes, Redis's clock
+TICK_S = 0.25  # states are reckoned this often
+SPARK_POINTS = 60
+STATES = ("up", "stale", "down", "stopped")
+
+
+@dataclass(slots=True)
+class HostState:
+    """What the fleet knows of one host."""
+
+    name: str
+    hello: dict[str, Any] = field(default_factory=dict)
+    sticky: dict[str, bytes] = field(default_factory=dict)
+    last_ms: int = 0  # the newest metrics entry's id, in Redis's milliseconds
+    is_stopped: bool = False
+    state: str = "down"
+    summary: dict[str, Any] = field(default_factory=dict)
+    spark: deque[float] = field(default_factory=lambda: deque(maxlen=SPARK_POINTS))
+
+    def firing(self) -> list[str]:
+        """The rules firing on this host, by its agent's latest alerts."""
+        names = []
+        for key, body in self.sticky.items():
+            if key.startswith(f"{ALERT}:") and b'"state":"firing"' in body:
+                names.append(key.partition(":")[2])
+        return sorted(names)
+
+    def view(self) -> dict[str, Any]:
+        """The host as /api/hosts and the fleet page show it."""
+        return {
+            "name": self.name,
+            "state": self.state,
+            "last_seen": self.last_ms / 1000 if self.last_ms else None,
+            **self.summary,
+            "alerts": self.firing(),
+            "spark": list(self.spark),
+        }
+
+
+def summarize(sample: dict[str, Any]) -> dict[str, Any]:
+    """The figures the fleet page shows of one metrics sample."""
+    disks = sample.get("disks") or []
+    fullest = max(disks, key=lambda d: d.get("percent", 0), default=None)
+    return {
+        "cpu": (sample.get("cpu") or {}).get("percent"),
+        "memory": (sample.get("memory") or {}).get("percent"),
+        "load": (sample.get("load") or {}).get("1m"),
+        "disk": {"mount": fullest["mount"], "percent": fullest["percent"]} if fullest else None,
+    }
+
+
+class Fleet:
+    """The hosts in Redis; `view(name)` is one of them as endpoints read a hub."""
+
+    def __init__(self, config: Config, hub: Hub) -> None:
+        self.config = config
+        self.redis = config.redis
+        self.hub = hub  # where `host` events go, for the fleet page
+        # Requests (catch-ups, pages, histories) share a few connections; the two followers
+        # have one each. About ten in all, whatever the number of clients.
+        self.client = connect(self.redis, "sse-monitor-dashboard", max_connections=8)
+        self._metrics_client = connect(self.redis, "sse-monitor-dashboard:metrics")
+        self._events_client = connect(self.redis, "sse-monitor-dashboard:events")
+        self.taps = Taps(self._events_client)
+        self.metrics = StreamFollower(self._metrics_client, self._on_metrics, pause_s=0.05)
+        self.hosts: dict[str, HostState] = {}
+        self._views: dict[str, HostView] = {}
+        self._histories: dict[str, MetricsHistory] = {}  # hosts whose charts were asked for
+        self._offset_ms = 0.0  # Redis's clock minus ours
+        self.is_connected = False
+
+    def close(self) -> None:
+        """End every stream of the fleet (shutdown)."""
+        for view in self._views.values():
+            view.is_closed = True
+        self.taps.close()
+        self.hub.close()
+
+    def now_ms(self) -> float:
+        """Now, in Redis's clock."""
+        return time.time() * 1000 + self._offset_ms
+
+    def names(self) -> list[str]:
+        return sorted(self.hosts)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every host, by name."""
+        return [self.hosts[name].view() for name in self.names()]
+
+    def view(self, name: str) -> HostView | None:
+        """The host as endpoints read it; None for a host not in Redis."""
+        if name not in self.hosts:
+            return None
+        view = self._views.get(name)
+        if view is None:
+            state = self.hosts[name]
+            view = self._views[name] = HostView(
+                name,
+                self.client,
+                self.taps,
+                lambda: state.sticky,
+                self.config.stream.history_events,
+            )
+        return view
+
+    async def history(self, name: str) -> MetricsHistory:
+        """The host's chart columns: read from its metrics stream when first asked for,
+        then kept up to date by the follower."""
+        history = self._histories.get(name)
+        if history is None:
+            window_s = self.redis.metrics_s or self.config.history.full_s
+            interval_s = float(self.hosts[name].hello.get("interval_s") or 1.0)
+            history = MetricsHistory(
+                full_s=window_s,
+                interval_s=interval_s,
+                bucket_s=self.config.history.bucket_s,
+                downsampled_s=max(window_s, self.config.history.bucket_s),
+            )
+            entries: Any = await self.client.xrange(metrics_key(name))
+            for _id, fields in entries:
+                if fields.get(b"t") != STOPPED:
+                    with suppress(ValueError):
+                        history.add(json.loads(fields[b"d"]))
+            self._histories[name] = history
+        return history
+
+    async def run(self) -> None:
+        """Follow the fleet until cancelled."""
+        tasks = [
+            asyncio.create_task(self.metrics.run(), name="fleet-metrics"),
+            asyncio.create_task(self.taps.follower.run(), name="fleet-events"),
+            asyncio.create_task(self._reckon(), name="fleet-states"),
+        ]
+        try:
+            while True:
+                try:
+                    await self._scan()
+                    if not self.is_connected:
+                        log.info("redis: following %d hosts", len(self.hosts))
+                    self.is_connected = True
+                except ERRORS as exc:
+                    if self.is_connected or not self.hosts:
+                        log.warning("redis: %s; trying again", describe(exc))
+                    self.is_connected = False
+                await asyncio.sleep(SCAN_INTERVAL_S)
+        finally:
+            for view in self._views.values():
+                view.is_closed = True
+            await cancel_and_wait(tasks)
+            for client in (self.client, self._metrics_client, self._events_client):
+                await client.aclose()
+
+    async def _scan(self) -> None:
+        """Find new hosts; read every host's sticky hash; take Redis's clock."""
+        client = self.client
+        seconds, micros = await client.time()
+        self._offset_ms = seconds * 1000 + micros / 1000 - time.time() * 1000
+        found: set[str] = set()
+        async for key in client.scan_iter(match=f"{PREFIX}*:metrics", count=1000, _type="stream"):
+            if (name := host_of(key)) is not None:
+                found.add(name)
+        for name in sorted(found - set(self.hosts)):
+            await self._add(name)
+        async with client.pipeline(transaction=False) as pipe:
+            names = self.names()
+            for name in names:
+                pipe.hgetall(sticky_key(name))
+            replies = await pipe.execute()
+        for name, sticky in zip(names, replies, strict=True):
+            state = self.hosts[name]
+            state.sticky = {k.decode(): v for k, v in sticky.items()}
+            if hello := state.sticky.get("hello"):
+                state.hello = json.loads(hello)
+
+    async def _add(self, name: str) -> None:
+        newest: Any = await self.client.xrevrange(metrics_key(name), count=SPARK_POINTS)
+        state = self.hosts[name] = HostState(name)
+        entries = list(reversed(newest))
+        self._take(state, entries)
+        after = entries[-1][0].decode() if entries else "0-0"
+        self.metrics.follow(metrics_key(name), after)
+
+    def _on_metrics(self, key: str, entries: Entries) -> None:
+        name = host_of(key)
+        state = self.hosts.get(name) if name else None
+        if state is not None:
+            self._take(state, entries)
+            self._publish(state)
+
+    def _take(self, state: HostState, entries: Entries) -> None:
+        for entry_id, fields in entries:
+            sid = parse_stream_id(entry_id)
+            if sid is None:
+                continue
+            state.last_ms = max(state.last_ms, sid[0])
+            state.is_stopped = fields.get(b"t") == STOPPED
+            if state.is_stopped:
+                continue
+            try:
+                sample = json.loads(fields.get(b"d", b"{}"))
+                summary = summarize(sample)
+            except (ValueError, TypeError, AttributeError, KeyError):
+                continue  # not a sample of ours: its time still counts
+            history = self._histories.get(state.name)
+            newest = history.newest_ts if history is not None else None
+            if history is not None and (newest is None or sample.get("ts", 0) > newest):
+                history.add(sample)
+            state.summary = summary
+            if isinstance(summary["cpu"], int | float):
+                state.spark.append(summary["cpu"])
+        state.state = self._state_of(state)
+
+    def _state_of(self, state: HostState) -> str:
+        if state.is_stopped:
+            return "stopped"
+        interval_s = float(state.hello.get("interval_s") or 1.0)
+        age_s = (self.now_ms() - state.last_ms) / 1000
+        if not state.last_ms or age_s > max(self.redis.down_s, 5 * interval_s):
+            return "down"
+        if age_s > max(self.redis.stale_s, 2 * interval_s):
+            return "stale"
+        return "up"
+
+    def _publish(self, state: HostState) -> None:
+        self.hub.publish(HOST, state.view(), source=state.name)
+
+    async def _reckon(self) -> None:
+        """Ages go on without events: a host that stops sending turns stale, then down."""
+        while True:
+            for state in self.hosts.values():
+                now = self._state_of(state)
+                if now != state.state:
+                    log.info("host %s: %s -> %s", state.name, state.state, now)
+                    state.state = now
+                    self._publish(state)
+            await asyncio.sleep(TICK_S)

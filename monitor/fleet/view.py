@@ -1,0 +1,223 @@
+"""HostView: one host of the fleet as an endpoint sees a hub (`Subscriptions`), read from
+its Redis keys. Its event ids are the stream's entry ids, the same on every dashboard, so a
+client moved to another dashboard (or back after a restart) resumes exactly; an id Redis
+no longer holds (trimmed, or Redis lost its data) is a `reset`, never a silent skip."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as redis
+
+from monitor.fleet.keys import (
+    StreamId,
+    entry_frame,
+    events_key,
+    format_stream_id,
+    parse_stream_id,
+)
+from monitor.fleet.taps import Tap, Taps, frame_id
+from monitor.hub.events import HELLO, LOG, RESET, STICKY_KEYS, Frame
+from monitor.hub.interface import BadEventId, LogEvent, LogPage, Selector, Sink
+
+RUN_ID = "redis"  # ids are Redis stream ids: one "run" for as long as Redis keeps them
+READ_COUNT = 500  # entries per XRANGE while catching up
+RECENT_ENTRIES = 2000  # entries a new client's history is picked from
+
+
+def control_frame(kind: str, sid: StreamId, payload: dict[str, Any]) -> Frame:
+    """A `hello` or `reset` carrying the id the client continues from."""
+    head = f"event: {kind}\nid: {sid[0]}-{sid[1]}\ndata: ".encode()
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return Frame(sid[1], kind, None, b"%b%b\n\n" % (head, body), len(head), str(sid[0]))
+
+
+def sticky_frame(kind: str, body: bytes) -> Frame:
+    """A host's latest status or alert, kept outside its stream: no `id:` line (the client's
+    last id stays where it is)."""
+    head = f"event: {kind}\ndata: ".encode()
+    return Frame(0, kind, None, b"%b%b\n\n" % (head, body), len(head), "0")
+
+
+class HostView:
+    """One host's events for clients: recent ones from its tap, older ones from Redis."""
+
+    def __init__(
+        self,
+        host: str,
+        client: redis.Redis,
+        taps: Taps,
+        sticky: Callable[[], Mapping[str, bytes]],
+        history_events: int,
+    ) -> None:
+        self.host = host
+        self.client = client
+        self.taps = taps
+        self._sticky = sticky  # the host's sticky hash as last read: "status:app" -> JSON
+        self.history_events = history_events
+        self._key = events_key(host)
+        self.is_closed = False
+
+    @property
+    def run_id(self) -> str:
+        return RUN_ID
+
+    def latest(self, event_type: str) -> Mapping[str, dict[str, Any]]:
+        """The host's latest status by source, or alert by rule, as its agent last wrote."""
+        prefix = f"{event_type}:"
+        return {
+            name.removeprefix(prefix): json.loads(body)
+            for name, body in self._sticky().items()
+            if name.startswith(prefix)
+        }
+
+    async def _exists(self, sid: StreamId) -> bool:
+        text = format_stream_id(sid)
+        found: Any = await self.client.xrange(self._key, min=text, max=text, count=1)
+        return bool(found)
+
+    async def state(self, selector: Selector, hello: dict[str, Any]) -> list[Frame]:
+        """What a new client starts with: `hello`, the host's latest statuses and alerts,
+        then recent history (history_events of each type and source)."""
+        return (await self._start(selector, hello, None))[0]
+
+    async def _start(
+        self, selector: Selector, hello: dict[str, Any], reason: str | None
+    ) -> tuple[list[Frame], StreamId]:
+        newest: Any = await self.client.xrevrange(self._key, count=RECENT_ENTRIES)
+        counts: dict[tuple[str, str | None], int] = {}
+        picked: list[Frame] = []
+        for entry_id, fields in newest:
+            frame = entry_frame(entry_id, fields)
+            if frame is None or frame.type in STICKY_KEYS or not selector.matches(frame):
+                continue
+            key = (frame.type, frame.source)
+            if counts.get(key, 0) < self.history_events:
+                counts[key] = counts.get(key, 0) + 1
+                picked.append(frame)
+        picked.reverse()
+        cursor = parse_stream_id(newest[0][0]) if newest else None
+        cursor = cursor or (0, 0)
+        kind, payload = (HELLO, hello) if reason is None else (RESET, {**hello, "reason": reason})
+        sticky = [
+            sticky_frame(kind_, body)
+            for name, body in sorted(self._sticky().items())
+            if (kind_ := name.partition(":")[0]) in STICKY_KEYS
+        ]
+        sticky = [f for f in sticky if selector.matches(f)]
+        return [control_frame(kind, cursor, payload), *sticky, *picked], cursor
+
+    @asynccontextmanager
+    async def subscribe(
+        self,
+        selector: Selector,
+        *,
+        last_event_id: str | None = None,
+        hello: dict[str, Any] | None = None,
+        sink: Sink | None = None,
+    ) -> AsyncIterator[AsyncIterator[list[Frame]]]:
+        """A client's stream of the host's frames; the sink is not used (each client's own
+        task writes what its tap or Redis gives)."""
+        tap = await self.taps.acquire(self.host)
+        batches = self._batches(tap, selector, last_event_id, hello or {})
+        try:
+            yield batches
+        finally:
+            self.taps.release(tap)
+            await batches.aclose()
+
+    async def _batches(
+        self, tap: Tap, selector: Selector, last_event_id: str | None, hello: dict[str, Any]
+    ) -> AsyncGenerator[list[Frame], None]:
+        cursor, reason = None, None
+        if last_event_id is not None:
+            cursor = parse_stream_id(last_event_id)
+            if cursor is None:
+                reason = "invalid id"
+            elif cursor != (0, 0) and not await self._exists(cursor):
+                cursor, reason = None, "id no longer in Redis: trimmed, or Redis lost its data"
+        if cursor is None:
+            frames, cursor = await self._start(selector, hello, reason)
+            yield frames
+        while not self.is_closed:
+            seen = tap.version
+            held = tap.after(cursor)
+            if held is None:  # behind the tap: read Redis up to it
+                frames, cursor = await self._read(cursor)
+            elif held:
+                frames, cursor = held, frame_id(held[-1])
+            else:
+                await tap.wait(seen)
+                continue
+            wanted = [f for f in frames if selector.matches(f)]
+            if wanted:
+                yield wanted
+
+    async def _read(self, cursor: StreamId) -> tuple[list[Frame], StreamId]:
+        entries: Any = await self.client.xrange(
+            self._key, min=f"({format_stream_id(cursor)}", count=READ_COUNT
+        )
+        frames = []
+        for entry_id, fields in entries:
+            cursor = parse_stream_id(entry_id) or cursor
+            if (frame := entry_frame(entry_id, fields)) is not None:
+                frames.append(frame)
+        return frames, cursor
+
+    async def log_before(self, source: str, before_id: str | None, limit: int) -> LogPage:
+        """Log events of `source` before `before_id`, newest last, up to `limit` lines, as
+        far back as the host's stream holds (its agent's older files are its own)."""
+        high = "+"
+        if before_id is not None:
+            sid = parse_stream_id(before_id)
+            if sid is None:
+                raise BadEventId("not an event id of this fleet")
+            high = f"({format_stream_id(sid)}"
+        events: list[LogEvent] = []
+        lines = 0
+        oldest: str | None = None
+        while lines < limit:
+            entries: Any = await self.client.xrevrange(self._key, max=high, count=READ_COUNT)
+            if not entries:
+                oldest = None
+                break
+            for entry_id, fields in entries:
+                frame = entry_frame(entry_id, fields)
+                high = f"({entry_id.decode()}"
+                if frame is None or frame.type != LOG or frame.source != source:
+                    continue
+                payload = json.loads(frame.json)
+                events.append(LogEvent(frame.id, int(frame.run_id) / 1000, payload["lines"]))
+                lines += len(payload["lines"])
+                oldest = frame.id
+                if lines >= limit:
+                    break
+        events.reverse()
+        return LogPage(events, oldest)
+
+    async def log_around(self, source: str, ts: float, before: int, after: int) -> LogPage:
+        """Log events of `source` around the time `ts`, by the stream ids' clock."""
+        ms = int(ts * 1000)
+        page = await self.log_before(source, f"{ms}-0", before)
+        later: list[LogEvent] = []
+        low, lines = f"{ms}-0", 0
+        while lines < after:
+            entries: Any = await self.client.xrange(self._key, min=low, count=READ_COUNT)
+            if not entries:
+                break
+            for entry_id, fields in entries:
+                low = f"({entry_id.decode()}"
+                frame = entry_frame(entry_id, fields)
+                if frame is None or frame.type != LOG or frame.source != source:
+                    continue
+                payload = json.loads(frame.json)
+                later.append(LogEvent(frame.id, int(frame.run_id) / 1000, payload["lines"]))
+                lines += len(payload["lines"])
+                if lines >= after:
+                    break
+        at = later[0].id if later else None
+        newest = later[-1].id if later else None
+        return LogPage(page.events + later, page.before, after=newest, at=at)

@@ -1,0 +1,285 @@
+"""Many hosts: real agents publish to a real redis-server, real dashboard servers (`serve
+--redis`) read it; clients move between dashboards, dashboards and Redis restart, agents
+die; every client resumes exactly or is told `reset`, never silently skipped."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from helpers import MONITOR, Server, StreamReader, wait_until_sync
+from redis_server import RedisServer
+
+from monitor.fleet.keys import events_key
+
+Start = Callable[..., Server]
+
+
+def get_json(url: str) -> tuple[int, Any]:
+    """Status and JSON body of a GET."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def hosts_of(url: str) -> dict[str, dict[str, Any]]:
+    """The dashboard's hosts, by name."""
+    return {h["name"]: h for h in get_json(f"{url}/api/hosts")[1]["hosts"]}
+
+
+def start_fleet_agent(
+    start_agent: Start, server: RedisServer, tmp_path: Path, name: str, *extra: str
+) -> tuple[Server, Path]:
+    """An agent for host `name` following its own app.log; returns it and the log."""
+    log = tmp_path / f"{name}.log"
+    log.touch()
+    flags: tuple[str, ...] = ("--redis", server.url, "--name", name, "--log", f"app={log}")
+    flags += ("--state-dir", str(tmp_path / f"state-{name}"), "--interval", "0.5", *extra)
+    return start_agent(*flags), log
+
+
+def start_dashboard(start_server: Start, server: RedisServer, *hosts: str) -> str:
+    """A fleet server reading `server`; returns its URL once it lists every one of hosts."""
+    dashboard = start_server("--redis", server.url, "--no-publish")
+    assert wait_until_sync(lambda: set(hosts) <= set(hosts_of(dashboard.url)), 10)
+    return dashboard.url
+
+
+def write_lines(log: Path, prefix: str, count: int) -> list[str]:
+    lines = [f"{prefix} {i}" for i in range(count)]
+    with log.open("a") as f:
+        f.writelines(f"{line}\n" for line in lines)
+    return lines
+
+
+async def read_lines(reader: StreamReader, count: int) -> tuple[list[str], str, list[str]]:
+    """The next `count` log lines, the id of the event holding the last, and the types of
+    every event read on the way."""
+    lines: list[str] = []
+    types: list[str] = []
+    last_id = ""
+    while len(lines) < count:
+        event = await reader.next(10)
+        types.append(event.type)
+        if event.type == "log":
+            lines += event.json()["lines"]
+            last_id = event.id
+    return lines, last_id, types
+
+
+def open_stream(
+    session: aiohttp.ClientSession, url: str, host: str, last_id: str | None = None
+) -> Any:
+    headers = {"Last-Event-ID": last_id} if last_id else {}
+    return session.get(f"{url}/events", params={"host": host, "types": "log"}, headers=headers)
+
+
+def test_host_endpoints_name_the_hosts_they_need(
+    redis_server: RedisServer, start_agent: Start, start_server: Start, tmp_path: Path
+) -> None:
+    """Every per-host endpoint of a fleet server asks for ?host= (400 listing the hosts) and
+    refuses a host it does not know (404); /api/hosts lists them."""
+    start_fleet_agent(start_agent, redis_server, tmp_path, "web1")
+    start_fleet_agent(start_agent, redis_server, tmp_path, "db1")
+    url = start_dashboard(start_server, redis_server, "web1", "db1")
+    for path in (
+        "/events",
+        "/api/state",
+        "/api/history",
+        "/api/logs?source=app",
+        "/api/sources",
+        "/tail/app",
+    ):
+        status, body = get_json(f"{url}{path}")
+        assert status == 400 and body["hosts"] == ["db1", "web1"], (path, body)
+        sep = "&" if "?" in path else "?"
+        status, body = get_json(f"{url}{path}{sep}host=nope")
+        assert status == 404 and body["hosts"] == ["db1", "web1"], (path, body)
+    status, page = get_json(f"{url}/api/sources?host=web1")
+    assert status == 200 and [s["name"] for s in page] == ["metrics", "app"]
+    hosts = hosts_of(url)
+    assert hosts["web1"]["state"] == "up" and hosts["web1"]["cpu"] is not None
+    status, history = get_json(f"{url}/api/history?host=web1&window=5m")
+    assert status == 200 and history["series"]["cpu.percent"]
+
+
+async def test_a_client_moved_between_dashboards_and_restarts_resumes_exactly(
+    redis_server: RedisServer, start_agent: Start, start_server: Start, tmp_path: Path
+) -> None:
+    _agent, log = start_fleet_agent(start_agent, redis_server, tmp_path, "web1")
+    first = start_dashboard(start_server, redis_server, "web1")
+    second = start_dashboard(start_server, redis_server, "web1")
+    async with aiohttp.ClientSession() as session:
+        async with open_stream(session, first, "web1") as resp:
+            reader = StreamReader(resp)
+            want = write_lines(log, "on first", 30)
+            got, last_id, _types = await read_lines(reader, 30)
+        assert got == want
+        # Written while the client is between dashboards: the second gives exactly these.
+        want = write_lines(log, "between", 30)
+        async with open_stream(session, second, "web1", last_id) as resp:
+            got, last_id, types = await read_lines(StreamReader(resp), 30)
+        assert got == want and types == ["log"] * len(types)  # no hello, no reset: resumed
+    # Every dashboard restarts (killed): a new one resumes the same id.
+    want = write_lines(log, "while no dashboard", 30)
+    third = start_dashboard(start_server, redis_server, "web1")
+    async with aiohttp.ClientSession() as session:
+        async with open_stream(session, third, "web1", last_id) as resp:
+            reader = StreamReader(resp)
+            got, last_id, types = await read_lines(reader, 30)
+            assert got == want and set(types) == {"log"}
+            live = write_lines(log, "live", 5)
+            assert (await read_lines(reader, 5))[0] == live
+
+
+@pytest.mark.parametrize("aof", [True, False], ids=["aof", "no-persistence"])
+async def test_after_redis_restarts_a_client_resumes_exactly_or_is_told_reset(
+    aof: bool, start_agent: Start, start_server: Start, tmp_path: Path
+) -> None:
+    server = RedisServer(tmp_path / "redis", aof=aof).start()
+    try:
+        _agent, log = start_fleet_agent(start_agent, server, tmp_path, "web1")
+        url = start_dashboard(start_server, server, "web1")
+        async with aiohttp.ClientSession() as session:
+            async with open_stream(session, url, "web1") as resp:
+                want = write_lines(log, "before", 10)
+                got, last_id, _types = await read_lines(StreamReader(resp), 10)
+                assert got == want
+            server.restart()
+            want = write_lines(log, "after", 10)
+            if aof:
+                # The agent publishes what it kept; the dashboard reads on; the id holds.
+                async with open_stream(session, url, "web1", last_id) as resp:
+                    got, _id, types = await read_lines(StreamReader(resp), 10)
+                assert got == want and set(types) == {"log"}
+            else:
+                async with open_stream(session, url, "web1", last_id) as resp:
+                    reader = StreamReader(resp)
+                    event = await reader.next(10)
+                    assert event.type == "reset"
+                    assert "no longer in Redis" in event.json()["reason"]
+    finally:
+        server.kill()
+
+
+async def test_a_trimmed_id_is_a_reset_not_a_silent_skip(
+    redis_server: RedisServer, start_agent: Start, start_server: Start, tmp_path: Path
+) -> None:
+    """XRANGE from a trimmed id would start at the first entry kept, silently: not here."""
+    _agent, log = start_fleet_agent(start_agent, redis_server, tmp_path, "web1")
+    url = start_dashboard(start_server, redis_server, "web1")
+    async with aiohttp.ClientSession() as session:
+        async with open_stream(session, url, "web1") as resp:
+            write_lines(log, "soon trimmed", 5)
+            _got, last_id, _types = await read_lines(StreamReader(resp), 5)
+        write_lines(log, "kept", 5)
+        admin = redis_server.client()
+        assert wait_until_sync(lambda: admin.xlen(events_key("web1")) > 0)
+        newest = admin.xrevrange(events_key("web1"), count=1)[0][0].decode()
+        admin.xtrim(events_key("web1"), minid=newest, approximate=False)  # as the budget does
+        async with open_stream(session, url, "web1", last_id) as resp:
+            event = await StreamReader(resp).next(10)
+        assert event.type == "reset"
+
+
+def test_a_dead_host_turns_stale_then_down_and_a_stopped_one_says_so_at_once(
+    redis_server: RedisServer, start_agent: Start, start_server: Start, tmp_path: Path
+) -> None:
+    dead, _ = start_fleet_agent(start_agent, redis_server, tmp_path, "dies")
+    stops, _ = start_fleet_agent(start_agent, redis_server, tmp_path, "stops")
+    url = start_dashboard(start_server, redis_server, "dies", "stops")
+    assert wait_until_sync(lambda: hosts_of(url)["dies"]["state"] == "up")
+    last_seen = hosts_of(url)["dies"]["last_seen"]
+    dead.proc.kill()
+    killed_at = time.monotonic()
+    stops.proc.send_signal(signal.SIGTERM)
+    stopped_at = time.monotonic()
+    assert wait_until_sync(lambda: hosts_of(url)["stops"]["state"] == "stopped", 3)
+    assert time.monotonic() - stopped_at < 1.5
+    assert wait_until_sync(lambda: hosts_of(url)["dies"]["state"] == "stale", 3.5)
+    assert time.monotonic() - killed_at < 3.0
+    assert wait_until_sync(lambda: hosts_of(url)["dies"]["state"] == "down", 10.5)
+    assert time.monotonic() - killed_at < 10.0
+    down = hosts_of(url)["dies"]
+    assert down["last_seen"] >= last_seen and down["cpu"] is not None  # its last data stays
+
+
+async def test_redis_connections_do_not_grow_with_clients(
+    redis_server: RedisServer, start_agent: Start, start_server: Start, tmp_path: Path
+) -> None:
+    _agent, log = start_fleet_agent(start_agent, redis_server, tmp_path, "web1")
+    start_fleet_agent(start_agent, redis_server, tmp_path, "web2")
+    url = start_dashboard(start_server, redis_server, "web1", "web2")
+    admin = redis_server.client()
+
+    def dashboard_connections() -> int:
+        return sum(1 for c in admin.client_list() if c["name"].startswith("sse-monitor-dash"))
+
+    async with aiohttp.ClientSession() as session:
+        streams = [
+            await open_stream(session, url, host).__aenter__() for host in ["web1", "web2"] * 20
+        ]
+        try:
+            readers = [StreamReader(r) for r in streams]
+            write_lines(log, "to all", 3)
+            for reader, host in zip(readers, ["web1", "web2"] * 20, strict=True):
+                if host == "web1":
+                    assert (await read_lines(reader, 3))[0] == ["to all 0", "to all 1", "to all 2"]
+            assert dashboard_connections() <= 10
+        finally:
+            for resp in streams:
+                resp.close()
+
+
+def test_tail_follows_one_host_through_any_dashboard(
+    redis_server: RedisServer, start_agent: Start, start_server: Start, tmp_path: Path
+) -> None:
+    _agent, log = start_fleet_agent(start_agent, redis_server, tmp_path, "web1")
+    url = start_dashboard(start_server, redis_server, "web1")
+    write_lines(log, "backlog", 3)
+    with subprocess.Popen(
+        [*MONITOR, "tail", url, "--host", "web1", "--lines", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            backlog = [proc.stdout.readline() for _ in range(3)]
+            assert backlog == [f"backlog {i}\n" for i in range(3)]
+            write_lines(log, "live", 1)
+            assert proc.stdout.readline() == "live 0\n"
+        finally:
+            proc.kill()
+    no_host = subprocess.run([*MONITOR, "tail", url], capture_output=True, text=True, timeout=30)
+    assert no_host.returncode == 1 and "hosts: web1" in no_host.stderr
+
+
+async def test_a_bad_id_or_a_hostile_entry_never_breaks_a_stream(
+    redis_server: RedisServer, start_agent: Start, start_server: Start, tmp_path: Path
+) -> None:
+    """An entry written into a host's stream by someone else (a newline in its data would
+    inject SSE lines) is skipped; a malformed Last-Event-ID is a reset."""
+    _agent, log = start_fleet_agent(start_agent, redis_server, tmp_path, "web1")
+    url = start_dashboard(start_server, redis_server, "web1")
+    admin = redis_server.client()
+    async with aiohttp.ClientSession() as session:
+        async with open_stream(session, url, "web1", "not-an-id") as resp:
+            reader = StreamReader(resp)
+            assert (await reader.next(10)).type == "reset"
+            admin.xadd(events_key("web1"), {"t": "log", "d": '{"lines":["x"]}\n\nevent: alert'})
+            admin.xadd(events_key("web1"), {"t": "nonsense", "d": "{}"})
+            want = write_lines(log, "after", 2)
+            got, _id, types = await read_lines(reader, 2)
+            assert got == want and set(types) <= {"log", "status", "metrics"}
