@@ -10,7 +10,7 @@ from dataclasses import field as dataclass_field
 from typing import Any
 from urllib.parse import urlsplit
 
-from monitor.alerts.rules import Rule, parse_rules
+from monitor.alerts.rules import HOST_DOWN, Rule, parse_rules
 from monitor.logspecs import (
     JournalSpec,
     LogSource,
@@ -353,7 +353,7 @@ def load_config(path: str | None = None, flags: Mapping[str, Any] | None = None)
         check_logs({name: f"journal:{name}"})  # the same name rules as log sources
     try:
         rules = parse_rules(raw_alerts, [*logs, *journals])
-        targets = parse_targets(raw_notify, [r.name for r in rules])
+        targets = parse_targets(raw_notify, [r.name for r in rules] + [HOST_DOWN])
     except ConfigError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
     config = _build(values, logs=check_logs(logs), journals=tuple(journals.values()))

@@ -78,3 +78,18 @@ class RedisServer:
     def restart(self) -> RedisServer:
         self.kill()
         return self.start()
+
+
+ACL_FILE = Path(__file__).resolve().parent.parent / "docs" / "redis-acl.txt"
+
+
+def add_acl_user(server: RedisServer, user: str, password: str, host: str = "") -> None:
+    """The user `user` (`agent-<host>` or `dashboard`) exactly as docs/redis-acl.txt
+    gives it (the README points there), with this password."""
+    lines = [line for line in ACL_FILE.read_text().splitlines() if line.startswith("user ")]
+    for line in lines:
+        tokens = line.replace("<host>", host).replace("<password>", password).split()
+        if tokens[1] == user:
+            server.client().execute_command("ACL", "SETUSER", *tokens[1:])
+            return
+    raise AssertionError(f"no user {user} in {ACL_FILE}")

@@ -16,8 +16,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import MONITOR, Server, StreamReader, wait_until_sync
-from redis_server import RedisServer
+import redis
+from aiohttp import web
+from helpers import MONITOR, Server, StreamReader, wait_until, wait_until_sync
+from redis_server import RedisServer, add_acl_user
 
 from monitor.fleet.keys import events_key
 
@@ -283,3 +285,96 @@ async def test_a_bad_id_or_a_hostile_entry_never_breaks_a_stream(
             want = write_lines(log, "after", 2)
             got, _id, types = await read_lines(reader, 2)
             assert got == want and set(types) <= {"log", "status", "metrics"}
+
+
+def shows_down(url: str, is_down: bool) -> Callable[[], bool]:
+    """A check: the dashboard at `url` lists web1 with (or without) `host down`."""
+    return lambda: ("host down" in hosts_of(url)["web1"]["alerts"]) == is_down
+
+
+async def test_a_dead_host_is_one_alert_and_one_notification_for_the_whole_fleet(
+    redis_server: RedisServer,
+    start_agent: Start,
+    start_server: Start,
+    tmp_path: Path,
+    aiohttp_server: Any,
+) -> None:
+    """Two dashboards, each with the same webhook target: the host's death is announced
+    once in Redis and delivered once, and so is its return."""
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    receiver = await aiohttp_server(app)
+    config = tmp_path / "dashboard.toml"
+    config.write_text(
+        f'[[notify]]\nname = "ops"\nkind = "webhook"\nurl = "{receiver.make_url("/hook")}"\n'
+        'rules = ["host down"]\n'
+    )
+    agent, _log = start_fleet_agent(start_agent, redis_server, tmp_path, "web1")
+    flags = ("--redis", redis_server.url, "--no-publish", "--config", str(config))
+    dashboards = [start_server(*flags).url, start_server(*flags).url]
+    await wait_until(
+        lambda: all(hosts_of(url).get("web1", {}).get("state") == "up" for url in dashboards), 10
+    )
+    agent.proc.kill()
+    agent.proc.wait(timeout=10)
+    await wait_until(lambda: any(r["state"] == "firing" for r in received), 15)
+    for url in dashboards:  # every fleet page shows it
+        await wait_until(shows_down(url, True), 5)
+    start_fleet_agent(start_agent, redis_server, tmp_path, "web1")
+    await wait_until(lambda: any(r["state"] == "resolved" for r in received), 15)
+    for url in dashboards:
+        await wait_until(shows_down(url, False), 5)
+    admin = redis_server.client()
+    entries = admin.xrange("smon-fleet:alerts")
+    states = [json.loads(fields[b"d"])["state"] for _id, fields in entries]
+    assert states == ["firing", "resolved"]
+    assert [(r["rule"], r["host"], r["state"]) for r in received] == [
+        ("host down", "web1", "firing"),
+        ("host down", "web1", "resolved"),
+    ]
+
+
+async def test_the_documented_acl_users_do_everything_and_nothing_more(
+    redis_server: RedisServer, start_agent: Start, start_server: Start, tmp_path: Path
+) -> None:
+    """An agent and a dashboard with the users docs/redis-acl.txt gives: lines flow, a dead
+    host is announced; the dashboard's user can write no host's keys."""
+    add_acl_user(redis_server, "agent-web1", "agent-pass", host="web1")
+    add_acl_user(redis_server, "dashboard", "dash-pass")
+    redis_server.client().execute_command("ACL", "SETUSER", "default", "off")
+    for role, password in (("agent", "agent-pass"), ("dashboard", "dash-pass")):
+        (tmp_path / f"{role}.pw").write_text(password)
+        user = "agent-web1" if role == "agent" else "dashboard"
+        (tmp_path / f"{role}.toml").write_text(
+            f'[redis]\nusername = "{user}"\npassword_file = "{tmp_path / role}.pw"\n'
+        )
+    admin_user = {"username": "dashboard", "password": "dash-pass"}
+    agent, log = start_fleet_agent(
+        start_agent, redis_server, tmp_path, "web1", "--config", str(tmp_path / "agent.toml")
+    )
+    flags = (
+        "--redis",
+        redis_server.url,
+        "--no-publish",
+        "--config",
+        str(tmp_path / "dashboard.toml"),
+    )
+    url = start_server(*flags).url
+    await wait_until(lambda: "web1" in hosts_of(url), 10)
+    async with aiohttp.ClientSession() as session:
+        async with open_stream(session, url, "web1") as resp:
+            want = write_lines(log, "under acl", 3)
+            assert (await read_lines(StreamReader(resp), 3))[0] == want
+    agent.proc.kill()
+    await wait_until(lambda: "host down" in hosts_of(url)["web1"]["alerts"], 15)
+    dashboard = redis_server.client(**admin_user)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        dashboard.xadd(events_key("web1"), {"t": "log", "d": "{}"})
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        dashboard.hset("smon:web1:sticky", "hello", "{}")

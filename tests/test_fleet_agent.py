@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 from helpers import Server, wait_until_sync
-from redis_server import RedisServer
+from redis_server import RedisServer, add_acl_user
 
 from monitor.fleet.keys import events_key, metrics_key, sticky_key
 
@@ -131,36 +131,59 @@ def test_an_agent_user_cannot_write_another_hosts_keys(
 ) -> None:
     """The ACL users the README gives: the agent of web1 publishes with its own, and that
     user cannot touch web2's keys nor read anyone else's."""
-    admin = redis_server.client()
-    acl = Path(__file__).resolve().parent.parent / "docs" / "redis-acl.txt"
-    rules = [
-        line.replace("<host>", "web1").split()
-        for line in acl.read_text().splitlines()
-        if line.startswith("user agent-<host> ")
-    ]
-    assert len(rules) == 1
-    admin.acl_setuser(
-        "agent-web1",
-        enabled=True,
-        passwords=["+agent pass"],
-        keys=[r.removeprefix("~") for r in rules[0] if r.startswith("~")],
-        commands=[r for r in rules[0] if r.startswith(("+", "-"))],
-    )
+    add_acl_user(redis_server, "agent-web1", "agent-pass", host="web1")
     secret = tmp_path / "agent.pw"
-    secret.write_text("agent pass\n")
+    secret.write_text("agent-pass\n")
     log = tmp_path / "app.log"
     log.write_text("from web1\n")
     config = tmp_path / "agent.toml"
     config.write_text(f'[redis]\nusername = "agent-web1"\npassword_file = "{secret}"\n')
     start_agent(*agent_flags(redis_server, tmp_path, log, "--config", str(config)))
     assert wait_until_sync(lambda: published_lines(redis_server, "web1") == ["from web1"])
-    agent_client = redis_server.client(username="agent-web1", password="agent pass")
+    agent_client = redis_server.client(username="agent-web1", password="agent-pass")
     for command in (
         ("XADD", events_key("web2"), "*", "t", "log", "d", "{}"),
         ("HSET", sticky_key("web2"), "hello", "{}"),
         ("DEL", events_key("web2")),
         ("XRANGE", events_key("web2"), "-", "+"),
-        ("XADD", "smon:fleet", "*", "t", "host", "d", "{}"),
+        ("XADD", "smon-fleet:alerts", "*", "t", "alert", "d", "{}"),
+        ("SET", "smon-fleet:lease", "me"),
     ):
         with pytest.raises(redis.exceptions.NoPermissionError):
             agent_client.execute_command(*command)
+
+
+def test_metrics_beyond_the_buffer_arrive_as_a_gap_and_lines_still_arrive(
+    tmp_path: Path, start_agent: Agent
+) -> None:
+    """An outage longer than the hub's buffer holds metrics: what it dropped is one `gap`
+    saying how many events; the log lines written meanwhile are read again from the file."""
+    server = RedisServer(tmp_path / "redis", aof=True).start()
+    try:
+        log = tmp_path / "app.log"
+        log.write_text("")
+        config = tmp_path / "small.toml"
+        config.write_text("[stream]\nbuffer_events = 16\nbuffer_bytes = 65536\n")
+        flags = agent_flags(server, tmp_path, log, "--config", str(config), "--interval", "0.05")
+        start_agent(*flags)
+        client = server.client()
+        assert wait_until_sync(lambda: client.xlen(events_key("web1")) > 0)
+        server.kill()
+        with log.open("a") as f:
+            f.writelines(f"during {i}\n" for i in range(100))
+        # 16 events are under a second of 20 Hz metrics: wait for the hub to have dropped some.
+        with pytest.raises(subprocess.TimeoutExpired):
+            subprocess.run(["sleep", "2"], timeout=1.5)
+        server.start()
+        assert wait_until_sync(
+            lambda: published_lines(server, "web1")[-100:] == [f"during {i}" for i in range(100)],
+            15,
+        )
+        gaps = [
+            json.loads(fields[b"d"])
+            for _id, fields in client.xrange(events_key("web1"))
+            if fields[b"t"] == b"gap"
+        ]
+        assert gaps and all(g["missed"] > 0 for g in gaps)
+    finally:
+        server.kill()

@@ -13,6 +13,8 @@ from monitor.duration import parse_duration
 from monitor.values import ConfigError, named_tables, require_text
 
 SEVERITIES = ("info", "warning", "critical")
+# The fleet's own rule: a host that stops sending (fleet/leader.py); [[notify]] may name it.
+HOST_DOWN = "host down"
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": lambda v, t: v > t,
     ">=": lambda v, t: v >= t,

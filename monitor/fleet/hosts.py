@@ -17,10 +17,12 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.alerts.rules import HOST_DOWN
 from monitor.config import Config
 from monitor.fleet.connect import ERRORS, connect, describe
 from monitor.fleet.follower import Entries, StreamFollower
 from monitor.fleet.keys import (
+    FLEET_ALERTS,
     PREFIX,
     STOPPED,
     host_of,
@@ -28,11 +30,13 @@ from monitor.fleet.keys import (
     parse_stream_id,
     sticky_key,
 )
+from monitor.fleet.leader import HostDownAlerts
 from monitor.fleet.taps import Taps
 from monitor.fleet.view import HostView
 from monitor.hub.events import ALERT
 from monitor.hub.interface import Hub
 from monitor.metrics.history import MetricsHistory
+from monitor.notify.notifier import Notifier
 from monitor.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ class HostState:
     sticky: dict[str, bytes] = field(default_factory=dict)
     last_ms: int = 0  # the newest metrics entry's id, in Redis's milliseconds
     is_stopped: bool = False
+    is_down_announced: bool = False  # a `host down` firing, as smon-fleet:alerts says
     state: str = "down"
     summary: dict[str, Any] = field(default_factory=dict)
     spark: deque[float] = field(default_factory=lambda: deque(maxlen=SPARK_POINTS))
@@ -72,7 +77,7 @@ class HostState:
             "state": self.state,
             "last_seen": self.last_ms / 1000 if self.last_ms else None,
             **self.summary,
-            "alerts": self.firing(),
+            "alerts": self.firing() + ([HOST_DOWN] if self.is_down_announced else []),
             "spark": list(self.spark),
         }
 
@@ -108,6 +113,16 @@ class Fleet:
         self._histories: dict[str, MetricsHistory] = {}  # hosts whose charts were asked for
         self._offset_ms = 0.0  # Redis's clock minus ours
         self.is_connected = False
+        self.announced: dict[str, str] = {}  # host -> its last `host down` state announced
+        self._has_announced = False  # smon-fleet:alerts read up to now (before announcing)
+        # `host down` goes to the same [[notify]] targets as this server's own alerts, from
+        # the dashboard that announces it alone (no outbox: smon-fleet:alerts is the record).
+        self.notifier = Notifier(
+            config.notify, hub=hub, host=config.redis.name or "fleet", public_url=config.public_url
+        )
+        self.down_alerts = HostDownAlerts(
+            self.client, self._down_ages, lambda: self.announced, self._notify
+        )
 
     def close(self) -> None:
         """End every stream of the fleet (shutdown)."""
@@ -167,9 +182,13 @@ class Fleet:
     async def run(self) -> None:
         """Follow the fleet until cancelled."""
         tasks = [
+            asyncio.create_task(self.notifier.run(self.hub), name="fleet-notify"),
             asyncio.create_task(self.metrics.run(), name="fleet-metrics"),
             asyncio.create_task(self.taps.follower.run(), name="fleet-events"),
             asyncio.create_task(self._reckon(), name="fleet-states"),
+            asyncio.create_task(
+                self.down_alerts.run(lambda: self._has_announced), name="fleet-alerts"
+            ),
         ]
         try:
             while True:
@@ -195,6 +214,8 @@ class Fleet:
         client = self.client
         seconds, micros = await client.time()
         self._offset_ms = seconds * 1000 + micros / 1000 - time.time() * 1000
+        if not self._has_announced:
+            await self._read_announced()
         found: set[str] = set()
         async for key in client.scan_iter(match=f"{PREFIX}*:metrics", count=1000, _type="stream"):
             if (name := host_of(key)) is not None:
@@ -215,12 +236,46 @@ class Fleet:
     async def _add(self, name: str) -> None:
         newest: Any = await self.client.xrevrange(metrics_key(name), count=SPARK_POINTS)
         state = self.hosts[name] = HostState(name)
+        state.is_down_announced = self.announced.get(name) == "firing"
         entries = list(reversed(newest))
         self._take(state, entries)
         after = entries[-1][0].decode() if entries else "0-0"
         self.metrics.follow(metrics_key(name), after)
 
+    async def _read_announced(self) -> None:
+        """What the dashboards announced so far; then followed with the metrics streams."""
+        entries: Any = await self.client.xrange(FLEET_ALERTS)
+        self._take_alerts(entries)
+        self.metrics.follow(FLEET_ALERTS, entries[-1][0].decode() if entries else "0-0")
+        self._has_announced = True
+
+    def _take_alerts(self, entries: Entries) -> None:
+        for _id, fields in entries:
+            try:
+                host, alert = fields[b"h"].decode(), json.loads(fields[b"d"])
+            except (KeyError, ValueError):
+                continue
+            self.announced[host] = alert.get("state", "")
+            state = self.hosts.get(host)
+            if state is not None:
+                state.is_down_announced = alert.get("state") == "firing"
+                self._publish(state)
+
+    def _down_ages(self) -> dict[str, float]:
+        """Every host: how long since it sent, in seconds, if down; -1 if not down."""
+        return {
+            name: (self.now_ms() - state.last_ms) / 1000 if state.state == "down" else -1.0
+            for name, state in self.hosts.items()
+        }
+
+    def _notify(self, alert: dict[str, Any]) -> None:
+        """An announcement of ours, to this dashboard's notifier (on the fleet hub)."""
+        self.hub.publish(ALERT, alert, source=alert["host"])
+
     def _on_metrics(self, key: str, entries: Entries) -> None:
+        if key == FLEET_ALERTS:
+            self._take_alerts(entries)
+            return
         name = host_of(key)
         state = self.hosts.get(name) if name else None
         if state is not None:

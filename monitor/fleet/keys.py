@@ -8,6 +8,10 @@ Per host H, only keys under `smon:H:` (an agent's ACL user may write those and n
 - `smon:H:sticky`  a hash: the host's `hello` (sources, interval, version), its latest
   `status` by source and `alert` by rule: what a new client starts with whatever the
   streams still hold.
+
+And the dashboards' own, outside any host's pattern (a host may be named "fleet"):
+- `smon-fleet:lease`  which dashboard announces hosts going down (fleet/leader.py).
+- `smon-fleet:alerts` those announcements, `host down` alerts firing and resolved.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from monitor.hub.events import GAP, STREAM_TYPES, Frame
 PREFIX = "smon:"
 EVENT_TYPES = STREAM_TYPES | {GAP}  # what an events stream may carry
 STOPPED = b"stopped"  # a metrics-stream entry's type when its agent stopped cleanly
+
+FLEET_LEASE = "smon-fleet:lease"
+FLEET_ALERTS = "smon-fleet:alerts"
 
 StreamId = tuple[int, int]
 

@@ -20,7 +20,7 @@ import redis.asyncio as redis
 
 from monitor.config import RedisConfig
 from monitor.fleet.connect import ERRORS, connect, describe
-from monitor.fleet.keys import STOPPED, events_key, metrics_key, sticky_key
+from monitor.fleet.keys import EVENT_TYPES, STOPPED, events_key, metrics_key, sticky_key
 from monitor.hub.events import GAP, METRICS, RESET, STICKY_KEYS, Frame
 from monitor.hub.interface import Selector, Subscriptions
 
@@ -43,6 +43,7 @@ class RedisPublisher:
         self._sticky = sticky_key(host)
         self._bytes = self._count = 0  # of the entries written, for the average size
         self._newest_ms = 0  # the newest entry's time, in Redis's clock
+        self._last_local: str | None = None  # the local id of the newest event published
         self.published = 0
         self.failures = 0
         self.is_connected = False
@@ -86,40 +87,46 @@ class RedisPublisher:
                     # The hub no longer knows the last event Redis holds (its records were
                     # lost): say so, and carry on from now rather than repeat its history.
                     reason = json.loads(frames[0].json).get("reason", "")
-                    await self._write(client, [], gap={"missed": None, "reason": reason})
+                    gap = {"missed": None, "reason": reason}
+                    await self._write(client, [], gap=gap, gap_at=frames[-1].id)
                     continue
                 await self._write(client, frames)
 
     async def _last_published(self, client: redis.Redis) -> str | None:
-        """The local id of the newest event Redis holds of this host."""
+        """The local id of the newest event Redis holds of this host; if it holds none (it
+        lost its data), of the newest this process published: the hub gives the rest."""
         newest: Any = await client.xrevrange(self._events, count=1)
         if not newest:
-            return None
+            return self._last_local
         entry_id, fields = newest[0]
         self._newest_ms = int(entry_id.split(b"-")[0])
         local = fields.get(b"i")
         return local.decode() if local else None
 
     async def _write(
-        self, client: redis.Redis, frames: list[Frame], gap: dict[str, Any] | None = None
+        self,
+        client: redis.Redis,
+        frames: list[Frame],
+        gap: dict[str, Any] | None = None,
+        gap_at: str = "",
     ) -> None:
         pipe = client.pipeline(transaction=True)
         maxlen = max(
             MIN_EVENTS, self.config.events_bytes * max(self._count, 1) // (self._bytes or 1)
         )
         minid = f"{self._newest_ms - self.metrics_window_ms}-0" if self._newest_ms else None
-        if gap is not None:
-            pipe.xadd(
-                self._events, {"t": GAP, "d": json.dumps(gap)}, maxlen=maxlen, approximate=True
-            )
+        if gap is not None:  # at the newest local event it stands for: resumed after that
+            fields: Any = {"t": GAP, "i": gap_at, "d": json.dumps(gap)}
+            pipe.xadd(self._events, fields, maxlen=maxlen, approximate=True)
+            self._last_local = gap_at
         for frame in frames:
-            if frame.type not in Selector().types and frame.type != GAP:
+            if frame.type not in EVENT_TYPES:
                 continue  # the hello of the subscription: this host's hello is in the hash
             body = frame.json
             fields = {"t": frame.type, "i": frame.id, "d": body}
             if frame.source is not None:
                 fields["s"] = frame.source
-            pipe.xadd(self._events, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+            pipe.xadd(self._events, fields, maxlen=maxlen, approximate=True)
             self._bytes += len(body) + ENTRY_OVERHEAD
             self._count += 1
             if frame.type == METRICS:
@@ -132,6 +139,8 @@ class RedisPublisher:
                 name = json.loads(body).get(key)  # a status or an alert: a few a minute
                 pipe.hset(self._sticky, f"{frame.type}:{name}", body)
         replies = await pipe.execute()
+        if frames:
+            self._last_local = frames[-1].id
         ids = [r for r in replies if isinstance(r, bytes)]
         if ids:
             self._newest_ms = max(self._newest_ms, int(ids[-1].split(b"-")[0]))

@@ -157,13 +157,13 @@ class Notifier:
     def handle(self, event: Event) -> None:
         """One alert transition: a delivery for each target that wants it."""
         alert = event.payload
-        rule = str(alert.get("rule"))
+        # A fleet's `host down` names its host: one rule, a firing per host.
+        host = str(alert.get("host") or self.host)
+        rule = str(alert.get("rule")) if host == self.host else f"{alert.get('rule')}@{host}"
         is_firing = alert.get("state") == "firing"
         # A firing began at its `since`; a resolve ends the firing this notifier saw begin.
         began = None if is_firing else self._firing.pop(rule, {}).get("started")
-        body = alert_body(
-            alert, event.id, host=self.host, public_url=self.public_url, started=began
-        )
+        body = alert_body(alert, event.id, host=host, public_url=self.public_url, started=began)
         if is_firing:
             self._firing[rule] = body
         for state in self.states.values():
