@@ -5,7 +5,7 @@ hub guarantees a client holds here too: while Redis is away it keeps nothing of 
 when Redis is back it resumes from the last event Redis holds (each entry carries the local
 event id it came from), log lines the hub's buffer no longer holds are read again from the
 files (files as history), and what cannot be read again arrives as a `gap`. A batch is one
-MULTI/EXEC, so Redis holds a prefix of the events and a retry never repeats one.
+script call (APPEND), so Redis holds a prefix of the events and a retry never repeats one.
 """
 
 from __future__ import annotations
@@ -29,6 +29,37 @@ log = logging.getLogger(__name__)
 MAX_RETRY_S = 10.0
 ENTRY_OVERHEAD = 48  # bytes Redis spends on an entry beyond its fields' values (measured ~40)
 MIN_EVENTS = 1000  # an events stream holds at least this many, whatever their size
+BATCH_EVENTS = 1000  # events per script call: Redis serves others between calls
+
+# One call appends a batch: all of it or none (a script runs whole), so Redis holds a prefix
+# of the host's events, and the call costs one command instead of one per event (with
+# MULTI/EXEC, packing and reading a reply per XADD was most of an agent's CPU per event).
+# KEYS: events, metrics, sticky. ARGV: the events stream's MAXLEN, the metrics stream's
+# MINID ("": none yet), then per event: type, local id, source, data, the metrics sample
+# for the charts (""), the sticky field (""). Returns the last entry's id.
+APPEND = """
+local last
+for i = 3, #ARGV, 6 do
+  local kind, id, source, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if source == "" then
+    last = redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[1], "*", "t", kind, "i", id, "d", data)
+  else
+    last = redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[1], "*", "t", kind, "i", id,
+                      "s", source, "d", data)
+  end
+  if ARGV[i + 4] ~= "" then
+    if ARGV[2] == "" then
+      redis.call("XADD", KEYS[2], "*", "t", "metrics", "d", ARGV[i + 4])
+    else
+      redis.call("XADD", KEYS[2], "MINID", "~", ARGV[2], "*", "t", "metrics", "d", ARGV[i + 4])
+    end
+  end
+  if ARGV[i + 5] ~= "" then
+    redis.call("HSET", KEYS[3], ARGV[i + 5], data)
+  end
+end
+return last
+"""
 
 
 class RedisPublisher:
@@ -47,11 +78,13 @@ class RedisPublisher:
         self.published = 0
         self.failures = 0
         self.is_connected = False
+        self._append: Any = None  # the APPEND script, registered with the client
 
     async def run(self, hub: Subscriptions) -> None:
         """Publish until cancelled; Redis away or refusing is retried, never fatal."""
         delay = 1.0
         client = connect(self.config, f"sse-monitor-agent:{self.host}")
+        self._append = client.register_script(APPEND)
         try:
             while True:
                 try:
@@ -110,40 +143,40 @@ class RedisPublisher:
         gap: dict[str, Any] | None = None,
         gap_at: str = "",
     ) -> None:
-        pipe = client.pipeline(transaction=True)
-        maxlen = max(
-            MIN_EVENTS, self.config.events_bytes * max(self._count, 1) // (self._bytes or 1)
-        )
-        minid = f"{self._newest_ms - self.metrics_window_ms}-0" if self._newest_ms else None
+        # Redis trims by count: the budget in bytes over the entries' mean size.
+        mean = self._bytes / self._count if self._count else 1024.0
+        maxlen = max(MIN_EVENTS, int(self.config.events_bytes / mean))
+        minid = f"{self._newest_ms - self.metrics_window_ms}-0" if self._newest_ms else ""
+        args: list[Any] = [maxlen, minid]
         if gap is not None:  # at the newest local event it stands for: resumed after that
-            fields: Any = {"t": GAP, "i": gap_at, "d": json.dumps(gap)}
-            pipe.xadd(self._events, fields, maxlen=maxlen, approximate=True)
-            self._last_local = gap_at
+            args += [GAP, gap_at, "", json.dumps(gap), "", ""]
         for frame in frames:
             if frame.type not in EVENT_TYPES:
                 continue  # the hello of the subscription: this host's hello is in the hash
             body = frame.json
-            fields = {"t": frame.type, "i": frame.id, "d": body}
-            if frame.source is not None:
-                fields["s"] = frame.source
-            pipe.xadd(self._events, fields, maxlen=maxlen, approximate=True)
-            self._bytes += len(body) + ENTRY_OVERHEAD
-            self._count += 1
+            chart = sticky = ""
             if frame.type == METRICS:
                 # The charts and the fleet page need no process table: 40 % of a sample.
                 sample = json.loads(body)
                 sample.pop("processes", None)
                 chart = json.dumps(sample, separators=(",", ":"))
-                pipe.xadd(self._metrics, {"t": METRICS, "d": chart}, minid=minid, approximate=True)
             elif (key := STICKY_KEYS.get(frame.type)) is not None:
                 name = json.loads(body).get(key)  # a status or an alert: a few a minute
-                pipe.hset(self._sticky, f"{frame.type}:{name}", body)
-        replies = await pipe.execute()
+                sticky = f"{frame.type}:{name}"
+            args += [frame.type, frame.id, frame.source or "", body, chart, sticky]
+            self._bytes += len(body) + ENTRY_OVERHEAD
+            self._count += 1
+        newest: Any = None
+        keys = [self._events, self._metrics, self._sticky]
+        for at in range(2, len(args), BATCH_EVENTS * 6):
+            part = [*args[:2], *args[at : at + BATCH_EVENTS * 6]]
+            newest = await self._append(keys=keys, args=part, client=client)
+        if gap is not None:
+            self._last_local = gap_at
         if frames:
             self._last_local = frames[-1].id
-        ids = [r for r in replies if isinstance(r, bytes)]
-        if ids:
-            self._newest_ms = max(self._newest_ms, int(ids[-1].split(b"-")[0]))
+        if newest:
+            self._newest_ms = max(self._newest_ms, int(newest.split(b"-")[0]))
         self.published += len(frames)
 
     async def _say_stopped(self, client: redis.Redis) -> None:
