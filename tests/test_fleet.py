@@ -4,9 +4,11 @@ die; every client resumes exactly or is told `reset`, never silently skipped."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +23,7 @@ from aiohttp import web
 from helpers import MONITOR, Server, StreamReader, wait_until, wait_until_sync
 from redis_server import RedisServer, add_acl_user
 
-from monitor.fleet.keys import events_key
+from monitor.fleet.keys import events_key, metrics_key, sticky_key
 
 Start = Callable[..., Server]
 
@@ -382,3 +384,39 @@ async def test_the_documented_acl_users_do_everything_and_nothing_more(
         dashboard.xadd(events_key("web1"), {"t": "log", "d": "{}"})
     with pytest.raises(redis.exceptions.NoPermissionError):
         dashboard.hset("smon:web1:sticky", "hello", "{}")
+
+
+async def test_a_client_of_a_quiet_host_is_served_while_another_host_is_busy(
+    redis_server: RedisServer, start_agent: Start, start_server: Start, tmp_path: Path
+) -> None:
+    """The tap of a second host starts while the follower is always reading the first
+    (an entry every few ms, as from a busy agent): its client gets its lines at once."""
+    admin = redis_server.client()
+    hello = {"host": "busy", "interval_s": 1.0, "sources": [{"name": "app", "kind": "log"}]}
+    admin.hset(sticky_key("busy"), "hello", json.dumps(hello))
+    admin.xadd(metrics_key("busy"), {"t": "metrics", "d": "{}"})
+    _quiet_agent, quiet_log = start_fleet_agent(start_agent, redis_server, tmp_path, "quiet")
+    url = start_dashboard(start_server, redis_server, "busy", "quiet")
+    stop = threading.Event()
+
+    def flood() -> None:
+        i = 0
+        while not stop.is_set():
+            body = json.dumps({"source": "app", "lines": [f"busy {i}"]})
+            admin.xadd(events_key("busy"), {"t": "log", "i": f"1-{i}", "s": "app", "d": body})
+            i += 1
+            stop.wait(0.003)
+
+    flooding = threading.Thread(target=flood)
+    async with aiohttp.ClientSession() as session:
+        async with open_stream(session, url, "busy") as busy:
+            flooding.start()
+            try:
+                await StreamReader(busy).until("log", 10)
+                async with asyncio.timeout(5), open_stream(session, url, "quiet") as quiet:
+                    reader = StreamReader(quiet)
+                    want = write_lines(quiet_log, "quiet", 20)
+                    assert (await read_lines(reader, 20))[0] == want
+            finally:
+                stop.set()
+                flooding.join()

@@ -106,7 +106,7 @@ class Fleet:
         self.client = connect(self.redis, "sse-monitor-dashboard", max_connections=8)
         self._metrics_client = connect(self.redis, "sse-monitor-dashboard:metrics")
         self._events_client = connect(self.redis, "sse-monitor-dashboard:events")
-        self.taps = Taps(self._events_client)
+        self.taps = Taps(self.client, self._events_client)
         self.metrics = StreamFollower(self._metrics_client, self._on_metrics, pause_s=0.05)
         self.hosts: dict[str, HostState] = {}
         self._views: dict[str, HostView] = {}

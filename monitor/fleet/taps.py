@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as redis
@@ -18,6 +19,7 @@ from monitor.fleet.follower import Entries, StreamFollower
 from monitor.fleet.keys import StreamId, entry_frame, events_key, format_stream_id, host_of
 from monitor.fleet.keys import parse_stream_id as parse
 from monitor.hub.events import Frame
+from monitor.hub.interface import Selector, Sink
 
 MAX_FRAMES = 2000  # per tap; a client further behind reads Redis
 MAX_BYTES = 4 * 1024 * 1024
@@ -26,6 +28,18 @@ MAX_BYTES = 4 * 1024 * 1024
 def frame_id(frame: Frame) -> StreamId:
     """The stream id a frame of ours carries (run_id is the id's milliseconds)."""
     return int(frame.run_id), frame.seq
+
+
+@dataclass(eq=False, slots=True)
+class Direct:
+    """A caught-up client the tap writes to itself, through its sink, as entries arrive (no
+    task switch per client per event); when the sink refuses, the client's own task takes
+    over from `cursor`."""
+
+    selector: Selector
+    sink: Sink
+    cursor: StreamId
+    refused: asyncio.Future[None]
 
 
 class Tap:
@@ -40,6 +54,7 @@ class Tap:
         self.watchers = 0
         self.version = 0  # entries arrived so far (batches); wait() waits for a change
         self._arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.direct: set[Direct] = set()
 
     def add(self, entries: Entries) -> None:
         """Entries the follower read, in order."""
@@ -53,6 +68,8 @@ class Tap:
                 continue  # not ours: skipped, its id passed
             self.frames.append(frame)
             self._bytes += len(frame.data)
+            if self.direct:
+                self._write(frame, sid)
         while self.frames and (len(self.frames) > MAX_FRAMES or self._bytes > MAX_BYTES):
             old = self.frames.popleft()
             self._bytes -= len(old.data)
@@ -60,6 +77,26 @@ class Tap:
         self.version += 1
         arrived, self._arrived = self._arrived, asyncio.get_running_loop().create_future()
         arrived.set_result(None)
+
+    def _write(self, frame: Frame, sid: StreamId) -> None:
+        for direct in list(self.direct):
+            if direct.selector.matches(frame) and not direct.sink(frame):
+                self.detach(direct)
+            else:
+                direct.cursor = sid
+
+    def attach(self, selector: Selector, sink: Sink, cursor: StreamId) -> Direct:
+        """A client with nothing left to read, written to from now on by add()."""
+        refused = asyncio.get_running_loop().create_future()
+        direct = Direct(selector, sink, cursor, refused)
+        self.direct.add(direct)
+        return direct
+
+    def detach(self, direct: Direct) -> None:
+        """Back to its own task (its sink refused, the client left, or the tap closes)."""
+        self.direct.discard(direct)
+        if not direct.refused.done():
+            direct.refused.set_result(None)
 
     def after(self, cursor: StreamId) -> list[Frame] | None:
         """The frames after `cursor`; None if some of them are no longer held."""
@@ -83,9 +120,9 @@ class Tap:
 class Taps:
     """A tap per watched host, fed by one follower of their events streams."""
 
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-        self.follower = StreamFollower(client, self._on_entries)
+    def __init__(self, client: redis.Redis, follower_client: redis.Redis) -> None:
+        self.client = client  # shared with requests: the follower's own is always in a read
+        self.follower = StreamFollower(follower_client, self._on_entries)
         self._taps: dict[str, Tap] = {}
 
     async def acquire(self, host: str) -> Tap:
@@ -111,6 +148,8 @@ class Taps:
     def close(self) -> None:
         """Wake every client of every tap (its view is closed: it ends)."""
         for tap in self._taps.values():
+            for direct in list(tap.direct):
+                tap.detach(direct)
             tap.add([])
 
     def _on_entries(self, key: str, entries: Entries) -> None:

@@ -119,10 +119,10 @@ class HostView:
         hello: dict[str, Any] | None = None,
         sink: Sink | None = None,
     ) -> AsyncIterator[AsyncIterator[list[Frame]]]:
-        """A client's stream of the host's frames; the sink is not used (each client's own
-        task writes what its tap or Redis gives)."""
+        """A client's stream of the host's frames. With a sink, a caught-up client is written
+        to by its tap as entries arrive; the batches are then what it reads to catch up."""
         tap = await self.taps.acquire(self.host)
-        batches = self._batches(tap, selector, last_event_id, hello or {})
+        batches = self._batches(tap, selector, last_event_id, hello or {}, sink)
         try:
             yield batches
         finally:
@@ -130,7 +130,12 @@ class HostView:
             await batches.aclose()
 
     async def _batches(
-        self, tap: Tap, selector: Selector, last_event_id: str | None, hello: dict[str, Any]
+        self,
+        tap: Tap,
+        selector: Selector,
+        last_event_id: str | None,
+        hello: dict[str, Any],
+        sink: Sink | None,
     ) -> AsyncGenerator[list[Frame], None]:
         cursor, reason = None, None
         if last_event_id is not None:
@@ -149,6 +154,14 @@ class HostView:
                 frames, cursor = await self._read(cursor)
             elif held:
                 frames, cursor = held, frame_id(held[-1])
+            elif sink is not None:
+                direct = tap.attach(selector, sink, cursor)
+                try:
+                    await direct.refused
+                finally:
+                    tap.detach(direct)
+                cursor = direct.cursor
+                continue
             else:
                 await tap.wait(seen)
                 continue
