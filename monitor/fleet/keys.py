@@ -6,8 +6,8 @@ Per host H, only keys under `smon:H:` (an agent's ACL user may write those and n
 - `smon:H:metrics` metrics samples alone, for the charts and the fleet page; trimmed by
   time (the chart's window), so a log burst can never push out the chart's history.
 - `smon:H:sticky`  a hash: the host's `hello` (sources, interval, version), its latest
-  `status` by source and `alert` by rule: what a new client starts with whatever the
-  streams still hold.
+  `status` by source and `alert` by rule (`<entry id> <JSON>`): what a new client starts
+  with whatever the streams still hold.
 
 And the dashboards' own, outside any host's pattern (a host may be named "fleet"):
 - `smon-fleet:lease`  which dashboard announces hosts going down (fleet/leader.py).

@@ -36,7 +36,8 @@ BATCH_EVENTS = 1000  # events per script call: Redis serves others between calls
 # MULTI/EXEC, packing and reading a reply per XADD was most of an agent's CPU per event).
 # KEYS: events, metrics, sticky. ARGV: the events stream's MAXLEN, the metrics stream's
 # MINID ("": none yet), then per event: type, local id, source, data, the metrics sample
-# for the charts (""), the sticky field (""). Returns the last entry's id.
+# for the charts (""), the sticky field ("": else set to "<entry id> <data>"). Returns the
+# last entry's id.
 APPEND = """
 local last
 for i = 3, #ARGV, 6 do
@@ -55,7 +56,7 @@ for i = 3, #ARGV, 6 do
     end
   end
   if ARGV[i + 5] ~= "" then
-    redis.call("HSET", KEYS[3], ARGV[i + 5], data)
+    redis.call("HSET", KEYS[3], ARGV[i + 5], last .. " " .. data)
   end
 end
 return last

@@ -18,6 +18,7 @@ from monitor.fleet.keys import (
     events_key,
     format_stream_id,
     parse_stream_id,
+    sticky_key,
 )
 from monitor.fleet.taps import Tap, Taps, frame_id
 from monitor.hub.events import HELLO, LOG, RESET, STICKY_KEYS, Frame
@@ -35,11 +36,11 @@ def control_frame(kind: str, sid: StreamId, payload: dict[str, Any]) -> Frame:
     return Frame(sid[1], kind, None, b"%b%b\n\n" % (head, body), len(head), str(sid[0]))
 
 
-def sticky_frame(kind: str, body: bytes) -> Frame:
-    """A host's latest status or alert, kept outside its stream: no `id:` line (the client's
-    last id stays where it is)."""
-    head = f"event: {kind}\ndata: ".encode()
-    return Frame(0, kind, None, b"%b%b\n\n" % (head, body), len(head), "0")
+def sticky_frame(kind: str, value: bytes) -> Frame | None:
+    """A host's latest status or alert as its sticky hash keeps it (`<entry id> <JSON>`),
+    with the id of the entry it was; None if the value is not one of ours."""
+    entry_id, _, body = value.partition(b" ")
+    return entry_frame(entry_id, {b"t": kind.encode(), b"d": body})
 
 
 class HostView:
@@ -69,8 +70,8 @@ class HostView:
         """The host's latest status by source, or alert by rule, as its agent last wrote."""
         prefix = f"{event_type}:"
         return {
-            name.removeprefix(prefix): json.loads(body)
-            for name, body in self._sticky().items()
+            name.removeprefix(prefix): json.loads(value.partition(b" ")[2])
+            for name, value in self._sticky().items()
             if name.startswith(prefix)
         }
 
@@ -87,7 +88,17 @@ class HostView:
     async def _start(
         self, selector: Selector, hello: dict[str, Any], reason: str | None
     ) -> tuple[list[Frame], StreamId]:
-        newest: Any = await self.client.xrevrange(self._key, count=RECENT_ENTRIES)
+        """The hello (or reset) and history, and the cursor after them. The hello's id is
+        the entry just before the history's first: ids grow along the stream (a page drops
+        an event whose id is not newer than the last), and resuming from it replays all
+        that followed."""
+        # One snapshot of both (MULTI): every sticky value is of an entry the window has
+        # passed, and none newer is missed.
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(sticky_key(self.host))
+            pipe.xrevrange(self._key, count=RECENT_ENTRIES)
+            replies: Any = await pipe.execute()
+        sticky_values, newest = replies
         counts: dict[tuple[str, str | None], int] = {}
         picked: list[Frame] = []
         for entry_id, fields in newest:
@@ -98,17 +109,21 @@ class HostView:
             if counts.get(key, 0) < self.history_events:
                 counts[key] = counts.get(key, 0) + 1
                 picked.append(frame)
-        picked.reverse()
-        cursor = parse_stream_id(newest[0][0]) if newest else None
-        cursor = cursor or (0, 0)
+        for name_bytes, value in sticky_values.items():
+            name = name_bytes.decode("utf-8", "replace")
+            kind_ = name.partition(":")[0]
+            if kind_ in STICKY_KEYS and (frame := sticky_frame(kind_, value)) is not None:
+                if selector.matches(frame):
+                    picked.append(frame)
+        picked.sort(key=frame_id)
+        cursor = (parse_stream_id(newest[0][0]) if newest else None) or (0, 0)
+        before = cursor
+        if picked:
+            oldest = format_stream_id(frame_id(picked[0]))
+            earlier: Any = await self.client.xrevrange(self._key, max=f"({oldest}", count=1)
+            before = (parse_stream_id(earlier[0][0]) if earlier else None) or (0, 0)
         kind, payload = (HELLO, hello) if reason is None else (RESET, {**hello, "reason": reason})
-        sticky = [
-            sticky_frame(kind_, body)
-            for name, body in sorted(self._sticky().items())
-            if (kind_ := name.partition(":")[0]) in STICKY_KEYS
-        ]
-        sticky = [f for f in sticky if selector.matches(f)]
-        return [control_frame(kind, cursor, payload), *sticky, *picked], cursor
+        return [control_frame(kind, before, payload), *picked], max(cursor, before)
 
     @asynccontextmanager
     async def subscribe(
