@@ -12,15 +12,13 @@ import asyncio
 import json
 import logging
 import time
-from collections import deque
 from contextlib import suppress
-from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.alerts.rules import HOST_DOWN
 from monitor.config import Config
 from monitor.fleet.connect import ERRORS, connect, describe
 from monitor.fleet.follower import Entries, StreamFollower
+from monitor.fleet.hoststate import SPARK_POINTS, HostState, summarize
 from monitor.fleet.keys import (
     FLEET_ALERTS,
     PREFIX,
@@ -44,54 +42,7 @@ log = logging.getLogger(__name__)
 HOST = "host"  # the fleet stream's event type: one host's state and summary
 SCAN_INTERVAL_S = 2.0  # new hosts, the sticky hashes, Redis's clock
 TICK_S = 0.25  # states are reckoned this often
-SPARK_POINTS = 60
-STATES = ("up", "stale", "down", "stopped")
-
-
-@dataclass(slots=True)
-class HostState:
-    """What the fleet knows of one host."""
-
-    name: str
-    hello: dict[str, Any] = field(default_factory=dict)
-    sticky: dict[str, bytes] = field(default_factory=dict)
-    last_ms: int = 0  # the newest metrics entry's id, in Redis's milliseconds
-    is_stopped: bool = False
-    is_down_announced: bool = False  # a `host down` firing, as smon-fleet:alerts says
-    state: str = "down"
-    summary: dict[str, Any] = field(default_factory=dict)
-    spark: deque[float] = field(default_factory=lambda: deque(maxlen=SPARK_POINTS))
-
-    def firing(self) -> list[str]:
-        """The rules firing on this host, by its agent's latest alerts."""
-        names = []
-        for key, body in self.sticky.items():
-            if key.startswith(f"{ALERT}:") and b'"state":"firing"' in body:
-                names.append(key.partition(":")[2])
-        return sorted(names)
-
-    def view(self) -> dict[str, Any]:
-        """The host as /api/hosts and the fleet page show it."""
-        return {
-            "name": self.name,
-            "state": self.state,
-            "last_seen": self.last_ms / 1000 if self.last_ms else None,
-            **self.summary,
-            "alerts": self.firing() + ([HOST_DOWN] if self.is_down_announced else []),
-            "spark": list(self.spark),
-        }
-
-
-def summarize(sample: dict[str, Any]) -> dict[str, Any]:
-    """The figures the fleet page shows of one metrics sample."""
-    disks = sample.get("disks") or []
-    fullest = max(disks, key=lambda d: d.get("percent", 0), default=None)
-    return {
-        "cpu": (sample.get("cpu") or {}).get("percent"),
-        "memory": (sample.get("memory") or {}).get("percent"),
-        "load": (sample.get("load") or {}).get("1m"),
-        "disk": {"mount": fullest["mount"], "percent": fullest["percent"]} if fullest else None,
-    }
+HISTORY_IDLE_S = 600.0
 
 
 class Fleet:
@@ -110,7 +61,10 @@ class Fleet:
         self.metrics = StreamFollower(self._metrics_client, self._on_metrics, pause_s=0.05)
         self.hosts: dict[str, HostState] = {}
         self._views: dict[str, HostView] = {}
-        self._histories: dict[str, MetricsHistory] = {}  # hosts whose charts were asked for
+        # The chart columns of hosts whose charts were asked for, and when they last were:
+        # dropped after HISTORY_IDLE_S unasked (a host's are ~0.3 MB).
+        self._histories: dict[str, MetricsHistory] = {}
+        self._history_asked: dict[str, float] = {}
         self._offset_ms = 0.0  # Redis's clock minus ours
         self.is_connected = False
         self.announced: dict[str, str] = {}  # host -> its last `host down` state announced
@@ -161,6 +115,7 @@ class Fleet:
     async def history(self, name: str) -> MetricsHistory:
         """The host's chart columns: read from its metrics stream when first asked for,
         then kept up to date by the follower."""
+        self._history_asked[name] = time.monotonic()
         history = self._histories.get(name)
         if history is None:
             window_s = self.redis.metrics_s or self.config.history.full_s
@@ -216,6 +171,10 @@ class Fleet:
         self._offset_ms = seconds * 1000 + micros / 1000 - time.time() * 1000
         if not self._has_announced:
             await self._read_announced()
+        now = time.monotonic()
+        for unasked in [n for n, at in self._history_asked.items() if now - at > HISTORY_IDLE_S]:
+            self._histories.pop(unasked, None)
+            self._history_asked.pop(unasked, None)
         found: set[str] = set()
         async for key in client.scan_iter(match=f"{PREFIX}*:metrics", count=1000, _type="stream"):
             if (name := host_of(key)) is not None:
