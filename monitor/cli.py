@@ -218,16 +218,18 @@ def run_notify_test(args: argparse.Namespace) -> int:
     return asyncio.run(test_all())
 
 
+def flags_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags serve and agent give load_config (each has the ones it takes)."""
+    flags = {key: getattr(args, key, None) for key in FLAG_KEYS}
+    return flags | {"logs": args.log, "journals": args.journal}
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """`sse-monitor serve`: exit status 0 on a clean stop."""
     from monitor.server import StartupError, serve  # aiohttp only when serving
 
-    flags = {key: getattr(args, key, None) for key in FLAG_KEYS} | {
-        "logs": args.log,
-        "journals": args.journal,
-    }
     try:
-        config = validate(args.config, flags)
+        config = validate(args.config, flags_of(args))
     except ConfigError as exc:
         print(f"sse-monitor: {exc}", file=sys.stderr)
         return 2
@@ -244,12 +246,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_agent(args: argparse.Namespace) -> int:
     """`sse-monitor agent`: runs until SIGTERM; 0 on a clean stop, 2 for a bad config."""
-    flags = {key: getattr(args, key, None) for key in FLAG_KEYS} | {
-        "logs": args.log,
-        "journals": args.journal,
-    }
     try:
-        config = load_config(args.config, flags)
+        config = load_config(args.config, flags_of(args))
         if config.redis.url is None:
             raise ConfigError("agent: give --redis URL (or [redis] url in the config file)")
     except ConfigError as exc:

@@ -129,18 +129,13 @@ class Server:
 
     def wait_for_url(self, timeout_s: float = 15.0) -> str:
         """The URL of the first `listening on` line; fail at EOF or after `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no 'listening on' after {timeout_s}s") from None
-            assert line is not None, f"stderr ended before 'listening on': {self.stderr}"
-            if match := LISTENING.search(line):
-                return match.group(1)
+        match = LISTENING.search(self.wait_for_line("listening on", timeout_s))
+        assert match is not None
+        return match.group(1)
 
     def wait_for_line(self, text: str, timeout_s: float = 15.0) -> str:
-        """The first stderr line (from here on) containing `text`."""
+        """The first stderr line (from here on) containing `text`; fail at EOF or after
+        `timeout_s`."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:

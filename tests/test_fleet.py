@@ -280,6 +280,7 @@ async def test_a_bad_id_or_a_hostile_entry_never_breaks_a_stream(
     """An entry written into a host's stream by someone else (a newline in its data would
     inject SSE lines) is skipped; a malformed Last-Event-ID is a reset."""
     _agent, log = start_fleet_agent(start_agent, redis_server, tmp_path, "web1")
+    redis_server.client().xadd("smon:<img src=x>:metrics", {"t": "metrics", "d": "{}"})
     url = start_dashboard(start_server, redis_server, "web1")
     admin = redis_server.client()
     async with aiohttp.ClientSession() as session:
@@ -291,6 +292,8 @@ async def test_a_bad_id_or_a_hostile_entry_never_breaks_a_stream(
             want = write_lines(log, "after", 2)
             got, _id, types = await read_lines(reader, 2)
             assert got == want and set(types) <= {"log", "status", "metrics"}
+    # A key whose name is no host name was there at the dashboard's first scan: never listed.
+    assert set(hosts_of(url)) == {"web1"}
 
 
 def shows_down(url: str, is_down: bool) -> Callable[[], bool]:

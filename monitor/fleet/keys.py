@@ -16,6 +16,7 @@ And the dashboards' own, outside any host's pattern (a host may be named "fleet"
 
 from __future__ import annotations
 
+from monitor.config import HOST_RE
 from monitor.hub.events import GAP, STREAM_TYPES, Frame
 
 PREFIX = "smon:"
@@ -44,11 +45,13 @@ def sticky_key(host: str) -> str:
 
 
 def host_of(key: bytes | str) -> str | None:
-    """The host a metrics stream's key names; None for any other key."""
+    """The host a metrics stream's key names; None for any other key, and for a name that
+    is not a host name (a key someone else wrote must not reach a page or a query)."""
     text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     if not (text.startswith(PREFIX) and text.endswith(":metrics")):
         return None
-    return text[len(PREFIX) : -len(":metrics")] or None
+    name = text[len(PREFIX) : -len(":metrics")]
+    return name if HOST_RE.fullmatch(name) else None
 
 
 def parse_stream_id(text: bytes | str) -> StreamId | None:
