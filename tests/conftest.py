@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import MONITOR, Server, base_path, hash_pw
+from helpers import MONITOR, Server, base_path, hash_pw, stop_all
 from redis_server import RedisServer
 
 from monitor.config import Config, LogSource, StreamConfig
@@ -46,11 +46,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         return server
 
     yield start
-    for server in started:
-        if server.proc.poll() is None:
-            server.proc.kill()
-        server.proc.wait(timeout=10)
-        server.all_stderr()
+    stop_all(started)
 
 
 @pytest.fixture
@@ -77,11 +73,7 @@ def start_agent(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         return agent
 
     yield start
-    for agent in started:
-        if agent.proc.poll() is None:
-            agent.proc.kill()
-        agent.proc.wait(timeout=10)
-        agent.all_stderr()
+    stop_all(started)
 
 
 @pytest.fixture

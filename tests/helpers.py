@@ -153,6 +153,15 @@ class Server:
         return "".join(self.stderr)
 
 
+def stop_all(started: list[Server]) -> None:
+    """Kill what is still running of these subprocesses, and collect their stderr."""
+    for server in started:
+        if server.proc.poll() is None:
+            server.proc.kill()
+        server.proc.wait(timeout=10)
+        server.all_stderr()
+
+
 def base_path(flags: tuple[str, ...]) -> str:
     """The --base-path among serve flags (the last one wins, as in argparse), or ""."""
     paths = [flags[i + 1] for i, flag in enumerate(flags[:-1]) if flag == "--base-path"]

@@ -423,3 +423,37 @@ async def test_a_client_of_a_quiet_host_is_served_while_another_host_is_busy(
             finally:
                 stop.set()
                 flooding.join()
+
+
+async def test_a_hosts_earlier_lines_page_back_and_around_a_moment(
+    redis_server: RedisServer, start_agent: Start, start_server: Start, tmp_path: Path
+) -> None:
+    """/api/logs?host= pages back through the host's events stream, `before` to `before`,
+    to its start (null), and finds the lines around a moment."""
+    _agent, log = start_fleet_agent(start_agent, redis_server, tmp_path, "web1")
+    url = start_dashboard(start_server, redis_server, "web1")
+    want: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        async with open_stream(session, url, "web1") as resp:
+            reader = StreamReader(resp)
+            for batch in range(5):  # five writes, five events at least
+                want += write_lines(log, f"batch {batch}", 4)
+                await read_lines(reader, 4)
+    got: list[str] = []
+    before = ""
+    while True:
+        query = f"host=web1&source=app&limit=6{'&before=' + before if before else ''}"
+        status, page = get_json(f"{url}/api/logs?{query}")
+        assert status == 200
+        got = [line for e in page["events"] for line in e["lines"]] + got
+        if page["before"] is None:
+            break
+        before = page["before"]
+    assert got == want
+    status, page = get_json(f"{url}/api/logs?host=web1&source=app")
+    middle = page["events"][2]
+    status, around = get_json(
+        f"{url}/api/logs?host=web1&source=app&at={middle['ts']}&before=4&after=4"
+    )
+    assert status == 200 and around["at"] == middle["id"]
+    assert middle["lines"][0] in [line for e in around["events"] for line in e["lines"]]

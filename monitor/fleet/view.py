@@ -204,48 +204,42 @@ class HostView:
             if sid is None:
                 raise BadEventId("not an event id of this fleet")
             high = f"({format_stream_id(sid)}"
-        events: list[LogEvent] = []
-        lines = 0
-        oldest: str | None = None
-        while lines < limit:
-            entries: Any = await self.client.xrevrange(self._key, max=high, count=READ_COUNT)
-            if not entries:
-                oldest = None
-                break
-            for entry_id, fields in entries:
-                frame = entry_frame(entry_id, fields)
-                high = f"({entry_id.decode()}"
-                if frame is None or frame.type != LOG or frame.source != source:
-                    continue
-                payload = json.loads(frame.json)
-                events.append(LogEvent(frame.id, int(frame.run_id) / 1000, payload["lines"]))
-                lines += len(payload["lines"])
-                oldest = frame.id
-                if lines >= limit:
-                    break
+        events, is_more = await self._log_events(source, high, limit, backwards=True)
         events.reverse()
-        return LogPage(events, oldest)
+        return LogPage(events, events[0].id if events and is_more else None)
 
     async def log_around(self, source: str, ts: float, before: int, after: int) -> LogPage:
         """Log events of `source` around the time `ts`, by the stream ids' clock."""
         ms = int(ts * 1000)
         page = await self.log_before(source, f"{ms}-0", before)
-        later: list[LogEvent] = []
-        low, lines = f"{ms}-0", 0
-        while lines < after:
-            entries: Any = await self.client.xrange(self._key, min=low, count=READ_COUNT)
-            if not entries:
-                break
-            for entry_id, fields in entries:
-                low = f"({entry_id.decode()}"
-                frame = entry_frame(entry_id, fields)
-                if frame is None or frame.type != LOG or frame.source != source:
-                    continue
-                payload = json.loads(frame.json)
-                later.append(LogEvent(frame.id, int(frame.run_id) / 1000, payload["lines"]))
-                lines += len(payload["lines"])
-                if lines >= after:
-                    break
+        later, _ = await self._log_events(source, f"{ms}-0", after, backwards=False)
         at = later[0].id if later else None
         newest = later[-1].id if later else None
         return LogPage(page.events + later, page.before, after=newest, at=at)
+
+    async def _log_events(
+        self, source: str, bound: str, limit: int, *, backwards: bool
+    ) -> tuple[list[LogEvent], bool]:
+        """Up to `limit` lines of `source`'s log events from `bound` (an XRANGE bound), in
+        the order walked; and True if the walk stopped at the limit, not at the stream's end."""
+        events: list[LogEvent] = []
+        lines = 0
+        while lines < limit:
+            entries: Any = await (
+                self.client.xrevrange(self._key, max=bound, count=READ_COUNT)
+                if backwards
+                else self.client.xrange(self._key, min=bound, count=READ_COUNT)
+            )
+            if not entries:
+                return events, False
+            for entry_id, fields in entries:
+                bound = f"({entry_id.decode()}"
+                frame = entry_frame(entry_id, fields)
+                if frame is None or frame.type != LOG or frame.source != source:
+                    continue
+                text = json.loads(frame.json)["lines"]
+                events.append(LogEvent(frame.id, int(frame.run_id) / 1000, text))
+                lines += len(text)
+                if lines >= limit:
+                    break
+        return events, True
