@@ -457,3 +457,28 @@ async def test_a_hosts_earlier_lines_page_back_and_around_a_moment(
     )
     assert status == 200 and around["at"] == middle["id"]
     assert middle["lines"][0] in [line for e in around["events"] for line in e["lines"]]
+
+
+async def test_a_host_whose_keys_hold_nonsense_never_breaks_the_fleet(
+    redis_server: RedisServer, start_agent: Start, start_server: Start, tmp_path: Path
+) -> None:
+    """A host's own keys are its agent's to write, nonsense included: a hello with a text
+    interval, a sample of NaN and text figures, a sticky hash that is not a hash. The
+    dashboard lists it, figures blank, and every other host goes on."""
+    admin = redis_server.client()
+    admin.hset(sticky_key("odd"), "hello", '{"interval_s": "x", "sources": 7}')
+    sample = '{"ts": "soon", "cpu": {"percent": NaN}, "load": {"1m": "high"}, "disks": [{}]}'
+    admin.xadd(metrics_key("odd"), {"t": "metrics", "d": sample})
+    admin.set(sticky_key("worse"), "not a hash")
+    admin.xadd(metrics_key("worse"), {"t": "metrics", "d": "[1, 2]"})
+    _agent, log = start_fleet_agent(start_agent, redis_server, tmp_path, "web1")
+    url = start_dashboard(start_server, redis_server, "web1", "odd", "worse")
+    hosts = hosts_of(url)  # valid JSON: no NaN in it
+    assert hosts["odd"]["cpu"] is None and hosts["odd"]["load"] is None
+    status, sources = get_json(f"{url}/api/sources?host=odd")
+    assert status == 200 and [s["name"] for s in sources] == ["metrics"]
+    async with aiohttp.ClientSession() as session:
+        async with open_stream(session, url, "web1") as resp:
+            want = write_lines(log, "still", 3)
+            assert (await read_lines(StreamReader(resp), 3))[0] == want
+    assert wait_until_sync(lambda: hosts_of(url)["web1"]["state"] == "up")

@@ -18,7 +18,7 @@ from typing import Any
 from monitor.config import Config
 from monitor.fleet.connect import ERRORS, connect, describe
 from monitor.fleet.follower import Entries, StreamFollower
-from monitor.fleet.hoststate import SPARK_POINTS, HostState, summarize
+from monitor.fleet.hoststate import SPARK_POINTS, HostState, number, read_hello, summarize
 from monitor.fleet.keys import (
     FLEET_ALERTS,
     PREFIX,
@@ -119,7 +119,7 @@ class Fleet:
         history = self._histories.get(name)
         if history is None:
             window_s = self.redis.metrics_s or self.config.history.full_s
-            interval_s = float(self.hosts[name].hello.get("interval_s") or 1.0)
+            interval_s = self.hosts[name].hello.get("interval_s", 1.0)
             history = MetricsHistory(
                 full_s=window_s,
                 interval_s=interval_s,
@@ -185,12 +185,15 @@ class Fleet:
             names = self.names()
             for name in names:
                 pipe.hgetall(sticky_key(name))
-            replies = await pipe.execute()
+            # A key an agent turned into another type fails alone, not every host's.
+            replies = await pipe.execute(raise_on_error=False)
         for name, sticky in zip(names, replies, strict=True):
             state = self.hosts[name]
-            state.sticky = {k.decode(): v for k, v in sticky.items()}
+            if not isinstance(sticky, dict):
+                continue  # not a hash (an error reply): its last good values stay
+            state.sticky = {k.decode("utf-8", "replace"): v for k, v in sticky.items()}
             if hello := state.sticky.get("hello"):
-                state.hello = json.loads(hello)
+                state.hello = read_hello(hello)
 
     async def _add(self, name: str) -> None:
         newest: Any = await self.client.xrevrange(metrics_key(name), count=SPARK_POINTS)
@@ -213,6 +216,8 @@ class Fleet:
             try:
                 host, alert = fields[b"h"].decode(), json.loads(fields[b"d"])
             except (KeyError, ValueError):
+                continue
+            if not isinstance(alert, dict):
                 continue
             self.announced[host] = alert.get("state", "")
             state = self.hosts.get(host)
@@ -256,8 +261,8 @@ class Fleet:
             except (ValueError, TypeError, AttributeError, KeyError):
                 continue  # not a sample of ours: its time still counts
             history = self._histories.get(state.name)
-            newest = history.newest_ts if history is not None else None
-            if history is not None and (newest is None or sample.get("ts", 0) > newest):
+            ts = number(sample.get("ts"))
+            if history is not None and ts is not None and ts > (history.newest_ts or 0):
                 history.add(sample)
             state.summary = summary
             if isinstance(summary["cpu"], int | float):
@@ -267,7 +272,7 @@ class Fleet:
     def _state_of(self, state: HostState) -> str:
         if state.is_stopped:
             return "stopped"
-        interval_s = float(state.hello.get("interval_s") or 1.0)
+        interval_s = state.hello.get("interval_s", 1.0)
         age_s = (self.now_ms() - state.last_ms) / 1000
         if not state.last_ms or age_s > max(self.redis.down_s, 5 * interval_s):
             return "down"

@@ -4,6 +4,8 @@ page's view of it."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,13 +50,44 @@ class HostState:
         }
 
 
+def number(value: Any) -> float | None:
+    """A finite number from an agent's JSON, else None (NaN or a string would break the
+    page's JSON and arithmetic)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
 def summarize(sample: dict[str, Any]) -> dict[str, Any]:
-    """The figures the fleet page shows of one metrics sample."""
-    disks = sample.get("disks") or []
-    fullest = max(disks, key=lambda d: d.get("percent", 0), default=None)
+    """The figures the fleet page shows of one metrics sample (TypeError, AttributeError
+    or KeyError for what is not a sample)."""
+    disks = [d for d in sample.get("disks") or [] if number(d.get("percent")) is not None]
+    fullest = max(disks, key=lambda d: d["percent"], default=None)
     return {
-        "cpu": (sample.get("cpu") or {}).get("percent"),
-        "memory": (sample.get("memory") or {}).get("percent"),
-        "load": (sample.get("load") or {}).get("1m"),
-        "disk": {"mount": fullest["mount"], "percent": fullest["percent"]} if fullest else None,
+        "cpu": number((sample.get("cpu") or {}).get("percent")),
+        "memory": number((sample.get("memory") or {}).get("percent")),
+        "load": number((sample.get("load") or {}).get("1m")),
+        "disk": {"mount": str(fullest["mount"]), "percent": float(fullest["percent"])}
+        if fullest
+        else None,
     }
+
+
+def read_hello(value: bytes) -> dict[str, Any]:
+    """A host's hello from its sticky hash, checked: a dict, a positive `interval_s` (else
+    1 s), sources with string names; {} for anything else."""
+    try:
+        hello = json.loads(value)
+    except ValueError:
+        return {}
+    if not isinstance(hello, dict):
+        return {}
+    interval_s = number(hello.get("interval_s"))
+    hello["interval_s"] = interval_s if interval_s and interval_s > 0 else 1.0
+    sources = hello.get("sources")
+    hello["sources"] = [
+        {"name": s["name"], "kind": "log"}
+        for s in (sources if isinstance(sources, list) else [])
+        if isinstance(s, dict) and isinstance(s.get("name"), str)
+    ]
+    return hello

@@ -80,6 +80,8 @@ class Tap:
 
     def _write(self, frame: Frame, sid: StreamId) -> None:
         for direct in list(self.direct):
+            if sid <= direct.cursor:
+                continue  # it read this far from Redis before the follower did: had it
             if direct.selector.matches(frame) and not direct.sink(frame):
                 self.detach(direct)
             else:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import redis.asyncio as redis
@@ -69,11 +69,13 @@ class HostView:
     def latest(self, event_type: str) -> Mapping[str, dict[str, Any]]:
         """The host's latest status by source, or alert by rule, as its agent last wrote."""
         prefix = f"{event_type}:"
-        return {
-            name.removeprefix(prefix): json.loads(value.partition(b" ")[2])
-            for name, value in self._sticky().items()
-            if name.startswith(prefix)
-        }
+        latest = {}
+        for name, value in self._sticky().items():
+            frame = sticky_frame(event_type, value) if name.startswith(prefix) else None
+            if frame is not None:  # one line: JSON, if an agent of ours wrote it
+                with suppress(ValueError):
+                    latest[name.removeprefix(prefix)] = json.loads(frame.json)
+        return latest
 
     async def _exists(self, sid: StreamId) -> bool:
         text = format_stream_id(sid)
