@@ -481,4 +481,9 @@ async def test_a_host_whose_keys_hold_nonsense_never_breaks_the_fleet(
         async with open_stream(session, url, "web1") as resp:
             want = write_lines(log, "still", 3)
             assert (await read_lines(StreamReader(resp), 3))[0] == want
-    assert wait_until_sync(lambda: hosts_of(url)["web1"]["state"] == "up")
+    # Turned into a string while followed: that host's stream alone stops being read.
+    seen = hosts_of(url)["web1"]["last_seen"]
+    admin.delete(metrics_key("odd"))
+    admin.set(metrics_key("odd"), "not a stream")
+    assert wait_until_sync(lambda: hosts_of(url)["web1"]["last_seen"] > seen + 2)
+    assert hosts_of(url)["web1"]["state"] == "up"

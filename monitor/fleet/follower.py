@@ -63,15 +63,42 @@ class StreamFollower:
             try:
                 await self._read()
                 self.is_connected = True
+            except redis.ResponseError as exc:
+                if "WRONGTYPE" not in str(exc):
+                    await self._failed(exc)
+                    continue
+                # A key its writer turned into another type fails the whole read: drop it
+                # alone (a host's agent may write its own keys, nobody else's).
+                await self._drop_wrong_types()
             except ERRORS as exc:
-                self.failures += 1
-                if self.is_connected or self.failures == 1:
-                    log.warning("redis: %s; reading again every second", describe(exc))
-                self.is_connected = False
-                await self.client.connection_pool.disconnect()
-                await asyncio.sleep(1.0)
+                await self._failed(exc)
+                continue
             if self.pause_s:
                 await asyncio.sleep(self.pause_s)
+
+    async def _failed(self, exc: BaseException) -> None:
+        """Redis away or refusing: say so once per outage, retry in a second."""
+        self.failures += 1
+        if self.is_connected or self.failures == 1:
+            log.warning("redis: %s; reading again every second", describe(exc))
+        self.is_connected = False
+        await self.client.connection_pool.disconnect()
+        await asyncio.sleep(1.0)
+
+    async def _drop_wrong_types(self) -> None:
+        keys = list(self._ids)
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.type(key)
+                kinds = await pipe.execute()
+        except ERRORS as exc:
+            await self._failed(exc)
+            return
+        for key, kind in zip(keys, kinds, strict=True):
+            if kind not in (b"stream", b"none"):
+                log.warning("redis: %s is a %s, not a stream: no longer read", key, kind.decode())
+                self.drop(key)
 
     async def _read(self) -> None:
         streams: dict[Any, Any] = dict(self._ids)
