@@ -1,11 +1,17 @@
 """A tap (the live end of one host's events stream on a dashboard) writing to its caught-up
-clients: each entry once, none a client already read from Redis itself."""
+clients: each entry once, none a client already read from Redis itself; and a view's
+catch-up from Redis, which says `gap` where the budget trimmed its position."""
 
 from __future__ import annotations
 
 import json
 
-from monitor.fleet.taps import Tap
+from redis_server import RedisServer
+
+from monitor.fleet.connect import connect
+from monitor.fleet.keys import events_key, parse_stream_id
+from monitor.fleet.taps import Tap, Taps, frame_id
+from monitor.fleet.view import HostView
 from monitor.hub.events import Frame
 from monitor.hub.interface import Selector
 
@@ -31,3 +37,28 @@ async def test_a_client_that_read_ahead_of_the_tap_gets_no_entry_twice() -> None
     assert [f.id for f in written] == ["4-0", "5-0"]
     assert direct.cursor == (5, 0)
     assert [f.id for f in tap.after((1, 0)) or []] == ["2-0", "3-0", "4-0", "5-0"]
+
+
+async def test_a_cursor_trimmed_while_a_client_catches_up_is_a_gap(
+    redis_server: RedisServer,
+) -> None:
+    """A client reading Redis behind its tap, whose position the byte budget trims between
+    two reads: XRANGE would start at the first entry kept as if nothing were missed; the
+    view says `gap` first, with an id just before that entry."""
+    admin = redis_server.client()
+    ids = [admin.xadd(events_key("web1"), dict(entry(0, f"line {i}")[1])) for i in range(6)]
+    admin.xtrim(events_key("web1"), minid=ids[3].decode(), approximate=False)
+    client = connect(redis_server.config(), "test")
+    try:
+        view = HostView("web1", client, Taps(client, client), dict, history_events=10)
+        cursor = parse_stream_id(ids[1])
+        assert cursor is not None
+        frames, after = await view._read(cursor)
+        assert [f.type for f in frames] == ["gap", "log", "log", "log"]
+        kept = parse_stream_id(ids[3])
+        assert kept is not None and frame_id(frames[0]) < kept == frame_id(frames[1])
+        assert after == parse_stream_id(ids[5])
+        held, after = await view._read(kept)  # a cursor still held: no gap
+        assert [f.type for f in held] == ["log", "log"]
+    finally:
+        await client.aclose()

@@ -21,7 +21,7 @@ from monitor.fleet.keys import (
     sticky_key,
 )
 from monitor.fleet.taps import Tap, Taps, frame_id
-from monitor.hub.events import HELLO, LOG, RESET, STICKY_KEYS, Frame
+from monitor.hub.events import GAP, HELLO, LOG, RESET, STICKY_KEYS, Frame
 from monitor.hub.interface import BadEventId, LogEvent, LogPage, Selector, Sink
 
 RUN_ID = "redis"  # ids are Redis stream ids: one "run" for as long as Redis keeps them
@@ -41,6 +41,17 @@ def sticky_frame(kind: str, value: bytes) -> Frame | None:
     with the id of the entry it was; None if the value is not one of ours."""
     entry_id, _, body = value.partition(b" ")
     return entry_frame(entry_id, {b"t": kind.encode(), b"d": body})
+
+
+def gap_frame(after: StreamId, kept: StreamId | None) -> Frame:
+    """Events after `after` were trimmed before the client read them (how many is not
+    known), up to `kept`, the first entry still held. Its id is just before `kept`, so it is
+    newer than the client's last; resuming from it (an id Redis never held) is a `reset`."""
+    payload = {"missed": None, "lines": None, "after": format_stream_id(after)}
+    if kept is None:
+        return control_frame(GAP, after, payload)
+    ms, n = kept
+    return control_frame(GAP, (ms, n - 1) if n else (ms - 1, 2**64 - 1), payload)
 
 
 class HostView:
@@ -168,7 +179,10 @@ class HostView:
             seen = tap.version
             held = tap.after(cursor)
             if held is None:  # behind the tap: read Redis up to it
-                frames, cursor = await self._read(cursor)
+                frames, read_to = await self._read(cursor)
+                # Redis holds nothing after the cursor (its data was lost): the tap has all
+                # there is from its floor on.
+                cursor = read_to if read_to != cursor else max(cursor, tap.floor)
             elif held:
                 frames, cursor = held, frame_id(held[-1])
             elif sink is not None:
@@ -187,10 +201,17 @@ class HostView:
                 yield wanted
 
     async def _read(self, cursor: StreamId) -> tuple[list[Frame], StreamId]:
+        """Entries after `cursor`, read from Redis. From the cursor itself: a cursor the
+        budget trimmed while the client caught up is a `gap`, not a silent skip (XRANGE
+        from a trimmed id starts at the first entry kept)."""
         entries: Any = await self.client.xrange(
-            self._key, min=f"({format_stream_id(cursor)}", count=READ_COUNT
+            self._key, min=format_stream_id(cursor), count=READ_COUNT + 1
         )
         frames = []
+        if entries and parse_stream_id(entries[0][0]) == cursor:
+            entries = entries[1:]
+        elif cursor != (0, 0):
+            frames.append(gap_frame(cursor, parse_stream_id(entries[0][0]) if entries else None))
         for entry_id, fields in entries:
             cursor = parse_stream_id(entry_id) or cursor
             if (frame := entry_frame(entry_id, fields)) is not None:
