@@ -72,7 +72,7 @@ def connect(config: RedisConfig, name: str, *, max_connections: int = 1) -> redi
     if hiredis is not None:
         kind = FAST.get(kind, kind)
     pool = redis.BlockingConnectionPool(connection_class=kind, **kwargs, **options)
-    return redis.Redis(connection_pool=pool)
+    return redis.Redis.from_pool(pool)  # owns it: aclose() closes its connections too
 
 
 def describe(exc: BaseException) -> str:
