@@ -102,6 +102,32 @@ def test_agent_outlives_redis_and_publishes_every_line_once(
         server.kill()
 
 
+def test_a_first_start_without_redis_publishes_all_the_hub_holds(
+    tmp_path: Path, start_agent: Agent
+) -> None:
+    """Redis holds nothing of the host and the agent published nothing yet: what happened
+    before Redis came up is the host's history, not only what a new client would be shown
+    (here nothing: no recent history at all)."""
+    server = RedisServer(tmp_path / "redis")
+    config = tmp_path / "agent.toml"
+    config.write_text("[stream]\nhistory_events = 0\n")
+    log = tmp_path / "app.log"
+    log.write_text("")
+    agent = start_agent(*agent_flags(server, tmp_path, log, "--config", str(config)), wait_for=None)
+    agent.wait_for_line("retrying")
+    with log.open("a") as f:
+        f.writelines(f"before redis {i}\n" for i in range(40))
+    server.start()
+    try:
+        expected = [f"before redis {i}" for i in range(40)]
+        assert wait_until_sync(lines_are(server, expected), 15)
+        # Nothing went out twice.
+        entries = [f for _id, f in server.client().xrange(events_key("web1"))]
+        assert len({f[b"i"] for f in entries}) == len(entries)
+    finally:
+        server.kill()
+
+
 def test_wrong_password_is_one_clear_line_not_a_crash(tmp_path: Path, start_agent: Agent) -> None:
     server = RedisServer(tmp_path / "redis", password="right horse").start()
     try:

@@ -108,21 +108,33 @@ class RedisPublisher:
 
     async def _session(self, client: redis.Redis, hub: Subscriptions) -> None:
         resume = await self._last_published(client)
+        # Redis holds nothing of this host and this process published nothing (a first
+        # start, or Redis lost its data before we wrote): everything the hub holds is new to
+        # Redis. Resuming from before the hub's first event (seq 0) has the hub replay it all,
+        # with a `gap` for what it dropped, where a plain subscription would give only the
+        # recent history and lose the rest without a word.
+        fresh = resume is None
+        if fresh:
+            resume = f"{hub.run_id}-0"
         await client.hset(self._sticky, "hello", json.dumps(self.hello))
         log.info(
             "redis: publishing host %s%s",
             self.host,
-            f" from after event {resume}" if resume else "",
+            " from the hub's first event" if fresh else f" from after event {resume}",
         )
         self.is_connected = True
         async with hub.subscribe(Selector(), last_event_id=resume) as batches:
             async for frames in batches:
                 if frames[0].type == RESET:
                     # The hub no longer knows the last event Redis holds (its records were
-                    # lost): say so, and carry on from now rather than repeat its history.
+                    # lost): say so, and carry on from now rather than repeat its history;
+                    # unless Redis holds nothing of ours, which the history then starts.
                     reason = json.loads(frames[0].json).get("reason", "")
                     gap = {"missed": None, "reason": reason}
-                    await self._write(client, [], gap=gap, gap_at=frames[-1].id)
+                    if fresh:
+                        await self._write(client, frames[1:], gap=gap, gap_at=frames[0].id)
+                    else:
+                        await self._write(client, [], gap=gap, gap_at=frames[-1].id)
                     continue
                 await self._write(client, frames)
 
