@@ -349,6 +349,38 @@ async def test_a_dead_host_is_one_alert_and_one_notification_for_the_whole_fleet
     ]
 
 
+async def test_a_dashboard_cut_off_from_redis_announces_nobody_down_for_reading_late(
+    redis_server: RedisServer, start_agent: Start, start_server: Start, tmp_path: Path
+) -> None:
+    """While the dashboard cannot reach Redis, the agent goes on publishing: the dashboard
+    sees the host down (it hears nothing). Back in Redis, it announces nothing before it has
+    read what it missed: the host never stopped sending."""
+    add_acl_user(redis_server, "dashboard", "dash-pass")
+    (tmp_path / "dashboard.pw").write_text("dash-pass")
+    config = tmp_path / "dashboard.toml"
+    config.write_text(
+        f'[redis]\nusername = "dashboard"\npassword_file = "{tmp_path}/dashboard.pw"\n'
+        "stale_s = 0.5\ndown_s = 1\n"
+    )
+    start_fleet_agent(start_agent, redis_server, tmp_path, "web1", "--interval", "0.2")
+    url = start_server("--redis", redis_server.url, "--no-publish", "--config", str(config)).url
+    admin = redis_server.client()
+    await wait_until(lambda: hosts_of(url).get("web1", {}).get("state") == "up", 10)
+    await wait_until(lambda: admin.get("smon-fleet:lease") is not None, 10)
+    admin.execute_command("ACL", "SETUSER", "dashboard", "off")
+    admin.execute_command("CLIENT", "KILL", "USER", "dashboard")
+    await wait_until(lambda: hosts_of(url)["web1"]["state"] == "down", 10)
+    admin.delete("smon-fleet:lease")
+    admin.execute_command("ACL", "SETUSER", "dashboard", "on")
+    await wait_until(lambda: hosts_of(url)["web1"]["state"] == "up", 10)
+    # The lease taken again, then renewed twice: the holder has had its turns to announce.
+    await wait_until(lambda: admin.pttl("smon-fleet:lease") > 0, 10)
+    for _turn in range(2):  # a 6 s lease renewed each second: its TTL climbs back
+        await wait_until(lambda: admin.pttl("smon-fleet:lease") < 5500, 5)
+        await wait_until(lambda: admin.pttl("smon-fleet:lease") > 5500, 5)
+    assert admin.xrange("smon-fleet:alerts") == []
+
+
 async def test_the_documented_acl_users_do_everything_and_nothing_more(
     redis_server: RedisServer, start_agent: Start, start_server: Start, tmp_path: Path
 ) -> None:
@@ -488,3 +520,20 @@ async def test_a_host_whose_keys_hold_nonsense_never_breaks_the_fleet(
     admin.set(metrics_key("odd"), "not a stream")
     assert wait_until_sync(lambda: hosts_of(url)["web1"]["last_seen"] > seen + 2)
     assert hosts_of(url)["web1"]["state"] == "up"
+
+
+def test_the_readme_gives_the_acl_users_the_suite_applies() -> None:
+    """The users README's "Setting up Redis" shows are docs/redis-acl.txt's, which the
+    ACL test applies: a reader who copies either gets what was tested."""
+    root = Path(__file__).resolve().parent.parent
+    tested = {
+        line.split()[1]: line.replace("<host>", "web1").replace("<password>", "...password...")
+        for line in (root / "docs" / "redis-acl.txt").read_text().splitlines()
+        if line.startswith("user ")
+    }
+    shown = {
+        line.split()[1]: line
+        for line in (root / "README.md").read_text().splitlines()
+        if line.startswith(("user agent-", "user dashboard "))
+    }
+    assert shown == {name.replace("<host>", "web1"): line for name, line in tested.items()}

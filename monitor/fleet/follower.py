@@ -39,6 +39,9 @@ class StreamFollower:
         self.reads = 0
         self.failures = 0
         self.is_connected = False
+        # Every stream read to its end since Redis was last reached: until then a stream's
+        # newest entries may still be on their way (states reckoned from them would lag).
+        self.is_caught_up = False
 
     def follow(self, key: str, after: str) -> None:
         """Read `key` from the entry after `after` on (kept if already followed)."""
@@ -81,7 +84,7 @@ class StreamFollower:
         self.failures += 1
         if self.is_connected or self.failures == 1:
             log.warning("redis: %s; reading again every second", describe(exc))
-        self.is_connected = False
+        self.is_connected = self.is_caught_up = False
         await self.client.connection_pool.disconnect()
         await asyncio.sleep(1.0)
 
@@ -104,6 +107,8 @@ class StreamFollower:
         streams: dict[Any, Any] = dict(self._ids)
         replies: Any = await self.client.xread(streams, count=MAX_COUNT, block=BLOCK_MS)
         self.reads += 1
+        # A read that took fewer than it could of every stream left nothing behind.
+        self.is_caught_up = all(len(entries) < MAX_COUNT for _key, entries in replies or ())
         for key_bytes, entries in replies or ():
             key = key_bytes.decode()
             if key not in self._ids or not entries:

@@ -53,10 +53,11 @@ class Fleet:
         self.redis = config.redis
         self.hub = hub  # where `host` events go, for the fleet page
         # Requests (catch-ups, pages, histories) share a few connections; the two followers
-        # have one each. About ten in all, whatever the number of clients.
-        self.client = connect(self.redis, "sse-monitor-dashboard", max_connections=8)
+        # and the lease have one each. Ten in all, whatever the number of clients.
+        self.client = connect(self.redis, "sse-monitor-dashboard", max_connections=7)
         self._metrics_client = connect(self.redis, "sse-monitor-dashboard:metrics")
         self._events_client = connect(self.redis, "sse-monitor-dashboard:events")
+        self._lease_client = connect(self.redis, "sse-monitor-dashboard:lease")
         self.taps = Taps(self.client, self._events_client)
         self.metrics = StreamFollower(self._metrics_client, self._on_metrics, pause_s=0.05)
         self.hosts: dict[str, HostState] = {}
@@ -65,6 +66,7 @@ class Fleet:
         # dropped after HISTORY_IDLE_S unasked (a host's are ~0.3 MB).
         self._histories: dict[str, MetricsHistory] = {}
         self._history_asked: dict[str, float] = {}
+        self._gone_since: dict[str, float] = {}  # hosts whose keys were not found, since
         self._offset_ms = 0.0  # Redis's clock minus ours
         self.is_connected = False
         self.announced: dict[str, str] = {}  # host -> its last `host down` state announced
@@ -75,7 +77,7 @@ class Fleet:
             config.notify, hub=hub, host=config.redis.name or "fleet", public_url=config.public_url
         )
         self.down_alerts = HostDownAlerts(
-            self.client, self._down_ages, lambda: self.announced, self._notify
+            self._lease_client, self._down_ages, lambda: self.announced, self._notify
         )
 
     def close(self) -> None:
@@ -141,9 +143,7 @@ class Fleet:
             asyncio.create_task(self.metrics.run(), name="fleet-metrics"),
             asyncio.create_task(self.taps.follower.run(), name="fleet-events"),
             asyncio.create_task(self._reckon(), name="fleet-states"),
-            asyncio.create_task(
-                self.down_alerts.run(lambda: self._has_announced), name="fleet-alerts"
-            ),
+            asyncio.create_task(self.down_alerts.run(self._knows_states), name="fleet-alerts"),
         ]
         try:
             while True:
@@ -161,7 +161,8 @@ class Fleet:
             for view in self._views.values():
                 view.is_closed = True
             await cancel_and_wait(tasks)
-            for client in (self.client, self._metrics_client, self._events_client):
+            clients = (self.client, self._metrics_client, self._events_client, self._lease_client)
+            for client in clients:
                 await client.aclose()
 
     async def _scan(self) -> None:
@@ -181,6 +182,7 @@ class Fleet:
                 found.add(name)
         for name in sorted(found - set(self.hosts)):
             await self._add(name)
+        self._retire(found, now)
         async with client.pipeline(transaction=False) as pipe:
             names = self.names()
             for name in names:
@@ -194,6 +196,24 @@ class Fleet:
             state.sticky = {k.decode("utf-8", "replace"): v for k, v in sticky.items()}
             if hello := state.sticky.get("hello"):
                 state.hello = read_hello(hello)
+
+    def _retire(self, found: set[str], now: float) -> None:
+        """Forget hosts whose keys are gone (an operator deleted a retired host's keys):
+        once gone as long as it takes a host to be called down, and nobody streams them.
+        Redis losing its data looks the same; its agents' hosts come back as they publish."""
+        for name in found:
+            self._gone_since.pop(name, None)
+        for name in [n for n in self.hosts if n not in found]:
+            since = self._gone_since.setdefault(name, now)
+            if now - since < self.redis.down_s or self.taps.is_watched(name):
+                continue
+            log.info("host %s: its keys are gone; no longer listed", name)
+            del self.hosts[name], self._gone_since[name]
+            self._views.pop(name, None)
+            self._histories.pop(name, None)
+            self._history_asked.pop(name, None)
+            self.metrics.drop(metrics_key(name))
+            self.hub.publish(HOST, {"name": name, "removed": True}, source=name)
 
     async def _add(self, name: str) -> None:
         newest: Any = await self.client.xrevrange(metrics_key(name), count=SPARK_POINTS)
@@ -224,6 +244,12 @@ class Fleet:
             if state is not None:
                 state.is_down_announced = alert.get("state") == "firing"
                 self._publish(state)
+
+    def _knows_states(self) -> bool:
+        """The hosts' states are Redis's: what was announced is read, and every host's
+        metrics stream is read to its end (after an outage, a host's backlog would otherwise
+        look like silence, and every host be announced down)."""
+        return self._has_announced and self.metrics.is_caught_up
 
     def _down_ages(self) -> dict[str, float]:
         """Every host: how long since it sent, in seconds, if down; -1 if not down."""

@@ -2,11 +2,12 @@
 whole fleet, however many dashboards watch it.
 
 A host's own rules run on its agent, which notifies once; but a dead agent cannot say it is
-dead. The dashboards elect one of themselves with a lease in Redis (SET NX PX, renewed under
-WATCH): the holder compares each host's state with what `smon-fleet:alerts` last announced
-for it, appends each change there (every dashboard reads that stream, so every fleet page
-shows it) and hands it to its own notifier (so each person is told once). A new holder picks
-up from the stream: nothing announced twice, nothing dropped by the change of hands.
+dead. The dashboards elect one of themselves with a lease in Redis, taken or renewed by the
+same script call that appends its announcements: the holder compares each host's state with
+what `smon-fleet:alerts` last announced for it, appends each change there (every dashboard
+reads that stream, so every fleet page shows it) and hands it to its own notifier (so each
+person is told once). A new holder picks up from the stream: nothing announced twice,
+nothing dropped by the change of hands.
 """
 
 from __future__ import annotations
@@ -52,8 +53,30 @@ def down_alert(host: str, state: str, age_s: float, since: float) -> dict[str, A
     }
 
 
+# One call holds the lease and appends the holder's announcements: the check and the
+# writes are one step (a script runs whole), so a dashboard whose lease lapsed while its
+# call was on the way (a long pause, a slow link) can never announce beside the new holder.
+# KEYS: the lease, the alerts stream. ARGV: this dashboard, the lease's ms, the stream's
+# MAXLEN, then per announcement: host, alert. Returns 1 if held (and appended), 0 if not.
+HOLD = """
+local holder = redis.call("GET", KEYS[1])
+if holder and holder ~= ARGV[1] then
+  return 0
+end
+redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+for i = 4, #ARGV, 2 do
+  redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[3], "*", "t", "alert", "h", ARGV[i],
+             "d", ARGV[i + 1])
+end
+return 1
+"""
+
+
 class HostDownAlerts:
-    """Holds (or waits for) the lease; while held, announces hosts going down and back."""
+    """Holds (or waits for) the lease; while held, announces hosts going down and back.
+
+    It has a connection of its own: behind the requests' shared pool, a renewal could wait
+    past the lease and hand it to another dashboard for no reason."""
 
     def __init__(
         self,
@@ -69,50 +92,50 @@ class HostDownAlerts:
         self.me = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
         self.is_leader = False
         self.announcements = 0
+        self.failures = 0
+        self._hold = client.register_script(HOLD)
 
     async def run(self, is_ready: Callable[[], bool]) -> None:
-        """Until cancelled; `is_ready` says the announced states have been read."""
+        """Until cancelled; `is_ready` says this dashboard knows the hosts' states as Redis
+        has them (what was announced, and every host's newest sample): until then, a host
+        would look down for having been read late, so it only holds the lease."""
         while True:
             try:
-                held = await self._hold()
+                alerts = self._changes() if is_ready() else []
+                held = await self._hold_and_append(alerts)
                 if held != self.is_leader:
                     log.info("fleet alerts: %s", "announcing" if held else "another announces")
                 self.is_leader = held
-                if held and is_ready():
-                    await self._announce()
+                if held:
+                    announced = self.announced()
+                    for alert in alerts:
+                        announced[alert["host"]] = alert["state"]  # the follower reads it too
+                        self.announcements += 1
+                        self.notify(alert)
             except ERRORS as exc:
-                if self.is_leader:
-                    log.warning("fleet alerts: %s; no longer announcing", describe(exc))
+                self.failures += 1
+                if self.is_leader or self.failures == 1:  # a refusal is said once, not each second
+                    log.warning("fleet alerts: %s; not announcing", describe(exc))
                 self.is_leader = False
             await asyncio.sleep(RENEW_S)
 
-    async def _hold(self) -> bool:
-        if await self.client.set(FLEET_LEASE, self.me, nx=True, px=LEASE_MS):
-            return True
-        async with self.client.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(FLEET_LEASE)
-                holder: Any = await pipe.get(FLEET_LEASE)
-                if holder is None or holder.decode() != self.me:
-                    return False
-                pipe.multi()  # type: ignore[no-untyped-call]
-                pipe.set(FLEET_LEASE, self.me, px=LEASE_MS)
-                await pipe.execute()
-                return True
-            except redis.WatchError:
-                return False
-
-    async def _announce(self) -> None:
+    def _changes(self) -> list[dict[str, Any]]:
+        """An alert for each host whose state differs from what was last announced."""
         announced = self.announced()
+        alerts = []
         for host, age_s in self.down_hosts().items():
             is_down = age_s >= 0
-            was_firing = announced.get(host) == "firing"
-            if is_down == was_firing:
+            if is_down == (announced.get(host) == "firing"):
                 continue
             since = time.time() - max(age_s, 0)
-            alert = down_alert(host, "firing" if is_down else "resolved", max(age_s, 0), since)
-            fields: Any = {"t": "alert", "h": host, "d": json.dumps(alert)}
-            await self.client.xadd(FLEET_ALERTS, fields, maxlen=MAX_ALERTS, approximate=True)
-            announced[host] = alert["state"]  # read back by the follower too
-            self.announcements += 1
-            self.notify(alert)
+            alerts.append(
+                down_alert(host, "firing" if is_down else "resolved", max(age_s, 0), since)
+            )
+        return alerts
+
+    async def _hold_and_append(self, alerts: list[dict[str, Any]]) -> bool:
+        args: list[Any] = [self.me, LEASE_MS, MAX_ALERTS]
+        for alert in alerts:
+            args += [alert["host"], json.dumps(alert)]
+        held: Any = await self._hold(keys=[FLEET_LEASE, FLEET_ALERTS], args=args)
+        return bool(held)

@@ -126,13 +126,18 @@ class Taps:
         self.client = client  # shared with requests: the follower's own is always in a read
         self.follower = StreamFollower(follower_client, self._on_entries)
         self._taps: dict[str, Tap] = {}
+        self._starting: dict[str, asyncio.Future[StreamId]] = {}  # newest ids being read
 
     async def acquire(self, host: str) -> Tap:
-        """The host's tap, started if nobody watched it yet."""
+        """The host's tap, started if nobody watched it yet (clients arriving together
+        wait for one read of where it starts)."""
         tap = self._taps.get(host)
         if tap is None:
-            newest: Any = await self.client.xrevrange(events_key(host), count=1)
-            floor = parse(newest[0][0]) if newest else (0, 0)
+            starting = self._starting.get(host)
+            if starting is None:
+                starting = self._starting[host] = asyncio.ensure_future(self._newest(host))
+                starting.add_done_callback(lambda done: self._started(host, done))
+            floor = await asyncio.shield(starting)
             tap = self._taps.get(host)  # another client may have started it meanwhile
             if tap is None:
                 tap = self._taps[host] = Tap(host, floor or (0, 0))
@@ -140,12 +145,26 @@ class Taps:
         tap.watchers += 1
         return tap
 
+    async def _newest(self, host: str) -> StreamId:
+        newest: Any = await self.client.xrevrange(events_key(host), count=1)
+        return (parse(newest[0][0]) if newest else None) or (0, 0)
+
+    def _started(self, host: str, done: asyncio.Future[StreamId]) -> None:
+        if self._starting.get(host) is done:
+            del self._starting[host]
+        if not done.cancelled():
+            done.exception()  # retrieved: every client asking may have gone
+
     def release(self, tap: Tap) -> None:
         """One watcher fewer; the last one stops the tap."""
         tap.watchers -= 1
         if tap.watchers == 0 and self._taps.get(tap.host) is tap:
             del self._taps[tap.host]
             self.follower.drop(events_key(tap.host))
+
+    def is_watched(self, host: str) -> bool:
+        """Someone streams this host's events."""
+        return host in self._taps
 
     def close(self) -> None:
         """Wake every client of every tap (its view is closed: it ends)."""

@@ -5,9 +5,12 @@ no longer holds (trimmed, or Redis lost its data) is a `reset`, never a silent s
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as redis
@@ -25,8 +28,12 @@ from monitor.hub.events import GAP, HELLO, LOG, RESET, STICKY_KEYS, Frame
 from monitor.hub.interface import BadEventId, LogEvent, LogPage, Selector, Sink
 
 RUN_ID = "redis"  # ids are Redis stream ids: one "run" for as long as Redis keeps them
-READ_COUNT = 500  # entries per XRANGE while catching up
+READ_COUNT = 500  # entries per XRANGE while catching up, at most
+READ_BYTES = 1024 * 1024  # and about this many bytes: a catch-up read is parsed whole
 RECENT_ENTRIES = 2000  # entries a new client's history is picked from
+RECENT_S = 1.0  # new clients within this share one read of them (and its picking)
+MAX_PICKED = 32  # selectors whose picks are kept, per read
+WALK_ENTRIES = 20_000  # entries one /api/logs page looks through for a source's lines
 
 
 def control_frame(kind: str, sid: StreamId, payload: dict[str, Any]) -> Frame:
@@ -54,6 +61,15 @@ def gap_frame(after: StreamId, kept: StreamId | None) -> Frame:
     return control_frame(GAP, (ms, n - 1) if n else (ms - 1, 2**64 - 1), payload)
 
 
+@dataclass(slots=True)
+class Recent:
+    """A host's newest entries (newest first) and sticky values, as frames; the newest id."""
+
+    newest: list[Frame]
+    sticky: list[Frame]
+    cursor: StreamId
+
+
 class HostView:
     """One host's events for clients: recent ones from its tap, older ones from Redis."""
 
@@ -72,6 +88,16 @@ class HostView:
         self.history_events = history_events
         self._key = events_key(host)
         self.is_closed = False
+        # Entry size as last seen: a read takes READ_BYTES of entries this size. It follows
+        # a larger entry at once and a smaller one by halves, so it starts high (a read of
+        # 4), and a run of small entries after large ones is read in few, short reads.
+        self._entry_bytes = READ_BYTES // 4
+        # The newest entries and sticky values as last read for a new client, when, and
+        # what was picked of them per selector: a crowd arriving at once (a dashboard
+        # restarted behind a balancer) costs one read, not one each.
+        self._recent: tuple[float, Recent] | None = None
+        self._recent_read: asyncio.Future[Recent] | None = None
+        self._picked: dict[Selector, asyncio.Future[tuple[list[Frame], StreamId, StreamId]]] = {}
 
     @property
     def run_id(self) -> str:
@@ -104,39 +130,80 @@ class HostView:
         """The hello (or reset) and history, and the cursor after them. The hello's id is
         the entry just before the history's first: ids grow along the stream (a page drops
         an event whose id is not newer than the last), and resuming from it replays all
-        that followed."""
+        that followed. History up to RECENT_S old is as good as new: the client catches up
+        from its cursor like any other."""
+        recent = await self._recent_entries()
+        picking = self._picked.get(selector)
+        if picking is None:
+            if len(self._picked) >= MAX_PICKED:  # selectors are the clients' to choose
+                self._picked.clear()
+            picking = self._picked[selector] = asyncio.ensure_future(self._pick(selector, recent))
+            picking.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
+            picked, before, cursor = await asyncio.shield(picking)
+        except BaseException:
+            if self._picked.get(selector) is picking and picking.done():
+                del self._picked[selector]  # a failed pick is not kept: the next one tries
+            raise
+        kind, payload = (HELLO, hello) if reason is None else (RESET, {**hello, "reason": reason})
+        return [control_frame(kind, before, payload), *picked], cursor
+
+    async def _recent_entries(self) -> Recent:
+        """The host's newest RECENT_ENTRIES entries and sticky values, read once per
+        RECENT_S for every client that asks meanwhile."""
+        if self._recent is not None and time.monotonic() - self._recent[0] < RECENT_S:
+            return self._recent[1]
+        if self._recent_read is None:
+            self._recent_read = asyncio.ensure_future(self._read_recent())
+            # Retrieved even if every client asking went away before it came.
+            self._recent_read.add_done_callback(lambda f: f.cancelled() or f.exception())
+        reading = self._recent_read
+        try:
+            recent = await asyncio.shield(reading)
+        finally:
+            if self._recent_read is reading and reading.done():
+                self._recent_read = None
+        if self._recent is None or self._recent[1] is not recent:
+            self._recent, self._picked = (time.monotonic(), recent), {}
+        return recent
+
+    async def _read_recent(self) -> Recent:
         # One snapshot of both (MULTI): every sticky value is of an entry the window has
         # passed, and none newer is missed.
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hgetall(sticky_key(self.host))
             pipe.xrevrange(self._key, count=RECENT_ENTRIES)
-            replies: Any = await pipe.execute()
-        sticky_values, newest = replies
+            sticky_values, newest = await pipe.execute()
+        cursor = (parse_stream_id(newest[0][0]) if newest else None) or (0, 0)
+        frames = [f for entry_id, fields in newest if (f := entry_frame(entry_id, fields))]
+        sticky = []
+        for name_bytes, value in sticky_values.items():
+            kind = name_bytes.decode("utf-8", "replace").partition(":")[0]
+            if kind in STICKY_KEYS and (frame := sticky_frame(kind, value)) is not None:
+                sticky.append(frame)
+        return Recent(frames, sticky, cursor)
+
+    async def _pick(
+        self, selector: Selector, recent: Recent
+    ) -> tuple[list[Frame], StreamId, StreamId]:
+        """What of `recent` a new client of `selector` is shown, the hello's id, the cursor."""
         counts: dict[tuple[str, str | None], int] = {}
         picked: list[Frame] = []
-        for entry_id, fields in newest:
-            frame = entry_frame(entry_id, fields)
-            if frame is None or frame.type in STICKY_KEYS or not selector.matches(frame):
+        for frame in recent.newest:
+            if frame.type in STICKY_KEYS or not selector.matches(frame):
                 continue
             key = (frame.type, frame.source)
             if counts.get(key, 0) < self.history_events:
                 counts[key] = counts.get(key, 0) + 1
                 picked.append(frame)
-        for name_bytes, value in sticky_values.items():
-            name = name_bytes.decode("utf-8", "replace")
-            kind_ = name.partition(":")[0]
-            if kind_ in STICKY_KEYS and (frame := sticky_frame(kind_, value)) is not None:
-                if selector.matches(frame):
-                    picked.append(frame)
+        picked += [f for f in recent.sticky if selector.matches(f)]
         picked.sort(key=frame_id)
-        cursor = (parse_stream_id(newest[0][0]) if newest else None) or (0, 0)
-        before = cursor
+        before = recent.cursor
         if picked:
             oldest = format_stream_id(frame_id(picked[0]))
             earlier: Any = await self.client.xrevrange(self._key, max=f"({oldest}", count=1)
             before = (parse_stream_id(earlier[0][0]) if earlier else None) or (0, 0)
-        kind, payload = (HELLO, hello) if reason is None else (RESET, {**hello, "reason": reason})
-        return [control_frame(kind, before, payload), *picked], max(cursor, before)
+        return picked, before, max(recent.cursor, before)
 
     @asynccontextmanager
     async def subscribe(
@@ -205,8 +272,9 @@ class HostView:
         budget trimmed while the client caught up is a `gap`, not a silent skip (XRANGE
         from a trimmed id starts at the first entry kept)."""
         entries: Any = await self.client.xrange(
-            self._key, min=format_stream_id(cursor), count=READ_COUNT + 1
+            self._key, min=format_stream_id(cursor), count=self._read_count() + 1
         )
+        self._measure(entries)
         frames = []
         if entries and parse_stream_id(entries[0][0]) == cursor:
             entries = entries[1:]
@@ -220,16 +288,18 @@ class HostView:
 
     async def log_before(self, source: str, before_id: str | None, limit: int) -> LogPage:
         """Log events of `source` before `before_id`, newest last, up to `limit` lines, as
-        far back as the host's stream holds (its agent's older files are its own)."""
+        far back as the host's stream holds (its agent's older files are its own). The
+        page's `before` goes on from where the walk stopped: a page may be short, or empty,
+        with more before it."""
         high = "+"
         if before_id is not None:
             sid = parse_stream_id(before_id)
             if sid is None:
                 raise BadEventId("not an event id of this fleet")
             high = f"({format_stream_id(sid)}"
-        events, is_more = await self._log_events(source, high, limit, backwards=True)
+        events, stopped_at = await self._log_events(source, high, limit, backwards=True)
         events.reverse()
-        return LogPage(events, events[0].id if events and is_more else None)
+        return LogPage(events, stopped_at)
 
     async def log_around(self, source: str, ts: float, before: int, after: int) -> LogPage:
         """Log events of `source` around the time `ts`, by the stream ids' clock."""
@@ -242,21 +312,30 @@ class HostView:
 
     async def _log_events(
         self, source: str, bound: str, limit: int, *, backwards: bool
-    ) -> tuple[list[LogEvent], bool]:
+    ) -> tuple[list[LogEvent], str | None]:
         """Up to `limit` lines of `source`'s log events from `bound` (an XRANGE bound), in
-        the order walked; and True if the walk stopped at the limit, not at the stream's end."""
+        the order walked; and the id of the last entry walked if the walk stopped before
+        the stream's end: at the limit, or after WALK_ENTRIES entries (a quiet source's
+        page is short rather than a walk through the whole stream), to go on from."""
         events: list[LogEvent] = []
-        lines = 0
+        lines = walked = 0
+        last = None
         while lines < limit:
+            if walked >= WALK_ENTRIES:
+                return events, last
+            count = self._read_count()
             entries: Any = await (
-                self.client.xrevrange(self._key, max=bound, count=READ_COUNT)
+                self.client.xrevrange(self._key, max=bound, count=count)
                 if backwards
-                else self.client.xrange(self._key, min=bound, count=READ_COUNT)
+                else self.client.xrange(self._key, min=bound, count=count)
             )
+            self._measure(entries)
             if not entries:
-                return events, False
+                return events, None
+            walked += len(entries)
             for entry_id, fields in entries:
-                bound = f"({entry_id.decode()}"
+                last = entry_id.decode()
+                bound = f"({last}"
                 frame = entry_frame(entry_id, fields)
                 if frame is None or frame.type != LOG or frame.source != source:
                     continue
@@ -265,4 +344,12 @@ class HostView:
                 lines += len(text)
                 if lines >= limit:
                     break
-        return events, True
+        return events, last
+
+    def _read_count(self) -> int:
+        """Entries per read: READ_COUNT, or fewer if they are large (READ_BYTES)."""
+        return max(1, min(READ_COUNT, READ_BYTES // self._entry_bytes))
+
+    def _measure(self, entries: Any) -> None:
+        largest = max((len(fields.get(b"d", b"")) for _id, fields in entries), default=0)
+        self._entry_bytes = max(largest, self._entry_bytes // 2, 256)

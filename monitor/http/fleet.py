@@ -26,7 +26,9 @@ async def fleet_events(request: web.Request) -> web.StreamResponse:
     every host is the whole history a fleet page needs)."""
     reject_unknown_params(request, ())
     fleet = request.app[FLEET]
-    hello = {"hosts": fleet.listing()}
-    target = HostTarget("", fleet.hub, hello, [], is_local=False)
+    target = HostTarget("", fleet.hub, {}, [], is_local=False)
+    selector = Selector(frozenset({"host"}))
     async with stream_slot(request):
-        return await stream_events(request, target, Selector(frozenset({"host"})), None)
+        return await stream_events(
+            request, target, selector, None, lambda: {"hosts": fleet.listing()}
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp_sse import EventSourceResponse
@@ -68,8 +69,15 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def stream_events(
-    request: web.Request, target: HostTarget, selector: Selector, last_id: str | None
+    request: web.Request,
+    target: HostTarget,
+    selector: Selector,
+    last_id: str | None,
+    hello_now: Callable[[], dict[str, Any]] | None = None,
 ) -> web.StreamResponse:
+    """The SSE stream of `target`'s events. `hello_now` makes the hello as the subscription
+    starts, for a hello that is a state (the fleet's): one taken earlier would miss what
+    changed while the response was prepared."""
     config = request.app[CONFIG]
     resp = EventSourceResponse(
         ping_interval=config.stream.heartbeat_s, send_timeout=config.stream.send_timeout_s
@@ -80,8 +88,10 @@ async def stream_events(
     async with resp:  # stops aiohttp-sse's heartbeat task on the way out
         if await write_chunk(request, resp, f"retry: {config.stream.retry_ms}\n\n".encode()):
             sink = direct_writer(request, resp)
+            # No await between the hello and the subscription: the hub takes its cursor then.
+            hello = hello_now() if hello_now is not None else target.hello
             async with target.hub.subscribe(
-                selector, last_event_id=last_id, hello=target.hello, sink=sink
+                selector, last_event_id=last_id, hello=hello, sink=sink
             ) as batches:
                 async for frames in batches:  # ends when the hub closes at shutdown
                     data = b"".join([f.data for f in frames])

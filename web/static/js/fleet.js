@@ -1,5 +1,6 @@
 // The fleet page: every host in Redis, its state and figures, live over one EventSource
-// (/fleet/events: a `hello` with every host, then a `host` event whenever one changes).
+// (/fleet/events: a `hello` with every host, then a `host` event whenever one changes, or
+// `{name, removed: true}` when its keys are gone).
 // Rows are made once per host and updated in place, a cell only when its text changes, at
 // most 5 times a second (500 hosts send 500 events a second; a row changes once a second);
 // sorting and filtering reorder the rows, never rebuild them. Rows are grid boxes of fixed
@@ -138,6 +139,15 @@ function draw() {
 const redraw = scheduler(draw, { minIntervalMs: 200 });
 
 function take(host) {
+  if (host.removed) { // its keys are gone from Redis: a retired host
+    hosts.delete(host.name);
+    dirty.delete(host.name);
+    rows.get(host.name)?.tr.remove();
+    rows.delete(host.name);
+    isOrderStale = true;
+    redraw();
+    return;
+  }
   const before = hosts.get(host.name);
   hosts.set(host.name, host);
   dirty.add(host.name);
