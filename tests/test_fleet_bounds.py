@@ -149,11 +149,18 @@ async def test_a_page_of_a_quiet_sources_lines_is_a_bounded_walk(
     assert found == ["the quiet line"] and pages > 1
 
 
+def announced(admin: Any, host: str) -> list[tuple[str, str]]:
+    """The `host down` announcements of `host`: (state, message) each, in order."""
+    alerts = [json.loads(fields[b"d"]) for _id, fields in admin.xrange("smon-fleet:alerts")]
+    return [(a["state"], a["message"]) for a in alerts if a["host"] == host]
+
+
 async def test_a_host_whose_keys_are_deleted_leaves_the_fleet(
     redis_server: RedisServer, start_server: Start, tmp_path: Path
 ) -> None:
-    """An operator retires a host by deleting its keys: the dashboard stops listing it,
-    and an open fleet page is told to drop its row."""
+    """An operator retires a host by deleting its keys: the dashboard stops listing it, an
+    open fleet page is told to drop its row, and its `host down` is resolved, not left
+    firing for good."""
     admin = redis_server.client()
     add_host(admin, "old")
     add_host(admin, "kept")
@@ -161,6 +168,7 @@ async def test_a_host_whose_keys_are_deleted_leaves_the_fleet(
     config.write_text("[redis]\nstale_s = 0.5\ndown_s = 1\n")
     server = start_server("--redis", redis_server.url, "--no-publish", "--config", str(config))
     await wait_until(lambda: {"old", "kept"} <= set(hosts_of(server.url)), 10)
+    await wait_until(lambda: [s for s, _m in announced(admin, "old")] == ["firing"], 15)
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{server.url}/fleet/events") as resp:
             reader = StreamReader(resp)
@@ -173,3 +181,6 @@ async def test_a_host_whose_keys_are_deleted_leaves_the_fleet(
     assert set(hosts_of(server.url)) == {"kept"}
     status, body = get_json(f"{server.url}/api/state?host=old")
     assert status == 404 and body["hosts"] == ["kept"]
+    await wait_until(lambda: len(announced(admin, "old")) == 2, 10)
+    assert announced(admin, "old")[1][0] == "resolved"
+    assert "retired" in announced(admin, "old")[1][1]

@@ -4,6 +4,7 @@ catch-up from Redis, which says `gap` where the budget trimmed its position."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from redis_server import RedisServer
@@ -11,7 +12,7 @@ from redis_server import RedisServer
 from monitor.fleet.connect import connect
 from monitor.fleet.keys import events_key, parse_stream_id
 from monitor.fleet.taps import Tap, Taps, frame_id
-from monitor.fleet.view import HostView
+from monitor.fleet.view import RECENT_S, HostView
 from monitor.hub.events import Frame
 from monitor.hub.interface import Selector
 
@@ -60,5 +61,34 @@ async def test_a_cursor_trimmed_while_a_client_catches_up_is_a_gap(
         assert after == parse_stream_id(ids[5])
         held, after = await view._read(kept)  # a cursor still held: no gap
         assert [f.type for f in held] == ["log", "log"]
+    finally:
+        await client.aclose()
+
+
+async def test_a_new_clients_history_is_never_older_than_a_second(
+    redis_server: RedisServer,
+) -> None:
+    """New clients arriving together share one read of a host's recent history, kept a
+    second. The clients who asked went away before it came: a client asking later still
+    gets the host as it is now, not that read (and the view lets it go)."""
+    admin = redis_server.client()
+    admin.xadd(events_key("web1"), dict(entry(0, "first")[1]))
+    client = connect(redis_server.config(), "test")
+
+    async def lines() -> list[str]:
+        frames = await view.state(Selector(), {})
+        return [line for f in frames if f.type == "log" for line in json.loads(f.json)["lines"]]
+
+    try:
+        view = HostView("web1", client, Taps(client, client), dict, history_events=10)
+        asker = asyncio.create_task(lines())
+        await asyncio.sleep(0)  # it has asked
+        asker.cancel()
+        # The read it started goes on without it: wait until it is done.
+        while len(asyncio.all_tasks()) > 1:
+            await asyncio.sleep(0.01)
+        admin.xadd(events_key("web1"), dict(entry(0, "second")[1]))
+        await asyncio.sleep(RECENT_S * 1.5)  # the time it is kept, and more: not a wait on it
+        assert await lines() == ["first", "second"]
     finally:
         await client.aclose()

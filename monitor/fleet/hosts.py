@@ -67,6 +67,7 @@ class Fleet:
         self._histories: dict[str, MetricsHistory] = {}
         self._history_asked: dict[str, float] = {}
         self._gone_since: dict[str, float] = {}  # hosts whose keys were not found, since
+        self._dropped: set[str] = set()  # hosts dropped while announced down: to resolve
         self._offset_ms = 0.0  # Redis's clock minus ours
         self.is_connected = False
         self.announced: dict[str, str] = {}  # host -> its last `host down` state announced
@@ -133,7 +134,8 @@ class Fleet:
                 if fields.get(b"t") != STOPPED:
                     with suppress(ValueError):
                         history.add(json.loads(fields[b"d"]))
-            self._histories[name] = history
+            if name in self.hosts:  # not dropped meanwhile: kept, and let go when idle
+                self._histories[name] = history
         return history
 
     async def run(self) -> None:
@@ -209,6 +211,8 @@ class Fleet:
                 continue
             log.info("host %s: its keys are gone; no longer listed", name)
             del self.hosts[name], self._gone_since[name]
+            if self.announced.get(name) == "firing":
+                self._dropped.add(name)
             self._views.pop(name, None)
             self._histories.pop(name, None)
             self._history_asked.pop(name, None)
@@ -251,12 +255,16 @@ class Fleet:
         look like silence, and every host be announced down)."""
         return self._has_announced and self.metrics.is_caught_up
 
-    def _down_ages(self) -> dict[str, float]:
-        """Every host: how long since it sent, in seconds, if down; -1 if not down."""
-        return {
-            name: (self.now_ms() - state.last_ms) / 1000 if state.state == "down" else -1.0
-            for name, state in self.hosts.items()
-        }
+    def _down_ages(self) -> dict[str, float | None]:
+        """Every host: how long since it sent, in seconds, if down; -1 if not down; None
+        for a host dropped while announced down (its `host down` is resolved, not left
+        firing for good)."""
+        self._dropped = {n for n in self._dropped if self.announced.get(n) == "firing"}
+        ages: dict[str, float | None] = dict.fromkeys(self._dropped)
+        for name, state in self.hosts.items():
+            down = state.state == "down"
+            ages[name] = (self.now_ms() - state.last_ms) / 1000 if down else -1.0
+        return ages
 
     def _notify(self, alert: dict[str, Any]) -> None:
         """An announcement of ours, to this dashboard's notifier (on the fleet hub)."""

@@ -34,13 +34,16 @@ RENEW_S = 1.0
 MAX_ALERTS = 10_000  # entries kept in smon-fleet:alerts
 
 
-def down_alert(host: str, state: str, age_s: float, since: float) -> dict[str, Any]:
+def down_alert(
+    host: str, state: str, age_s: float, since: float, *, is_dropped: bool = False
+) -> dict[str, Any]:
     """The alert payload for one host's change (a rule's alert, with the host's name)."""
-    message = (
-        f"no data from {host} for {age_s:.0f}s: its agent, its network or Redis is down"
-        if state == "firing"
-        else f"{host} sends again"
-    )
+    if state == "firing":
+        message = f"no data from {host} for {age_s:.0f}s: its agent, its network or Redis is down"
+    elif is_dropped:
+        message = f"{host} is no longer in Redis (retired): no longer watched"
+    else:
+        message = f"{host} sends again"
     return {
         "rule": HOST_DOWN,
         "host": host,
@@ -81,12 +84,13 @@ class HostDownAlerts:
     def __init__(
         self,
         client: redis.Redis,
-        down_hosts: Callable[[], dict[str, float]],
+        down_hosts: Callable[[], dict[str, float | None]],
         announced: Callable[[], dict[str, str]],
         notify: Callable[[dict[str, Any]], None],
     ) -> None:
         self.client = client
-        self.down_hosts = down_hosts  # every host by name -> its age in s if down, else -1
+        # Every host by name -> its age in s if down, else -1; None: dropped (retired).
+        self.down_hosts = down_hosts
         self.announced = announced  # host -> "firing" or "resolved", as the stream says
         self.notify = notify  # this dashboard's notifier (only the holder calls it)
         self.me = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
@@ -123,14 +127,14 @@ class HostDownAlerts:
         """An alert for each host whose state differs from what was last announced."""
         announced = self.announced()
         alerts = []
-        for host, age_s in self.down_hosts().items():
+        for host, age in self.down_hosts().items():
+            age_s = -1.0 if age is None else age
             is_down = age_s >= 0
             if is_down == (announced.get(host) == "firing"):
                 continue
             since = time.time() - max(age_s, 0)
-            alerts.append(
-                down_alert(host, "firing" if is_down else "resolved", max(age_s, 0), since)
-            )
+            state = "firing" if is_down else "resolved"
+            alerts.append(down_alert(host, state, max(age_s, 0), since, is_dropped=age is None))
         return alerts
 
     async def _hold_and_append(self, alerts: list[dict[str, Any]]) -> bool:

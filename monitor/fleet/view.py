@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as redis
@@ -68,6 +67,10 @@ class Recent:
     newest: list[Frame]
     sticky: list[Frame]
     cursor: StreamId
+    # What was picked of it per selector (the frames, the hello's id, the cursor).
+    picks: dict[Selector, asyncio.Future[tuple[list[Frame], StreamId, StreamId]]] = field(
+        default_factory=dict
+    )
 
 
 class HostView:
@@ -92,12 +95,11 @@ class HostView:
         # a larger entry at once and a smaller one by halves, so it starts high (a read of
         # 4), and a run of small entries after large ones is read in few, short reads.
         self._entry_bytes = READ_BYTES // 4
-        # The newest entries and sticky values as last read for a new client, when, and
-        # what was picked of them per selector: a crowd arriving at once (a dashboard
-        # restarted behind a balancer) costs one read, not one each.
-        self._recent: tuple[float, Recent] | None = None
+        # The newest entries and sticky values as last read for new clients, with what was
+        # picked of them per selector: a crowd arriving at once (a dashboard restarted
+        # behind a balancer) costs one read, not one each. Kept RECENT_S, then let go.
+        self._recent: Recent | None = None
         self._recent_read: asyncio.Future[Recent] | None = None
-        self._picked: dict[Selector, asyncio.Future[tuple[list[Frame], StreamId, StreamId]]] = {}
 
     @property
     def run_id(self) -> str:
@@ -133,39 +135,44 @@ class HostView:
         that followed. History up to RECENT_S old is as good as new: the client catches up
         from its cursor like any other."""
         recent = await self._recent_entries()
-        picking = self._picked.get(selector)
+        picks = recent.picks
+        picking = picks.get(selector)
         if picking is None:
-            if len(self._picked) >= MAX_PICKED:  # selectors are the clients' to choose
-                self._picked.clear()
-            picking = self._picked[selector] = asyncio.ensure_future(self._pick(selector, recent))
+            if len(picks) >= MAX_PICKED:  # selectors are the clients' to choose
+                picks.clear()
+            picking = picks[selector] = asyncio.ensure_future(self._pick(selector, recent))
             picking.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
             picked, before, cursor = await asyncio.shield(picking)
         except BaseException:
-            if self._picked.get(selector) is picking and picking.done():
-                del self._picked[selector]  # a failed pick is not kept: the next one tries
+            if picks.get(selector) is picking and picking.done():
+                del picks[selector]  # a failed pick is not kept: the next one tries
             raise
         kind, payload = (HELLO, hello) if reason is None else (RESET, {**hello, "reason": reason})
         return [control_frame(kind, before, payload), *picked], cursor
 
     async def _recent_entries(self) -> Recent:
-        """The host's newest RECENT_ENTRIES entries and sticky values, read once per
-        RECENT_S for every client that asks meanwhile."""
-        if self._recent is not None and time.monotonic() - self._recent[0] < RECENT_S:
-            return self._recent[1]
+        """The host's newest RECENT_ENTRIES entries and sticky values, read once for every
+        client that asks while it is read and for RECENT_S after."""
+        if self._recent is not None:
+            return self._recent
         if self._recent_read is None:
             self._recent_read = asyncio.ensure_future(self._read_recent())
-            # Retrieved even if every client asking went away before it came.
-            self._recent_read.add_done_callback(lambda f: f.cancelled() or f.exception())
-        reading = self._recent_read
-        try:
-            recent = await asyncio.shield(reading)
-        finally:
-            if self._recent_read is reading and reading.done():
-                self._recent_read = None
-        if self._recent is None or self._recent[1] is not recent:
-            self._recent, self._picked = (time.monotonic(), recent), {}
-        return recent
+            self._recent_read.add_done_callback(self._read_done)
+        return await asyncio.shield(self._recent_read)
+
+    def _read_done(self, reading: asyncio.Future[Recent]) -> None:
+        # Here, not in a client's task: every client asking may have gone before it came.
+        if self._recent_read is reading:
+            self._recent_read = None
+        if reading.cancelled() or reading.exception() is not None:
+            return
+        recent = self._recent = reading.result()
+        asyncio.get_running_loop().call_later(RECENT_S, self._forget, recent)
+
+    def _forget(self, recent: Recent) -> None:
+        if self._recent is recent:
+            self._recent = None
 
     async def _read_recent(self) -> Recent:
         # One snapshot of both (MULTI): every sticky value is of an entry the window has

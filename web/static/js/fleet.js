@@ -138,16 +138,18 @@ function draw() {
 
 const redraw = scheduler(draw, { minIntervalMs: 200 });
 
+/** A host no longer in Redis (retired): its row goes. */
+function drop(name) {
+  hosts.delete(name);
+  dirty.delete(name);
+  rows.get(name)?.tr.remove();
+  rows.delete(name);
+  isOrderStale = true;
+  redraw();
+}
+
 function take(host) {
-  if (host.removed) { // its keys are gone from Redis: a retired host
-    hosts.delete(host.name);
-    dirty.delete(host.name);
-    rows.get(host.name)?.tr.remove();
-    rows.delete(host.name);
-    isOrderStale = true;
-    redraw();
-    return;
-  }
+  if (host.removed) return drop(host.name);
   const before = hosts.get(host.name);
   hosts.set(host.name, host);
   dirty.add(host.name);
@@ -168,6 +170,9 @@ function connect() {
   });
   source.addEventListener("hello", (e) => {
     const { hosts: listing } = JSON.parse(e.data);
+    // The whole fleet: a host dropped while this page was away is not in it.
+    const names = new Set(listing.map((host) => host.name));
+    for (const name of [...hosts.keys()]) if (!names.has(name)) drop(name);
     for (const host of listing) take(host);
   });
   source.addEventListener("host", (e) => take(JSON.parse(e.data)));
