@@ -1,17 +1,20 @@
-"""Background tasks: ending them, and running an in-process consumer of the hub."""
+"""Background tasks: ending them, sharing one run among callers, and running an
+in-process consumer of the hub."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from contextlib import suppress
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from monitor.hub.events import Event
 from monitor.hub.interface import Consumable
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
@@ -23,6 +26,30 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
     for task in tasks:
         with suppress(asyncio.CancelledError):
             await task
+
+
+class SharedRuns(Generic[T]):
+    """One run per key of a coroutine many callers ask for at once (a crowd of clients
+    wanting the same read), shared by every caller while it runs. A caller leaving never
+    cancels it for the others, its failure reaches every caller and is not kept, and it is
+    let go when done: what to keep of its result is the coroutine's own business."""
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Future[T]] = {}
+
+    async def run(self, key: Hashable, start: Callable[[], Awaitable[T]]) -> T:
+        """The result of the run for `key`, started with `start()` if none is running."""
+        running = self._running.get(key)
+        if running is None:
+            running = self._running[key] = asyncio.ensure_future(start())
+            running.add_done_callback(lambda done: self._done(key, done))
+        return await asyncio.shield(running)
+
+    def _done(self, key: Hashable, done: asyncio.Future[T]) -> None:
+        if self._running.get(key) is done:
+            del self._running[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: every caller may have gone before it ended
 
 
 async def consume(

@@ -20,6 +20,7 @@ from monitor.fleet.keys import StreamId, entry_frame, events_key, format_stream_
 from monitor.fleet.keys import parse_stream_id as parse
 from monitor.hub.events import Frame
 from monitor.hub.interface import Selector, Sink
+from monitor.tasks import SharedRuns
 
 MAX_FRAMES = 2000  # per tap; a client further behind reads Redis
 MAX_BYTES = 4 * 1024 * 1024
@@ -126,18 +127,14 @@ class Taps:
         self.client = client  # shared with requests: the follower's own is always in a read
         self.follower = StreamFollower(follower_client, self._on_entries)
         self._taps: dict[str, Tap] = {}
-        self._starting: dict[str, asyncio.Future[StreamId]] = {}  # newest ids being read
+        self._starting: SharedRuns[StreamId] = SharedRuns()  # taps' floors being read
 
     async def acquire(self, host: str) -> Tap:
         """The host's tap, started if nobody watched it yet (clients arriving together
         wait for one read of where it starts)."""
         tap = self._taps.get(host)
         if tap is None:
-            starting = self._starting.get(host)
-            if starting is None:
-                starting = self._starting[host] = asyncio.ensure_future(self._newest(host))
-                starting.add_done_callback(lambda done: self._started(host, done))
-            floor = await asyncio.shield(starting)
+            floor = await self._starting.run(host, lambda: self._newest(host))
             tap = self._taps.get(host)  # another client may have started it meanwhile
             if tap is None:
                 tap = self._taps[host] = Tap(host, floor or (0, 0))
@@ -148,12 +145,6 @@ class Taps:
     async def _newest(self, host: str) -> StreamId:
         newest: Any = await self.client.xrevrange(events_key(host), count=1)
         return (parse(newest[0][0]) if newest else None) or (0, 0)
-
-    def _started(self, host: str, done: asyncio.Future[StreamId]) -> None:
-        if self._starting.get(host) is done:
-            del self._starting[host]
-        if not done.cancelled():
-            done.exception()  # retrieved: every client asking may have gone
 
     def release(self, tap: Tap) -> None:
         """One watcher fewer; the last one stops the tap."""

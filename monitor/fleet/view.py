@@ -25,6 +25,7 @@ from monitor.fleet.keys import (
 from monitor.fleet.taps import Tap, Taps, frame_id
 from monitor.hub.events import GAP, HELLO, LOG, RESET, STICKY_KEYS, Frame
 from monitor.hub.interface import BadEventId, LogEvent, LogPage, Selector, Sink
+from monitor.tasks import SharedRuns
 
 RUN_ID = "redis"  # ids are Redis stream ids: one "run" for as long as Redis keeps them
 READ_COUNT = 500  # entries per XRANGE while catching up, at most
@@ -60,6 +61,9 @@ def gap_frame(after: StreamId, kept: StreamId | None) -> Frame:
     return control_frame(GAP, (ms, n - 1) if n else (ms - 1, 2**64 - 1), payload)
 
 
+Picked = tuple[list[Frame], StreamId, StreamId]
+
+
 @dataclass(slots=True)
 class Recent:
     """A host's newest entries (newest first) and sticky values, as frames; the newest id."""
@@ -67,10 +71,10 @@ class Recent:
     newest: list[Frame]
     sticky: list[Frame]
     cursor: StreamId
-    # What was picked of it per selector (the frames, the hello's id, the cursor).
-    picks: dict[Selector, asyncio.Future[tuple[list[Frame], StreamId, StreamId]]] = field(
-        default_factory=dict
-    )
+    # What was picked of it per selector (the frames, the hello's id, the cursor), and
+    # the picks under way.
+    picked: dict[Selector, Picked] = field(default_factory=dict)
+    picking: SharedRuns[Picked] = field(default_factory=SharedRuns)
 
 
 class HostView:
@@ -99,7 +103,7 @@ class HostView:
         # picked of them per selector: a crowd arriving at once (a dashboard restarted
         # behind a balancer) costs one read, not one each. Kept RECENT_S, then let go.
         self._recent: Recent | None = None
-        self._recent_read: asyncio.Future[Recent] | None = None
+        self._reading: SharedRuns[Recent] = SharedRuns()
 
     @property
     def run_id(self) -> str:
@@ -134,47 +138,17 @@ class HostView:
         an event whose id is not newer than the last), and resuming from it replays all
         that followed. History up to RECENT_S old is as good as new: the client catches up
         from its cursor like any other."""
-        recent = await self._recent_entries()
-        picks = recent.picks
-        picking = picks.get(selector)
-        if picking is None:
-            if len(picks) >= MAX_PICKED:  # selectors are the clients' to choose
-                picks.clear()
-            picking = picks[selector] = asyncio.ensure_future(self._pick(selector, recent))
-            picking.add_done_callback(lambda f: f.cancelled() or f.exception())
-        try:
-            picked, before, cursor = await asyncio.shield(picking)
-        except BaseException:
-            if picks.get(selector) is picking and picking.done():
-                del picks[selector]  # a failed pick is not kept: the next one tries
-            raise
+        recent = self._recent or await self._reading.run(None, self._read_recent)
+        done = recent.picked.get(selector)
+        picked, before, cursor = done or await recent.picking.run(
+            selector, lambda: self._pick(selector, recent)
+        )
         kind, payload = (HELLO, hello) if reason is None else (RESET, {**hello, "reason": reason})
         return [control_frame(kind, before, payload), *picked], cursor
 
-    async def _recent_entries(self) -> Recent:
-        """The host's newest RECENT_ENTRIES entries and sticky values, read once for every
-        client that asks while it is read and for RECENT_S after."""
-        if self._recent is not None:
-            return self._recent
-        if self._recent_read is None:
-            self._recent_read = asyncio.ensure_future(self._read_recent())
-            self._recent_read.add_done_callback(self._read_done)
-        return await asyncio.shield(self._recent_read)
-
-    def _read_done(self, reading: asyncio.Future[Recent]) -> None:
-        # Here, not in a client's task: every client asking may have gone before it came.
-        if self._recent_read is reading:
-            self._recent_read = None
-        if reading.cancelled() or reading.exception() is not None:
-            return
-        recent = self._recent = reading.result()
-        asyncio.get_running_loop().call_later(RECENT_S, self._forget, recent)
-
-    def _forget(self, recent: Recent) -> None:
-        if self._recent is recent:
-            self._recent = None
-
     async def _read_recent(self) -> Recent:
+        """The host's newest RECENT_ENTRIES entries and sticky values, kept RECENT_S for
+        every client that asks meanwhile (the run ends here even if they all went away)."""
         # One snapshot of both (MULTI): every sticky value is of an entry the window has
         # passed, and none newer is missed.
         async with self.client.pipeline(transaction=True) as pipe:
@@ -188,12 +162,18 @@ class HostView:
             kind = name_bytes.decode("utf-8", "replace").partition(":")[0]
             if kind in STICKY_KEYS and (frame := sticky_frame(kind, value)) is not None:
                 sticky.append(frame)
-        return Recent(frames, sticky, cursor)
+        recent = self._recent = Recent(frames, sticky, cursor)
+        asyncio.get_running_loop().call_later(RECENT_S, self._forget, recent)
+        return recent
 
-    async def _pick(
-        self, selector: Selector, recent: Recent
-    ) -> tuple[list[Frame], StreamId, StreamId]:
-        """What of `recent` a new client of `selector` is shown, the hello's id, the cursor."""
+    def _forget(self, recent: Recent) -> None:
+        if self._recent is recent:
+            self._recent = None
+
+    async def _pick(self, selector: Selector, recent: Recent) -> Picked:
+        """What of `recent` a new client of `selector` is shown, the hello's id, the cursor;
+        kept with it for the clients after (of at most MAX_PICKED selectors: they are the
+        clients' to choose)."""
         counts: dict[tuple[str, str | None], int] = {}
         picked: list[Frame] = []
         for frame in recent.newest:
@@ -210,7 +190,10 @@ class HostView:
             oldest = format_stream_id(frame_id(picked[0]))
             earlier: Any = await self.client.xrevrange(self._key, max=f"({oldest}", count=1)
             before = (parse_stream_id(earlier[0][0]) if earlier else None) or (0, 0)
-        return picked, before, max(recent.cursor, before)
+        if len(recent.picked) >= MAX_PICKED:
+            recent.picked.clear()
+        done = recent.picked[selector] = (picked, before, max(recent.cursor, before))
+        return done
 
     @asynccontextmanager
     async def subscribe(
