@@ -7,6 +7,7 @@ import json
 import socket
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 
 import pytest
 from aiohttp import ClientSession, web
@@ -304,3 +305,55 @@ async def test_client_that_disconnects_from_an_idle_stream_is_released(
     await wait_until(lambda: hub.stats().subscribers == 0)
     health = await (await client.get("/healthz")).json()
     assert health["clients"] == 0
+
+
+async def test_a_stream_whose_reader_stopped_is_cut_at_the_send_deadline_though_idle(
+    aiohttp_client: AiohttpClient, config: Config
+) -> None:
+    """A client that stops reading while the server has nothing more to send it: no write of
+    its own waits on it, so the heartbeat must notice its socket stays backed up and cut it
+    (after send_timeout_s), or it holds a slot and its buffered bytes for ever."""
+    config = replace(config, stream=replace(config.stream, send_timeout_s=1.0))
+    client = await aiohttp_client(create_app(config, sources=[]))
+    hub = client.app[HUB]
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(stalled, (client.host, client.port))
+    stalled.send(b"GET /events?types=log HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    await wait_until(lambda: hub.stats().subscribers == 1)
+    # One event bigger than every buffer on the way, then nothing more.
+    hub.publish(LOG, {"lines": ["x" * 4_000_000]}, source="app")
+    await wait_until(lambda: hub.stats().subscribers == 0, timeout_s=10)
+    stalled.close()
+    health = await (await client.get("/healthz")).json()
+    assert health["clients"] == 0
+
+
+async def test_an_idle_stream_keeps_nothing_of_what_it_was_sent(client: Client, hub: Hub) -> None:
+    """Ten thousand idle dashboards must not each hold their last batch (the snapshot with
+    its history): once written, a batch is let go while the stream waits."""
+    for i in range(5):
+        for source in ("app", "db"):
+            hub.publish(LOG, {"n": i, "lines": ["x" * 10_000]}, source=source)
+    loop = asyncio.get_running_loop()
+    tracemalloc.start()
+    before, _ = tracemalloc.get_traced_memory()
+    socks = []
+    for _ in range(20):
+        sock = socket.socket()
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (client.host, client.port))
+        sock.send(b"GET /events?types=log HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        seen = b""
+        async with asyncio.timeout(5):
+            while seen.count(b"event: log") < 10:  # the whole snapshot, ~100 KB
+                seen += await loop.sock_recv(sock, 1 << 20)
+        socks.append(sock)
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    for sock in socks:
+        sock.close()
+    print(f"{grown / len(socks) / 1024:.1f} KB per idle stream")
+    assert grown / len(socks) < 40 * 1024

@@ -24,6 +24,7 @@ from monitor.http.api import (
 )
 from monitor.http.connections import ConnectionGuard
 from monitor.http.fleet import api_hosts, fleet_events
+from monitor.http.heartbeat import Heartbeat
 from monitor.http.keys import (
     ALERTS,
     AUTH,
@@ -31,6 +32,7 @@ from monitor.http.keys import (
     CONFIG,
     CONNECTIONS,
     FLEET,
+    HEARTBEAT,
     HISTORY,
     HUB,
     LIMITER,
@@ -138,6 +140,7 @@ def create_app(config: Config, *, sources: list[Source] | None = None) -> web.Ap
         max(stream.max_connections_per_address, stream.max_clients_per_address),
     )
     app[BODIES] = SharedBodies()
+    app[HEARTBEAT] = Heartbeat(stream.heartbeat_s, stream.send_timeout_s)
     watch = app[WATCH] = build_watch(config, state=state, sources=sources)
     app[HUB], app[ALERTS], app[NOTIFIER] = watch.hub, watch.alerts, watch.notifier
     assert watch.history is not None  # a server keeps the charts' columns itself

@@ -12,6 +12,7 @@ from monitor.alerts.engine import AlertEngine
 from monitor.config import Config
 from monitor.host import Watch
 from monitor.http.connections import ConnectionGuard
+from monitor.http.heartbeat import Heartbeat
 from monitor.http.limits import Caps
 from monitor.http.shared import SharedBodies
 from monitor.hub.interface import Hub
@@ -38,6 +39,7 @@ AUTH: web.AppKey[Authenticator] = web.AppKey("auth")  # set only with a users fi
 LIMITER = web.AppKey("limiter", Caps)
 CONNECTIONS = web.AppKey("connections", ConnectionGuard)
 BODIES = web.AppKey("bodies", SharedBodies)
+HEARTBEAT = web.AppKey("heartbeat", Heartbeat)  # pings every open SSE stream
 STATE = web.AppKey("state", StateDir)  # set only with a state directory
 NOTIFIER = web.AppKey("notifier", Notifier)
 WATCH = web.AppKey("watch", Watch)  # what watches this host; HUB, SOURCES, ... are its parts

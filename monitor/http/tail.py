@@ -9,7 +9,7 @@ from aiohttp import web
 
 from monitor.http.errors import count_param, json_error, reject_unknown_params
 from monitor.http.hosts import HostTarget, host_target
-from monitor.http.stream import direct_writer, stream_slot, write_chunk
+from monitor.http.stream import direct_writer, stream_slot, write_batches
 from monitor.hub.events import LOG, Frame
 from monitor.hub.interface import Selector
 
@@ -99,10 +99,10 @@ async def _tail(
     budget = LineBudget(count)
     selector = Selector(frozenset({LOG}), frozenset({name}))
     sink = direct_writer(request, resp, _tail_text)
+
+    def encode(frames: list[Frame]) -> bytes:
+        return "".join(f"{line}\n" for line in budget.lines(frames)).encode("utf-8", "replace")
+
     async with target.hub.subscribe(selector, sink=sink) as batches:
-        async for frames in batches:  # ends when the hub closes at shutdown
-            lines = budget.lines(frames)
-            text = "".join(f"{line}\n" for line in lines)
-            if text and not await write_chunk(request, resp, text.encode("utf-8", "replace")):
-                break
+        await write_batches(request, resp, batches, encode)  # ends when the hub closes
     return resp

@@ -1,0 +1,90 @@
+"""One timer that sends every open SSE stream its heartbeat comment.
+
+aiohttp-sse gives each stream a task that sleeps `ping_interval` and writes `: ping`. With ten
+thousand streams that is ten thousand tasks (~1.2 KB each) and as many timers (issue #17).
+Here one timer visits one of SLOTS groups of streams per tick, so each stream still hears
+from the server every `interval_s` and the pings are spread over the interval, not sent
+in one burst that would delay the lines behind it. No stream, no timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import hdrs, web
+
+SLOTS = 16
+PING = b": ping\n\n"
+PING_CHUNK = b"%x\r\n%b\r\n" % (len(PING), PING)  # HTTP/1.1 chunked framing of PING
+
+
+class Beat:
+    """One stream's place on the wheel; `stalled_since` is when a ping first found its
+    socket backed up (the peer reads nothing), None while it drains."""
+
+    __slots__ = ("transport", "protocol", "chunked", "slot", "stalled_since")
+
+    def __init__(self, request: web.Request, chunked: bool, slot: int) -> None:
+        self.transport = request.transport
+        self.protocol = request.protocol
+        self.chunked = chunked
+        self.slot = slot
+        self.stalled_since: float | None = None
+
+
+class Heartbeat:
+    """Pings every added stream each `interval_s`; aborts one whose socket stays backed up
+    for `send_timeout_s` (what aiohttp-sse's own ping did, with `send_timeout`), so a peer
+    that stopped reading cannot hold its connection for ever."""
+
+    def __init__(self, interval_s: float, send_timeout_s: float) -> None:
+        self.interval_s = interval_s
+        self.send_timeout_s = send_timeout_s
+        self._slots: list[set[Beat]] = [set() for _ in range(SLOTS)]
+        self._next = 0  # the slot the next tick visits
+        self._count = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, request: web.Request, resp: web.StreamResponse) -> Beat:
+        """Ping this prepared stream from now on; first after about `interval_s`."""
+        # The slot just visited comes round again last: a full interval away.
+        slot = (self._next - 1) % SLOTS
+        beat = Beat(request, resp.headers.get(hdrs.TRANSFER_ENCODING) == "chunked", slot)
+        self._slots[slot].add(beat)
+        self._count += 1
+        if self._timer is None:
+            self._schedule()
+        return beat
+
+    def remove(self, beat: Beat) -> None:
+        self._slots[beat.slot].discard(beat)
+        self._count -= 1
+        if self._count == 0 and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _schedule(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self.interval_s / SLOTS, self._tick)
+
+    def _tick(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for beat in self._slots[self._next]:
+            self._ping(beat, now)
+        self._next = (self._next + 1) % SLOTS
+        self._schedule()
+
+    def _ping(self, beat: Beat, now: float) -> None:
+        transport = beat.transport
+        if transport is None or transport.is_closing():
+            return
+        if not beat.protocol.writing_paused:
+            beat.stalled_since = None
+            transport.write(PING_CHUNK if beat.chunked else PING)
+        elif beat.stalled_since is None:
+            beat.stalled_since = now
+        elif now - beat.stalled_since >= self.send_timeout_s:
+            # A graceful close would wait on a buffer the peer never drains.
+            transport.abort()
