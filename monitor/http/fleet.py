@@ -10,7 +10,7 @@ from aiohttp import web
 from monitor.http.errors import reject_unknown_params
 from monitor.http.hosts import HostTarget
 from monitor.http.keys import FLEET
-from monitor.http.stream import stream_events, stream_slot
+from monitor.http.stream import StreamSlot, stream_events
 from monitor.hub.interface import Selector
 
 
@@ -28,7 +28,7 @@ async def fleet_events(request: web.Request) -> web.StreamResponse:
     fleet = request.app[FLEET]
     target = HostTarget("", fleet.hub, {}, [], is_local=False)
     selector = Selector(frozenset({"host"}))
-    async with stream_slot(request):
+    with StreamSlot(request):
         return await stream_events(
             request, target, selector, None, lambda: {"hosts": fleet.listing()}
         )

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from monitor.http.errors import count_param, json_error, reject_unknown_params
 from monitor.http.hosts import HostTarget, host_target
-from monitor.http.stream import direct_writer, stream_slot, write_batches
+from monitor.http.stream import StreamSlot, direct_writer, write_batches
 from monitor.hub.events import LOG, Frame
 from monitor.hub.interface import Selector
 
@@ -82,7 +82,7 @@ async def tail_source(request: web.Request) -> web.StreamResponse:
     """GET /tail/{name}?lines=N: text/plain, one log line per line; ends at shutdown."""
     target = host_target(request)
     name, count = parse_tail_query(request, target)
-    async with stream_slot(request):
+    with StreamSlot(request):
         return await _tail(request, target, name, count)
 
 
