@@ -13,7 +13,7 @@ import pytest
 
 from monitor.config import StreamConfig
 from monitor.http.connections import RESERVED_FDS
-from monitor.sources.admission import FILES_FD_SHARE
+from monitor.sources.admission import files_fd_cap
 
 REPO = Path(__file__).resolve().parent.parent
 UNITS = REPO / "systemd"
@@ -178,8 +178,8 @@ def test_agent_service_essentials() -> None:
 def test_limit_nofile_leaves_room_for_the_default_connection_cap() -> None:
     limit = int(one(SERVICE, "Service", "LimitNOFILE"))
     # Connections get what followed files leave, less the reserve (http/connections.py).
-    room = int(limit * (1 - FILES_FD_SHARE)) - RESERVED_FDS
-    assert room >= 8 * StreamConfig().max_connections
+    room = limit - files_fd_cap(limit) - RESERVED_FDS
+    assert room >= 5 * StreamConfig().max_connections >= 5 * 10_000
     text = SERVICE.read_text()
     assert "max_connections" in text[: text.index("LimitNOFILE=")], "LimitNOFILE needs its comment"
 

@@ -28,7 +28,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from monitor.http.headers import SECURITY_HEADERS, SERVER
 from monitor.http.limits import BUSY_RETRY_S, Caps
-from monitor.sources.admission import FILES_FD_SHARE
+from monitor.sources.admission import files_fd_cap
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def connection_budget() -> int | None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return None
-    return max(1, int(soft * (1 - FILES_FD_SHARE)) - RESERVED_FDS)
+    return max(1, soft - files_fd_cap(soft) - RESERVED_FDS)
 
 
 class ConnectionGuard(Caps):
