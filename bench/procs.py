@@ -42,6 +42,7 @@ class Received(TypedDict):
     in_order: bool
     p50_ms: float | None
     p99_ms: float | None
+    p999_ms: float | None
     max_ms: float | None
     span_s: float | None
     lines_per_s: float | None
@@ -61,6 +62,8 @@ class Fanout(TypedDict):
     log_lines: int
     gaps: int
     worst_lines: int
+    cpu_s: float  # this client process's own CPU from every stream's hello to the end
+    seconds: float  # its wall time over the same span
 
 
 def line(seq: int, t_ns: int, width: int) -> bytes:
@@ -156,6 +159,7 @@ class Recorder:
             "in_order": in_order and got == len(self.seqs),
             "p50_ms": pct(0.50),
             "p99_ms": pct(0.99),
+            "p999_ms": pct(0.999),
             "max_ms": lat[-1] / 1e6 if lat else None,
             "span_s": span,
             "lines_per_s": got / span if span else None,
@@ -297,7 +301,8 @@ def fanout(host: str, port: int, path: str, n: int, expected: int, deadline_s: f
         state = Stream(s)
         conns.append(state)
         sel.register(s, selectors.EVENT_READ, state)
-    ready_at = None
+    ready_at, cpu0 = 0.0, 0.0
+    hellos = 0
     end = time.monotonic() + deadline_s
     done = 0
     while done < n and time.monotonic() < end:
@@ -320,8 +325,9 @@ def fanout(host: str, port: int, path: str, n: int, expected: int, deadline_s: f
             whole, st.buf = buf[: cut + 2], buf[cut + 2 :]
             if not st.hello:
                 st.hello = b"event: hello" in whole
-                if st.hello and all(c.hello for c in conns) and ready_at is None:
-                    ready_at = time.monotonic()
+                hellos += st.hello
+                if st.hello and hellos == n:
+                    ready_at, cpu0 = time.monotonic(), time.process_time()
                     print("ready", flush=True)
                 continue  # the snapshot: history before this run's lines
             st.events += whole.count(b"\nevent: ") + whole.startswith(b"event: ")
@@ -340,6 +346,8 @@ def fanout(host: str, port: int, path: str, n: int, expected: int, deadline_s: f
         "log_lines": sum(len(c.seqs) for c in conns),
         "gaps": sum(c.gaps for c in conns),
         "worst_lines": min(len(c.seqs) for c in conns),
+        "cpu_s": time.process_time() - cpu0,
+        "seconds": time.monotonic() - ready_at,
     }
 
 

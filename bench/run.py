@@ -217,6 +217,8 @@ def bench_fanout(tmp: str, clients: int, seconds: float, rate: int = 100, procs:
         c1, w1 = srv.cpu_s(), time.monotonic()
         rss1 = srv.ps.memory_info().rss
         results = [last_json(r, 180) for r in readers]
+        # The load generator's share of a core, each process over its own span: in all, busiest.
+        loadgen = [r["cpu_s"] / r["seconds"] * 100 for r in results]
         total = {
             k: sum(r[k] for r in results)
             for k in ("clients", "complete", "events", "metrics_events", "log_lines", "gaps")
@@ -233,6 +235,8 @@ def bench_fanout(tmp: str, clients: int, seconds: float, rate: int = 100, procs:
             "expected_lines": n,
             "events_per_s": total["events"] / wall,
             "cpu_pct_of_core": (c1 - c0) / wall * 100,
+            "loadgen_cpu_pct_of_core": sum(loadgen),
+            "loadgen_busiest_pct": max(loadgen),
             "rss_before_mb": rss0 / 2**20,
             "rss_mb": rss1 / 2**20,
         }
@@ -328,7 +332,8 @@ def bench_conns(tmp: str, n: int) -> Json:
     try:
         time.sleep(2)
         rss0 = srv.ps.memory_info().rss
-        hold = role("idle-conns", "127.0.0.1", str(srv.port), LOG_PATH, str(n), "600")
+        # The dashboard's stream: every type, so each holds a snapshot's worth of history.
+        hold = role("idle-conns", "127.0.0.1", str(srv.port), "/events", str(n), "600")
         assert hold.stdout is not None  # role() pipes it
         opened = json.loads(hold.stdout.readline())["open"]
         time.sleep(3)  # let per-connection state settle
@@ -375,7 +380,7 @@ def table(r: Json) -> str:
     for L in r.get("latency", []):
         s, t = L["sse"], L["tail"]
         tag = f"{L['rate']:,} lines/s, {L['seconds']:g} s"
-        strict = L["rate"] <= 1000  # the issue's latency targets are for 1,000 lines/s
+        strict = L["rate"] <= 1000  # the p50 target is for 1,000 lines/s; p99's for both (#17)
         rows += [
             (
                 f"latency p50 ms ({tag})",
@@ -388,9 +393,10 @@ def table(r: Json) -> str:
                 "latency p99 ms",
                 f(s["p99_ms"], ".3f"),
                 f(t["p99_ms"], ".3f"),
-                "<= 2" if strict else "",
-                ok(s["p99_ms"] is not None and s["p99_ms"] <= 2) if strict else "",
+                "<= 1",
+                ok(s["p99_ms"] is not None and s["p99_ms"] <= 1),
             ),
+            ("latency p99.9 ms", f(s["p999_ms"], ".3f"), f(t["p999_ms"], ".3f"), "", ""),
             ("latency max ms", f(s["max_ms"], ".3f"), f(t["max_ms"], ".3f"), "", ""),
             ("lines lost", str(s["lost"]), str(t["lost"]), "0", ok(s["lost"] == 0)),
         ]
@@ -448,6 +454,13 @@ def table(r: Json) -> str:
                 "n/a",
                 "<= 100",
                 ok(F["cpu_pct_of_core"] <= 100),
+            ),
+            (
+                f"fan-out load generator CPU % of a core ({F['client_procs']} processes; busiest)",
+                f"{F['loadgen_cpu_pct_of_core']:.1f} ({F['loadgen_busiest_pct']:.1f})",
+                "n/a",
+                "busiest < 100",
+                ok(F["loadgen_busiest_pct"] < 100),
             ),
             (
                 "fan-out log lines delivered/s (all clients)",
@@ -518,11 +531,11 @@ def table(r: Json) -> str:
         C = r["conns"]
         rows += [
             (
-                f"KB per idle connection ({C['open']}/{C['connections']} open)",
+                f"KB per idle /events stream ({C['open']}/{C['connections']} open)",
                 f(C["kb_per_conn"], ".1f"),
                 "n/a",
-                "<= 50",
-                ok(C["kb_per_conn"] <= 50),
+                "<= 15",
+                ok(C["kb_per_conn"] <= 15),
             )
         ]
     w = [max(len(row[i]) for row in rows) for i in range(5)]
@@ -534,7 +547,7 @@ def table(r: Json) -> str:
 class Sizes(TypedDict):
     latency_s: float
     lines: int
-    fanout: tuple[int, float]  # clients, seconds
+    fanout: tuple[int, float, int]  # clients, seconds, log lines/s (and metrics at 1 Hz)
     page_s: float
     idle_s: float
     conns: int
@@ -546,23 +559,23 @@ SIZES: dict[str, Sizes] = {
     "full": {
         "latency_s": 20,
         "lines": 1_000_000,
-        "fanout": (1000, 20),
+        "fanout": (10_000, 30, 10),
         "page_s": 30,
         "idle_s": 60,
-        "conns": 1000,
+        "conns": 10_000,
     },
     "quick": {
         "latency_s": 5,
         "lines": 200_000,
-        "fanout": (300, 10),
+        "fanout": (2000, 10, 10),
         "page_s": 10,
         "idle_s": 15,
-        "conns": 500,
+        "conns": 2000,
     },
     "smoke": {
         "latency_s": 1,
         "lines": 20_000,
-        "fanout": (20, 2),
+        "fanout": (20, 2, 10),
         "page_s": 3,
         "idle_s": 2,
         "conns": 20,
