@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from helpers import wait_until
 
 from monitor.hub.events import METRICS, STATUS
 from monitor.hub.memory import MemoryHub
+from monitor.sources.processes import ProcessTable
 from monitor.sources.sampler import (
     DISK_RATES,
     NET_RATES,
@@ -230,3 +232,48 @@ async def test_run_publishes_growing_events_from_the_first() -> None:
     # The table refreshes every 0.2 s while samples come every 0.02 s.
     assert len(payloads) >= 2 * len({p["processes"]["sampled_at"] for p in payloads})
     assert [p["ts"] for p in payloads] == sorted(p["ts"] for p in payloads)
+
+
+async def test_the_process_walk_lets_the_loop_run_between_slices() -> None:
+    """The walk runs on the event loop; a log line must not wait for the whole table."""
+    table = ProcessTable(top_n=3)
+    ticks = 0
+    walking = True
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while walking:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    started = ticks
+    walked = await table.walk()
+    walking = False
+    await task
+    assert walked.keys() == table.snapshot().keys() and walked["count"] > 1
+    assert len(walked["top_memory"]) == 3 and walked["top_memory"][0]["rss"] > 0
+    assert ticks - started >= 2, "the walk held the loop from start to end"
+
+
+def test_the_process_table_agrees_with_psutil_on_a_busy_process(tmp_path: Path) -> None:
+    """A process spinning on one core leads top_cpu near 100 %, named and owned as psutil
+    names them (its whole name, past the kernel's 15 characters), with psutil's memory."""
+    table = ProcessTable(top_n=5)
+    spinner = tmp_path / "spinner-with-a-long-name"
+    spinner.symlink_to(sys.executable)
+    busy = subprocess.Popen([str(spinner), "-c", "while True: pass"])
+    try:
+        table.snapshot()  # primes each process's CPU ticks
+        time.sleep(0.5)  # the span the percentages are over, not a wait for anything
+        walked = table.snapshot()
+        row = next(r for r in walked["top_cpu"] if r["pid"] == busy.pid)
+        proc = psutil.Process(busy.pid)
+        assert 50 <= row["cpu_percent"] <= 110
+        assert row["name"] == proc.name() == "spinner-with-a-long-name"
+        assert row["user"] == proc.username()
+        assert abs(row["rss"] - proc.memory_info().rss) < 1024 * 1024
+    finally:
+        busy.kill()
+        busy.wait()

@@ -171,6 +171,11 @@ class MetricsSampler:
         self._processes = self._table.snapshot()
         self._processes_due = time.monotonic() + self.process_interval_s
 
+    async def walk_processes(self) -> None:
+        """refresh_processes() on the loop, a slice at a time (ProcessTable.walk)."""
+        self._processes = await self._table.walk()
+        self._processes_due = time.monotonic() + self.process_interval_s
+
     def measure(self) -> dict[str, Any]:
         """One metrics payload, with the last process table (walked now if there is none yet;
         run() refreshes it off the loop when due)."""
@@ -252,7 +257,7 @@ class MetricsSampler:
         """Publish a sample every interval, on a fixed schedule that does not drift."""
         report(hub, self, "running", f"sampling every {self.interval_s:g}s")
         # The first walk only primes per-process CPU; walk again at the first tick.
-        await asyncio.to_thread(self.refresh_processes)
+        await self.walk_processes()
         self._processes_due = time.monotonic()
         next_at = time.monotonic()
         while True:
@@ -262,7 +267,7 @@ class MetricsSampler:
                 next_at, delay = time.monotonic(), 0.0
             await asyncio.sleep(delay)
             if time.monotonic() >= self._processes_due:
-                await asyncio.to_thread(self.refresh_processes)
+                await self.walk_processes()
             hub.publish(METRICS, self.measure())
 
 
