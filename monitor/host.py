@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from monitor import __version__
 from monitor.alerts.engine import AlertEngine
 from monitor.config import Config, ConfigError
+from monitor.heap import keep_trimmed
 from monitor.hub import create_hub
 from monitor.hub.interface import Hub
 from monitor.metrics.history import MetricsHistory
@@ -159,6 +160,7 @@ async def running(watch: Watch) -> AsyncIterator[None]:
     tasks += [asyncio.create_task(supervise(s, hub), name=s.name) for s in watch.sources]
     if watch.publisher is not None:
         tasks.append(asyncio.create_task(watch.publisher.run(hub), name="redis-publisher"))
+    tasks.append(asyncio.create_task(keep_trimmed(), name="heap-trim"))
     try:
         yield
     finally:

@@ -108,9 +108,12 @@ class _Walk:
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    stat = f.read()
+            try:  # os.open, not open(): no buffering's lseek and isatty ioctl per process
+                fd = os.open(f"/proc/{entry}/stat", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    stat = os.read(fd, 4096)
+                finally:
+                    os.close(fd)
                 uid = os.stat(f"/proc/{entry}").st_uid
             except OSError:  # gone since the listing
                 continue

@@ -1,0 +1,42 @@
+"""Hand the C heap's free pages back to the system now and then.
+
+A burst of log lines fills the replay buffer with frames that glibc's malloc keeps once they
+are freed: after 250,000 lines the server stayed 2.8 MiB larger than a malloc_trim(3) made it
+(#17). Once a minute costs well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+from collections.abc import Callable
+
+TRIM_EVERY_S = 60.0
+
+
+def malloc_trim() -> Callable[[], None] | None:
+    """glibc's malloc_trim(0), or None where the C library has none (musl)."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+    if trim is None:
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+
+    def trim_all() -> None:
+        trim(0)
+
+    return trim_all
+
+
+async def keep_trimmed(every_s: float = TRIM_EVERY_S) -> None:
+    """Trim the heap every `every_s` seconds, for as long as the task runs."""
+    trim = malloc_trim()
+    if trim is None:
+        return
+    while True:
+        await asyncio.sleep(every_s)
+        trim()
