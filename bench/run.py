@@ -255,7 +255,7 @@ def page_role(port: int, seconds: float, lines: int | None = None) -> subprocess
     )
 
 
-def bench_page(tmp: str, seconds: float, rate: int = 1000) -> Json:
+def bench_page(tmp: str, seconds: float, rate: int = 10_000) -> Json:
     """The dashboard in Chromium while `rate` lines/s arrive (one write(2) per line)."""
     log = fresh(tmp, "page.log")
     srv = Server(log, tmp)

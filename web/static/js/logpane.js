@@ -134,6 +134,7 @@ export class LogPane {
         node = el("div", "line gap", `… ${item.gap} lines missed`);
       }
       if (!block || block.childElementCount >= BLOCK_LINES) {
+        block?.classList.add("full"); // laid out only when in view (main.css)
         block = el("div", "block");
         box.append(block);
       }
