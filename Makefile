@@ -46,7 +46,7 @@ run: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# `make bench` measures against GNU tail -F (quick, ~3 min); BENCH_ARGS=--full for the issue's sizes (~6 min).
+# `make bench` measures against GNU tail -F (quick, ~4 min); BENCH_ARGS=--full for the issue's sizes (~20 min).
 # The page benchmark needs Debian's chromium (`make system-deps` as root, or apt-get install
 # chromium); without it that row is skipped, and the run says so.
 bench: $(STAMP)
