@@ -10,24 +10,24 @@ in one burst that would delay the lines behind it. No stream, no timer.
 from __future__ import annotations
 
 import asyncio
-
-from aiohttp import hdrs, web
+from collections.abc import Callable
 
 SLOTS = 16
 PING = b": ping\n\n"
-PING_CHUNK = b"%x\r\n%b\r\n" % (len(PING), PING)  # HTTP/1.1 chunked framing of PING
 
 
 class Beat:
-    """One stream's place on the wheel; `stalled_since` is when a ping first found its
-    socket backed up (the peer reads nothing), None while it drains."""
+    """One stream's place on the wheel: how to write to it (http/stream.py's socket_writer:
+    False while its socket is backed up) and `stalled_since`, when a ping first found it
+    backed up (the peer reads nothing), None while it drains."""
 
-    __slots__ = ("transport", "protocol", "chunked", "slot", "stalled_since")
+    __slots__ = ("write", "transport", "slot", "stalled_since")
 
-    def __init__(self, request: web.Request, chunked: bool, slot: int) -> None:
-        self.transport = request.transport
-        self.protocol = request.protocol
-        self.chunked = chunked
+    def __init__(
+        self, write: Callable[[bytes], bool], transport: asyncio.Transport | None, slot: int
+    ) -> None:
+        self.write = write
+        self.transport = transport
         self.slot = slot
         self.stalled_since: float | None = None
 
@@ -45,11 +45,11 @@ class Heartbeat:
         self._count = 0
         self._timer: asyncio.TimerHandle | None = None
 
-    def add(self, request: web.Request, resp: web.StreamResponse) -> Beat:
-        """Ping this prepared stream from now on; first after about `interval_s`."""
+    def add(self, write: Callable[[bytes], bool], transport: asyncio.Transport | None) -> Beat:
+        """Ping a prepared stream with `write` from now on; first after about `interval_s`."""
         # The slot just visited comes round again last: a full interval away.
         slot = (self._next - 1) % SLOTS
-        beat = Beat(request, resp.headers.get(hdrs.TRANSFER_ENCODING) == "chunked", slot)
+        beat = Beat(write, transport, slot)
         self._slots[slot].add(beat)
         self._count += 1
         if self._timer is None:
@@ -63,9 +63,6 @@ class Heartbeat:
             self._timer.cancel()
             self._timer = None
 
-    def __len__(self) -> int:
-        return self._count
-
     def _schedule(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(self.interval_s / SLOTS, self._tick)
 
@@ -77,14 +74,10 @@ class Heartbeat:
         self._schedule()
 
     def _ping(self, beat: Beat, now: float) -> None:
-        transport = beat.transport
-        if transport is None or transport.is_closing():
-            return
-        if not beat.protocol.writing_paused:
+        if beat.write(PING):
             beat.stalled_since = None
-            transport.write(PING_CHUNK if beat.chunked else PING)
         elif beat.stalled_since is None:
             beat.stalled_since = now
-        elif now - beat.stalled_since >= self.send_timeout_s:
+        elif now - beat.stalled_since >= self.send_timeout_s and beat.transport is not None:
             # A graceful close would wait on a buffer the peer never drains.
-            transport.abort()
+            beat.transport.abort()

@@ -110,10 +110,11 @@ async def stream_events(
     resp.headers["Cache-Control"] = "no-cache, no-transform"
     await resp.prepare(request)
     if await write_chunk(request, resp, f"retry: {config.stream.retry_ms}\n\n".encode()):
+        write = socket_writer(request, resp)
         heartbeat = request.app[HEARTBEAT]
-        beat = heartbeat.add(request, resp)
+        beat = heartbeat.add(write, request.transport)
         try:
-            sink = direct_writer(request, resp)
+            sink = direct_writer(write)
             # The headers are sent (and read above): kept, they cost each stream ~2.6 KB.
             resp.headers.clear()
             # No await between the hello and the subscription: the hub takes its cursor then.
@@ -171,12 +172,27 @@ def frame_bytes(frame: Frame) -> bytes:
     return frame.data
 
 
+def socket_writer(request: web.Request, resp: web.StreamResponse) -> Callable[[bytes], bool]:
+    """Bytes straight to the client's socket (chunk-framed if the response is), with no task
+    switch; False, and nothing written, if the socket is closing or backed up. The hub's sink
+    and the heartbeat write with it. Bytes handed to many clients in turn are framed once."""
+    transport, protocol = request.transport, request.protocol
+    is_chunked = resp.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
+
+    def write(data: bytes) -> bool:
+        if transport is None or transport.is_closing() or protocol.writing_paused:
+            return False
+        if data:
+            transport.write(_chunked(data) if is_chunked else data)
+        return True
+
+    return write
+
+
 def direct_writer(
-    request: web.Request,
-    resp: web.StreamResponse,
-    render: Callable[[Frame], bytes | None] = frame_bytes,
+    write: Callable[[bytes], bool], render: Callable[[Frame], bytes | None] = frame_bytes
 ) -> Sink:
-    """The hub's sink for a caught-up client: one transport.write per frame, from publish().
+    """The hub's sink for a caught-up client: one socket write per frame, from publish().
 
     With a thousand clients, waking a task per client per event costs more than the send
     itself. A backed-up or closing socket refuses, and the client's task (write_chunk, with
@@ -184,18 +200,10 @@ def direct_writer(
     `render` gives None for. `render` must return the same bytes object to every client of
     a frame (made once), so the chunk framing is made once too.
     """
-    transport, protocol = request.transport, request.protocol
-    is_chunked = resp.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
 
     def write_now(frame: Frame) -> bool:
-        if transport is None or transport.is_closing() or protocol.writing_paused:
-            return False
         data = render(frame)
-        if data is None:
-            return False
-        if data:
-            transport.write(_chunked(data) if is_chunked else data)
-        return True
+        return data is not None and write(data)
 
     return write_now
 

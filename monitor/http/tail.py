@@ -9,7 +9,7 @@ from aiohttp import web
 
 from monitor.http.errors import count_param, json_error, reject_unknown_params
 from monitor.http.hosts import HostTarget, host_target
-from monitor.http.stream import StreamSlot, direct_writer, write_batches
+from monitor.http.stream import StreamSlot, direct_writer, socket_writer, write_batches
 from monitor.hub.events import LOG, Frame
 from monitor.hub.interface import Selector
 
@@ -98,7 +98,7 @@ async def _tail(
     await resp.prepare(request)
     budget = LineBudget(count)
     selector = Selector(frozenset({LOG}), frozenset({name}))
-    sink = direct_writer(request, resp, _tail_text)
+    sink = direct_writer(socket_writer(request, resp), _tail_text)
 
     def encode(frames: list[Frame]) -> bytes:
         return "".join(f"{line}\n" for line in budget.lines(frames)).encode("utf-8", "replace")

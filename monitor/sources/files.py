@@ -119,12 +119,12 @@ class FileSource:
         # Reading a live file's descriptor is right even if its name now points elsewhere
         # (its data comes before any successor's). Only a rotated file or a copy being read
         # must go first; then the scan task keeps the order.
+        if self._rotated or self._is_recovering:
+            self._wake.set()
+            return
         is_done = not names_changed
-        if not self._rotated and not self._is_recovering:
-            for follower in self._named(written):
-                is_done = self._read_now(follower) and is_done
-        else:
-            is_done = False
+        for follower in self._named(written):
+            is_done = self._read_now(follower) and is_done
         # Writes read to their end here leave the scan task nothing to do: waking it only
         # read every file again (a third of the CPU per line at 10,000 lines/s, #17).
         if not is_done:
@@ -145,7 +145,7 @@ class FileSource:
         if chunk is None:
             return True
         self._publish(self._hub, follower, chunk)
-        return chunk.nbytes < READ_CHUNK_BYTES and follower.flush_due_at(0) is None
+        return chunk.nbytes < READ_CHUNK_BYTES and not follower.holds_partial_line
 
     def _watch_dirs(self) -> None:
         """Watch the pattern's fixed directory and every followed file's directory (and its

@@ -213,9 +213,14 @@ class FileFollower:
             self._pending_since = 0.0
         return chunk
 
+    @property
+    def holds_partial_line(self) -> bool:
+        """Bytes after the last newline read are held, to be flushed if no newline comes."""
+        return bool(self._pending)
+
     def flush_due_at(self, flush_s: float) -> float | None:
         """When the held partial line is due to be flushed (monotonic), if one is held."""
-        return self._pending_since + flush_s if self._pending else None
+        return self._pending_since + flush_s if self.holds_partial_line else None
 
     def flush(self) -> Chunk | None:
         """The held partial line, as a line flushed without its newline."""

@@ -13,7 +13,7 @@ import heapq
 import os
 import pwd
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -32,7 +32,7 @@ class ProcessTable:
         # (pid, start time) -> CPU ticks at the last walk: a reused pid is a new process.
         self._ticks: dict[tuple[int, int], int] = {}
         self._walked_at: float | None = None
-        self._users: dict[int, str | None] = {}
+        self._users: dict[int, str] = {}
 
     def snapshot(self) -> dict[str, Any]:
         """`count`, `sampled_at`, and the top `top_n` processes by CPU and by resident memory.
@@ -41,70 +41,28 @@ class ProcessTable:
         cores shows 200. A process seen for the first time shows 0.0, as it has no earlier
         reading to compare.
         """
-        walk = self._begin()
-        return self._end(walk, list(walk))
+        return self._summary(list(self._rows()))
 
     async def walk(self) -> dict[str, Any]:
         """snapshot(), on the event loop a slice at a time. In a thread, the walk held the
         GIL for ~10 ms every few seconds, and a log line arriving meanwhile waited up to the
         interpreter's 5 ms switch interval for it (#17); here it waits one slice at most."""
-        walk = self._begin()
         rows = []
         until = time.perf_counter() + SLICE_S
-        for row in walk:
+        for row in self._rows():
             rows.append(row)
             if time.perf_counter() >= until:
                 await asyncio.sleep(0)
                 until = time.perf_counter() + SLICE_S
-        return self._end(walk, rows)
+        return self._summary(rows)
 
-    def _begin(self) -> _Walk:
+    def _rows(self) -> Iterator[dict[str, Any]]:
+        """One pass over /proc, a row per process; once through, each process's ticks are
+        kept for the next pass (those gone since are forgotten)."""
         now = time.monotonic()
-        elapsed = now - self._walked_at if self._walked_at is not None else None
+        elapsed_s = now - self._walked_at if self._walked_at is not None else None
         self._walked_at = now
-        return _Walk(self._ticks, self.user, elapsed)
-
-    def _end(self, walk: _Walk, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        self._ticks = walk.ticks  # processes gone since are forgotten
-        top_cpu = heapq.nlargest(self.top_n, rows, key=lambda r: (r["cpu_percent"], r["rss"]))
-        top_memory = heapq.nlargest(self.top_n, rows, key=lambda r: r["rss"])
-        for row in {id(r): r for r in top_cpu + top_memory}.values():
-            row["name"] = full_name(row["pid"], row["name"])
-        return {
-            "count": len(rows),
-            "sampled_at": time.time(),
-            "top_cpu": top_cpu,
-            "top_memory": top_memory,
-        }
-
-    def user(self, uid: int) -> str | None:
-        """The name of `uid` (its number if it has none, as psutil says); looked up once."""
-        if uid not in self._users:
-            try:
-                self._users[uid] = pwd.getpwuid(uid).pw_name
-            except KeyError:
-                self._users[uid] = str(uid)
-        return self._users[uid]
-
-
-class _Walk:
-    """One pass over /proc: an iterator of rows, noting each process's ticks as it goes."""
-
-    def __init__(
-        self,
-        before: dict[tuple[int, int], int],
-        user: Callable[[int], str | None],
-        elapsed_s: float | None,
-    ) -> None:
-        self.before, self.user, self.elapsed_s = before, user, elapsed_s
-        self.ticks: dict[tuple[int, int], int] = {}
-        self._rows = self._read()
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return self._rows
-
-    def _read(self) -> Iterator[dict[str, Any]]:
-        before = self.before
+        before, ticks_now = self._ticks, {}
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -120,20 +78,41 @@ class _Walk:
             # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
             left, right = stat.find(b"("), stat.rfind(b")")
             fields = stat[right + 2 :].split()
-            pid, start = int(entry), int(fields[19])
-            ticks = int(fields[11]) + int(fields[12])  # utime + stime
-            self.ticks[(pid, start)] = ticks
-            was = before.get((pid, start))
+            key = (int(entry), int(fields[19]))  # the pid, its start time
+            ticks = ticks_now[key] = int(fields[11]) + int(fields[12])  # utime + stime
+            was = before.get(key)
             cpu = 0.0
-            if was is not None and self.elapsed_s:
-                cpu = round((ticks - was) / CLOCK_TICKS / self.elapsed_s * 100, 1)
+            if was is not None and elapsed_s:
+                cpu = round((ticks - was) / CLOCK_TICKS / elapsed_s * 100, 1)
             yield {
-                "pid": pid,
+                "pid": key[0],
                 "name": stat[left + 1 : right].decode("utf-8", "replace"),
-                "user": self.user(uid),
+                "user": self._user(uid),
                 "cpu_percent": cpu,
                 "rss": int(fields[21]) * PAGE_BYTES,
             }
+        self._ticks = ticks_now
+
+    def _summary(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        top_cpu = heapq.nlargest(self.top_n, rows, key=lambda r: (r["cpu_percent"], r["rss"]))
+        top_memory = heapq.nlargest(self.top_n, rows, key=lambda r: r["rss"])
+        for row in {id(r): r for r in top_cpu + top_memory}.values():
+            row["name"] = full_name(row["pid"], row["name"])
+        return {
+            "count": len(rows),
+            "sampled_at": time.time(),
+            "top_cpu": top_cpu,
+            "top_memory": top_memory,
+        }
+
+    def _user(self, uid: int) -> str:
+        """The name of `uid` (its number if it has none, as psutil says); looked up once."""
+        if uid not in self._users:
+            try:
+                self._users[uid] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                self._users[uid] = str(uid)
+        return self._users[uid]
 
 
 def full_name(pid: int, comm: str) -> str:
