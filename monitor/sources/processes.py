@@ -43,17 +43,17 @@ class ProcessTable:
         """
         return self._summary(list(self._rows()))
 
-    async def walk(self) -> dict[str, Any]:
-        """snapshot(), on the event loop a slice at a time. In a thread, the walk held the
+    async def walk(self, slice_s: float = SLICE_S) -> dict[str, Any]:
+        """snapshot(), on the event loop `slice_s` at a time. In a thread, the walk held the
         GIL for ~10 ms every few seconds, and a log line arriving meanwhile waited up to the
         interpreter's 5 ms switch interval for it (#17); here it waits one slice at most."""
         rows = []
-        until = time.perf_counter() + SLICE_S
+        until = time.perf_counter() + slice_s
         for row in self._rows():
             rows.append(row)
             if time.perf_counter() >= until:
                 await asyncio.sleep(0)
-                until = time.perf_counter() + SLICE_S
+                until = time.perf_counter() + slice_s
         return self._summary(rows)
 
     def _rows(self) -> Iterator[dict[str, Any]]:
