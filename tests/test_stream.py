@@ -20,6 +20,7 @@ from monitor.http.app import create_app
 from monitor.http.keys import HUB
 from monitor.hub.events import LOG, METRICS, STATUS, parse_id
 from monitor.hub.interface import Hub
+from monitor.hub.sse import SSEEvent
 
 Client = TestClient[web.Request, web.Application]
 OpenStream = Callable[..., Awaitable[StreamReader]]
@@ -131,6 +132,9 @@ async def test_types_and_sources_select_what_is_sent(open_stream: OpenStream, hu
         ("?sources=app,web", "unknown source 'web'"),
         ("?types=log&types=metrics", "types: given more than once"),
         ("?type=log", "unknown query parameter 'type'"),
+        ("?batch_ms=fast", "batch_ms: expected a whole number from 0 to 1000"),
+        ("?batch_ms=1001", "batch_ms: expected a whole number from 0 to 1000"),
+        ("?batch_ms=16&batch_ms=16", "batch_ms: given more than once"),
     ],
 )
 async def test_bad_query_is_400_with_json_before_any_stream(
@@ -357,3 +361,66 @@ async def test_an_idle_stream_keeps_nothing_of_what_it_was_sent(client: Client, 
         sock.close()
     print(f"{grown / len(socks) / 1024:.1f} KB per idle stream")
     assert grown / len(socks) < 40 * 1024
+
+
+def unbatched(events: list[SSEEvent]) -> list[tuple[str, str, object]]:
+    """(type, id, payload) of each event, a `batch` event's lines taken one by one (what the
+    page's stream.js does with them)."""
+    out: list[tuple[str, str, object]] = []
+    for e in events:
+        if e.type != "batch":
+            out.append((e.type, e.id, e.json()))
+            continue
+        lines = [line.split(" ", 2) for line in e.data.split("\n")]
+        assert e.id == lines[-1][1], (
+            "a batch's id is its last event's: a reconnect resumes after it"
+        )
+        out.extend((kind, event_id, json.loads(body)) for kind, event_id, body in lines)
+    return out
+
+
+async def test_a_page_asking_batch_ms_gets_a_burst_in_few_writes_and_every_event(
+    open_stream: OpenStream, hub: Hub
+) -> None:
+    """?batch_ms: what comes within the window of the last write waits for the window and
+    goes as one `batch` event; the events, their ids and order are a plain stream's."""
+    plain = await open_stream("?types=log,metrics")
+    paged = await open_stream("?types=log,metrics&batch_ms=300")
+    await plain.until("hello")
+    await paged.until("hello")
+    first = hub.publish(LOG, {"n": 0}, source="app")
+    lone = await paged.next()
+    assert (lone.type, lone.id) == ("log", first)  # a lone event goes as itself
+    for i in range(1, 200):
+        hub.publish(METRICS if i % 50 == 0 else LOG, {"n": i}, source="app")
+    want = unbatched(await plain.take(200))
+    got = [lone]
+    while len(unbatched(got)) < 200:
+        got.append(await paged.next())
+    assert unbatched(got) == want
+    assert len(got) <= 3, f"{len(got)} writes for a burst of 200 events"
+    assert got[1].type == "batch"
+    # Resuming from a batch's id goes on after its last event.
+    paged.resp.close()
+    after = hub.publish(LOG, {"n": 200}, source="app")
+    resumed = await open_stream(f"?batch_ms=300&last_event_id={got[-1].id}")
+    assert unbatched([await resumed.next()]) == [("log", after, {"n": 200})]
+
+
+async def test_a_batching_stream_gets_every_event_in_order_whichever_way_each_is_written(
+    open_stream: OpenStream, hub: Hub
+) -> None:
+    """Events in bursts and alone, so some go straight from publish() and some wait for the
+    client's task: none lost, none repeated, none out of order."""
+    stream = await open_stream("?types=log&batch_ms=5")
+    await stream.until("hello")
+    sent = []
+    for i in range(900):
+        sent.append(hub.publish(LOG, {"n": i, "lines": ["y" * 1000]}, source="app"))
+        if i % 50 == 0:
+            await asyncio.sleep(0.02)  # a quiet spell, 4 windows long: the next goes at once
+    got: list[SSEEvent] = []
+    while len(unbatched(got)) < len(sent):
+        got.append(await stream.next())
+    assert [event_id for _, event_id, _ in unbatched(got)] == sent
+    assert {e.type for e in got} == {"log", "batch"}

@@ -12,7 +12,8 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
 from aiohttp_sse import EventSourceResponse
 
-from monitor.http.errors import json_error, reject_unknown_params
+from monitor.http.batching import MAX_BATCH_MS, Batcher, batch_frames
+from monitor.http.errors import count_param, json_error, reject_unknown_params
 from monitor.http.hosts import HostTarget, host_target
 from monitor.http.keys import CONFIG, HEARTBEAT, LIMITER
 from monitor.http.limits import BUSY_RETRY_S
@@ -20,7 +21,7 @@ from monitor.hub.events import STREAM_TYPES, Frame
 from monitor.hub.interface import Selector, Sink
 
 TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", 18)  # Linux
-EVENTS_PARAMS = ("types", "sources", "last_event_id", "host")
+EVENTS_PARAMS = ("types", "sources", "last_event_id", "host", "batch_ms")
 
 
 def _names(request: web.Request, key: str, known: list[str]) -> frozenset[str] | None:
@@ -71,8 +72,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     """GET /events: the typed SSE stream, resumable by Last-Event-ID."""
     target = host_target(request)  # 400s happen before the stream starts
     selector, last_id = parse_events_query(request, target)
+    batch_ms = count_param(request, "batch_ms", 0, MAX_BATCH_MS)
     with StreamSlot(request):
-        return await stream_events(request, target, selector, last_id)
+        return await stream_events(request, target, selector, last_id, batch_s=batch_ms / 1000)
 
 
 class SseResponse(EventSourceResponse):
@@ -100,10 +102,12 @@ async def stream_events(
     selector: Selector,
     last_id: str | None,
     hello_now: Callable[[], dict[str, Any]] | None = None,
+    batch_s: float = 0.0,
 ) -> web.StreamResponse:
     """The SSE stream of `target`'s events. `hello_now` makes the hello as the subscription
     starts, for a hello that is a state (the fleet's): one taken earlier would miss what
-    changed while the response was prepared."""
+    changed while the response was prepared. With `batch_s`, events that come faster are
+    written a window at a time (batching.py)."""
     config = request.app[CONFIG]
     resp = SseResponse(config.stream.send_timeout_s)
     # Proxies must neither cache nor transform (compress, buffer) the stream.
@@ -115,6 +119,9 @@ async def stream_events(
         beat = heartbeat.add(write, request.transport)
         try:
             sink = direct_writer(write)
+            batcher = Batcher(batch_s) if batch_s > 0 else None
+            if batcher is not None:
+                sink = batcher.sink(sink)
             # The headers are sent (and read above): kept, they cost each stream ~2.6 KB.
             resp.headers.clear()
             # No await between the hello and the subscription: the hub takes its cursor then.
@@ -122,7 +129,8 @@ async def stream_events(
             async with target.hub.subscribe(
                 selector, last_event_id=last_id, hello=hello, sink=sink
             ) as batches:
-                await write_batches(request, resp, batches, join_frames)
+                encode = join_frames if batcher is None else batch_frames
+                await write_batches(request, resp, batches, encode, batcher)
         finally:
             heartbeat.remove(beat)
     return resp
@@ -138,16 +146,20 @@ async def write_batches(
     resp: web.StreamResponse,
     batches: AsyncIterator[list[Frame]],
     encode: Callable[[list[Frame]], bytes],
+    batcher: Batcher | None = None,
 ) -> None:
     """Write each batch as one chunk (none if it encodes to nothing) until the client goes or
-    the hub closes. Nothing of a batch stays referenced while the hub parks the client: ten
-    thousand idle streams each holding their last batch (a snapshot is ~20 KB) was 200 MB."""
+    the hub closes, resting out the batcher's window after each. Nothing of a batch stays
+    referenced while the hub parks the client: ten thousand idle streams each holding their
+    last batch (a snapshot is ~20 KB) was 200 MB."""
     async for frames in batches:
         data = encode(frames)
         del frames
         if data and not await write_chunk(request, resp, data):
             return
         del data
+        if batcher is not None:
+            await batcher.rest()
 
 
 class _ChunkFraming:

@@ -253,8 +253,30 @@ async def test_several_tabs_stay_live(browser: Browser, server: Server, app_log:
             "seen by every tab", timeout=10_000
         )
         await expect(tab.page.locator("#conn-state")).to_have_text("live")
+    # A burst, a write per line: the leader gets most of it as `batch` events (?batch_ms)
+    # and forwards each whole; every tab shows every line once, in order.
+    await tabs[-1].page.evaluate(COUNT_BATCHES)
+    burst = [f"burst {i}" for i in range(300)]
+    for line in burst:
+        append(app_log, line)
+    for tab in tabs:
+        lines = pane(tab.page).locator(".line")
+        await expect(lines.last).to_have_text(burst[-1], timeout=10_000)
+        # textContent: lines out of view are not rendered (content-visibility), so have no
+        # innerText.
+        texts = await lines.all_text_contents()
+        assert [t for t in texts if t.startswith("burst ")] == burst
         assert tab.errors == []
+    assert await tabs[-1].page.evaluate("window.__batches") > 0, "no batch was forwarded"
     await context.close()
+
+
+COUNT_BATCHES = """() => {
+  window.__batches = 0;
+  new BroadcastChannel("sse-monitor:stream").addEventListener("message", (e) => {
+    if (e.data.batch !== undefined) window.__batches++;
+  });
+}"""
 
 
 async def test_closing_the_leader_tab_leaves_the_others_live(
@@ -294,7 +316,8 @@ async def test_closing_the_leader_tab_leaves_the_others_live(
 PROBE = """() => {
   window.__fwd = [];
   new BroadcastChannel("sse-monitor:stream").addEventListener("message", (e) => {
-    if (e.data.type === "log" && e.data.data.includes("during")) window.__fwd.push(Date.now());
+    const text = e.data.batch ?? (e.data.type === "log" ? e.data.data : "");
+    if (text.includes("during")) window.__fwd.push(Date.now());
   });
 }"""
 LAST_LINE = """() => {
