@@ -281,6 +281,7 @@ def bench_idle(tmp: str, seconds: float) -> Json:
     srv = Server(log, tmp, "--state-dir", os.path.join(tmp, "idle-state"))
     try:
         rss_start = srv.ps.memory_info().rss / 2**20
+        uss_start = srv.ps.memory_full_info().uss / 2**20
         # ~25 MB of lines, more than the buffer; a client says when all were published.
         counter = role("sse", "127.0.0.1", str(srv.port), LOG_PATH, "250000", "120", "10")
         wait_ready(counter)
@@ -318,6 +319,10 @@ def bench_idle(tmp: str, seconds: float) -> Json:
             "cpu_pct_of_core": (c1 - c0) / (w1 - w0) * 100,
             "rss_mb": srv.ps.memory_info().rss / 2**20,
             "rss_start_mb": rss_start,
+            # What only this process holds: RSS also counts the shared libraries' pages
+            # (libpython, libcrypto: ~12 MiB), which other processes share.
+            "uss_mb": srv.ps.memory_full_info().uss / 2**20,
+            "uss_start_mb": uss_start,
             "nobody_s": nobody_s,
             "nobody_cpu_pct_of_core": nobody,
             "fill_lines": filled["received"],
@@ -537,6 +542,13 @@ def table(r: Json) -> str:
                 "n/a",
                 "<= 40",
                 ok(idle["rss_mb"] <= 40),
+            ),
+            (
+                "idle USS MiB, this process's own pages (at start)",
+                f"{idle['uss_mb']:.1f} ({idle['uss_start_mb']:.1f})" if "uss_mb" in idle else "-",
+                "n/a",
+                "",
+                "",
             ),
         ]
     if "conns" in r:

@@ -17,6 +17,7 @@ from pytest_aiohttp import AiohttpClient
 
 from monitor.config import Config
 from monitor.http.app import create_app
+from monitor.http.heartbeat import Heartbeat
 from monitor.http.keys import HUB
 from monitor.hub.events import LOG, METRICS, STATUS, parse_id
 from monitor.hub.interface import Hub
@@ -152,6 +153,29 @@ async def test_idle_stream_gets_comment_heartbeats(open_stream: OpenStream) -> N
     read_more = asyncio.ensure_future(stream.next(timeout_s=10))
     await wait_until(lambda: stream.parser.comments >= 2, timeout_s=5)  # heartbeat_s is 0.2
     read_more.cancel()
+
+
+async def test_one_idle_stream_costs_one_heartbeat_wake_up_an_interval() -> None:
+    """The wheel skips its empty slots: an idle dashboard's stream is pinged once an
+    interval, and the timer fires for it once an interval, not once per slot."""
+    loop = asyncio.get_running_loop()
+    heartbeat = Heartbeat(interval_s=0.32, send_timeout_s=60)
+    pings: list[float] = []
+    ticks = 0
+    tick = heartbeat._tick
+
+    def counted_tick() -> None:
+        nonlocal ticks
+        ticks += 1
+        tick()
+
+    heartbeat._tick = counted_tick  # type: ignore[method-assign]
+    beat = heartbeat.add(lambda data: pings.append(loop.time()) is None, None)
+    await wait_until(lambda: len(pings) >= 4)
+    heartbeat.remove(beat)
+    gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+    assert all(0.2 < gap < 0.6 for gap in gaps), gaps  # one interval apart, as before
+    assert ticks <= len(pings) + 1, f"{ticks} ticks for {len(pings)} pings"
 
 
 @pytest.mark.parametrize("how", ["header", "query"])

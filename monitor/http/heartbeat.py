@@ -4,7 +4,8 @@ aiohttp-sse gives each stream a task that sleeps `ping_interval` and writes `: p
 thousand streams that is ten thousand tasks (~1.2 KB each) and as many timers (issue #17).
 Here one timer visits one of SLOTS groups of streams per tick, so each stream still hears
 from the server every `interval_s` and the pings are spread over the interval, not sent
-in one burst that would delay the lines behind it. No stream, no timer.
+in one burst that would delay the lines behind it. No stream, no timer; empty slots are
+skipped, not visited.
 """
 
 from __future__ import annotations
@@ -63,15 +64,20 @@ class Heartbeat:
             self._timer.cancel()
             self._timer = None
 
-    def _schedule(self) -> None:
-        self._timer = asyncio.get_running_loop().call_later(self.interval_s / SLOTS, self._tick)
+    def _schedule(self, steps: int = 1) -> None:
+        self._timer = asyncio.get_running_loop().call_later(
+            steps * self.interval_s / SLOTS, self._tick
+        )
 
     def _tick(self) -> None:
         now = asyncio.get_running_loop().time()
         for beat in self._slots[self._next]:
             self._ping(beat, now)
-        self._next = (self._next + 1) % SLOTS
-        self._schedule()
+        # On to the next slot with streams in it, at its time on the wheel: a dashboard's
+        # one stream costs the server a wake-up per interval, not SLOTS of them (#17, idle).
+        steps = next((s for s in range(1, SLOTS) if self._slots[(self._next + s) % SLOTS]), SLOTS)
+        self._next = (self._next + steps) % SLOTS
+        self._schedule(steps)
 
     def _ping(self, beat: Beat, now: float) -> None:
         if beat.write(PING):
