@@ -9,6 +9,7 @@ const MAX_LINES = 5000;
 // Lines live in blocks of this many, each with CSS containment: a new line lays out and paints
 // its block, not all 5,000 lines (at 1,000 lines/s that was most of the main thread).
 const BLOCK_LINES = 100;
+const PLAIN_BLOCKS = 2; // 200 lines: more than a pane shows, and the browser's margin around it
 // A quiet log's line shows at the next frame; under a storm the pane redraws at most this
 // often (nobody reads 1,000 lines a second, and every redraw lays out and paints).
 const MIN_REDRAW_MS = 100;
@@ -134,12 +135,12 @@ export class LogPane {
         node = el("div", "line gap", `… ${item.gap} lines missed`);
       }
       if (!block || block.childElementCount >= BLOCK_LINES) {
-        block?.classList.add("full"); // laid out only when in view (main.css)
         block = el("div", "block");
         box.append(block);
       }
       block.append(node);
     }
+    markFull(box);
     this.count += batch.length;
     const extra = this.count - MAX_LINES;
     if (extra > 0) this.trim(extra);
@@ -364,6 +365,21 @@ function lineNode(text, filter) {
   if (level) node.classList.add(`lvl-${level}`);
   if (filter && !filter(text)) node.classList.add("filtered");
   return node;
+}
+
+/**
+ * Every block but the last PLAIN_BLOCKS is laid out only when in view (".full", main.css),
+ * marked before the frame lays them out. The last ones, where the view is when following,
+ * always lay out: a block marked as it filled up came into view unlaid-out at once, and
+ * laying it out then took a second layout pass every redraw (#17).
+ */
+function markFull(box) {
+  let block = box.lastElementChild;
+  for (let i = 0; block && i < PLAIN_BLOCKS; i++) block = block.previousElementSibling;
+  while (block && !block.classList.contains("full")) {
+    block.classList.add("full");
+    block = block.previousElementSibling;
+  }
 }
 
 /** Remove `count` lines from the `first` or `last` end of a pane's blocks. */
