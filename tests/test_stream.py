@@ -169,8 +169,12 @@ async def test_one_idle_stream_costs_one_heartbeat_wake_up_an_interval() -> None
         ticks += 1
         tick()
 
+    def write(data: bytes) -> bool:
+        pings.append(loop.time())
+        return True
+
     heartbeat._tick = counted_tick  # type: ignore[method-assign]
-    beat = heartbeat.add(lambda data: pings.append(loop.time()) is None, None)
+    beat = heartbeat.add(write, None)
     await wait_until(lambda: len(pings) >= 4)
     heartbeat.remove(beat)
     gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
