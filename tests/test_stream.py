@@ -427,7 +427,7 @@ async def test_a_page_asking_batch_ms_gets_a_burst_in_few_writes_and_every_event
         got.append(await paged.next())
     assert unbatched(got) == want
     assert len(got) <= 3, f"{len(got)} writes for a burst of 200 events"
-    assert got[1].type == "batch"
+    assert any(e.type == "batch" for e in got[1:])
     # Resuming from a batch's id goes on after its last event.
     paged.resp.close()
     after = hub.publish(LOG, {"n": 200}, source="app")
