@@ -118,10 +118,10 @@ async def stream_events(
         heartbeat = request.app[HEARTBEAT]
         beat = heartbeat.add(write, request.transport)
         try:
-            sink = direct_writer(write)
-            batcher = Batcher(batch_s) if batch_s > 0 else None
-            if batcher is not None:
-                sink = batcher.sink(sink)
+            sink, encode, batcher = direct_writer(write), join_frames, None
+            if batch_s > 0:
+                batcher = Batcher(batch_s)
+                sink, encode = batcher.sink(sink), batch_frames
             # The headers are sent (and read above): kept, they cost each stream ~2.6 KB.
             resp.headers.clear()
             # No await between the hello and the subscription: the hub takes its cursor then.
@@ -129,7 +129,6 @@ async def stream_events(
             async with target.hub.subscribe(
                 selector, last_event_id=last_id, hello=hello, sink=sink
             ) as batches:
-                encode = join_frames if batcher is None else batch_frames
                 await write_batches(request, resp, batches, encode, batcher)
         finally:
             heartbeat.remove(beat)

@@ -2,8 +2,8 @@
 
 Read from /proc directly: one read of /proc/PID/stat (name, CPU ticks, start time, resident
 pages) and one stat of /proc/PID (its owner) per process. psutil's process_iter with the
-same attributes opened four to five files per process and cost 12.7 ms a walk against 3.2
-for 68 processes here (#17): the walk was a third of an idle server's CPU.
+same attributes opened four to five files per process and cost 12.7 ms a walk against 1.7
+for 70 processes here (#17): the walk was a third of an idle server's CPU.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SLICE_S = 0.0005
 
 class ProcessTable:
     """Walks the process list, keeping each process's CPU ticks for the next walk's
-    percentages; blocking and costly (~3 ms per 70 processes), so call rarely."""
+    percentages; blocking and costly (~1.7 ms per 70 processes), so call rarely."""
 
     def __init__(self, top_n: int = 5) -> None:
         self.top_n = top_n
