@@ -15,13 +15,13 @@ import glob
 import logging
 import os
 import time
-import zlib
 from typing import Any
 
 from monitor.config import TailConfig
 from monitor.hub.events import LOG, MAX_LINES_PER_EVENT
 from monitor.hub.interface import Older, Origin, Publisher
 from monitor.sources.admission import MAX_FILES_PER_SOURCE, refusal, warn_if_root
+from monitor.sources.crc import crc32
 from monitor.sources.follower import (
     READ_CHUNK_BYTES,
     Chunk,
@@ -411,7 +411,7 @@ class FileSource:
                     follower.key,
                     chunk.start + at - chunk.raw_at,
                     chunk.start + end - chunk.raw_at,
-                    zlib.crc32(memoryview(raw)[at:end]),
+                    crc32(memoryview(raw)[at:end]),
                     len(batch),
                     chunk.is_backlog,
                 )
@@ -422,7 +422,7 @@ class FileSource:
                 follower.key,
                 chunk.cut_start,
                 chunk.cut_start + len(chunk.cut_raw),
-                zlib.crc32(chunk.cut_raw),
+                crc32(chunk.cut_raw),
                 1,
                 chunk.is_backlog,
                 is_cut=True,

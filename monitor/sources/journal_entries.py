@@ -5,10 +5,10 @@ as an Origin the hub keeps, so the same run can be read again by cursor."""
 from __future__ import annotations
 
 import json
-import zlib
 from typing import Any
 
 from monitor.hub.interface import Origin
+from monitor.sources.crc import crc32
 
 HALF = 64  # a 128-bit seqnum id is kept as two 64-bit halves (the record's identity fields)
 
@@ -108,7 +108,7 @@ def is_at(entry: dict[str, Any], origin: Origin) -> bool:
 
 
 def lines_crc(lines: list[str]) -> int:
-    return zlib.crc32("\n".join(lines).encode("utf-8", "surrogatepass"))
+    return crc32("\n".join(lines).encode("utf-8", "surrogatepass"))
 
 
 def parse_entry(line: bytes) -> dict[str, Any] | None:

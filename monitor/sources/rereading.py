@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 from monitor.hub.interface import Origin
 from monitor.sources.admission import open_regular, refusal
+from monitor.sources.crc import crc32
 from monitor.sources.follower import FileFollower
 
 Key = tuple[int, int]  # (st_dev, st_ino)
@@ -153,6 +153,6 @@ def bytes_at(fd: int, origin: Origin) -> bytes | None:
         blob = os.pread(fd, origin.end - origin.start, origin.start)
     except (OSError, ValueError):  # ValueError: a damaged record's negative length
         return None
-    if len(blob) != origin.end - origin.start or zlib.crc32(blob) != origin.crc:
+    if len(blob) != origin.end - origin.start or crc32(blob) != origin.crc:
         return None
     return blob
