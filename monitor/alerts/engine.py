@@ -127,12 +127,12 @@ class AlertEngine:
             lines = payload.get("lines")
             name = event.source or payload.get("source")
             rules = [(r, s) for r, s in self._log if r.source == name]
-            if isinstance(lines, list) and rules:
+            if isinstance(lines, Sequence) and not isinstance(lines, str) and rules:
                 seen = self._bounded(lines)
                 for rule, state in rules:
                     self._check_log(rule, state, seen, now)
 
-    def _bounded(self, lines: list[Any]) -> list[str]:
+    def _bounded(self, lines: Sequence[Any]) -> list[str]:
         """What log rules see of an event's lines: a regex costs up to quadratic time in the
         text it searches (`ERROR.*timeout` on a 64 KiB line: 0.3 s), and runs on the event
         loop, so each line is cut at MATCH_CHARS and an event gives at most MATCH_BUDGET_CHARS

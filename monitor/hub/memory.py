@@ -291,7 +291,8 @@ class MemoryHub:
             walk.last, walk.last_readable = record, payload is not None
             if payload is None:
                 continue  # no longer in its file
-            walk.events.append(LogEvent(format_id(self.run_id, seq), record.ts, payload["lines"]))
+            lines_read = list(payload["lines"])  # LogLines from a file: a list to answer with
+            walk.events.append(LogEvent(format_id(self.run_id, seq), record.ts, lines_read))
             lines += len(payload["lines"])
             if lines >= limit:
                 walk.stopped = seq + seqs.step

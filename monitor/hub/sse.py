@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.hub.events import Frame
+from monitor.hub.lines import as_fragment, as_list
 
 try:  # 30x faster than json.dumps on a log event's lines (bench/README), same bytes
     import orjson
@@ -40,13 +41,13 @@ def compact_json(payload: Any) -> bytes:
     json.dumps(ensure_ascii=False, separators=(",", ":")) would; what it refuses (a lone
     surrogate from a journal's JSON, an integer over 64 bits, a key that is not a string)
     goes the standard library's way, where backslashreplace makes a lone surrogate a JSON
-    \\uXXXX escape instead of raising."""
+    \\uXXXX escape instead of raising. LogLines (a log event's lines) go as their JSON."""
     if orjson is not None:
         try:
-            return orjson.dumps(payload)
+            return orjson.dumps(payload, default=as_fragment)
         except (TypeError, orjson.JSONEncodeError):
             pass
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=as_list)
     return body.encode("utf-8", "backslashreplace")
 
 

@@ -15,6 +15,7 @@ import glob
 import logging
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from monitor.config import TailConfig
@@ -28,7 +29,7 @@ from monitor.sources.follower import (
     FileFollower,
     Position,
     cut_line,
-    decode_lines,
+    lines_of,
 )
 from monitor.sources.inotify import DirWatcher
 from monitor.sources.older import Start, older_reader, read_older
@@ -396,8 +397,9 @@ class FileSource:
         self.stats.lines_read += len(lines) + (chunk.cut is not None)
         self.stats.bytes_read += chunk.nbytes
         raw, at = chunk.raw, chunk.raw_at
+        is_one_event = len(lines) <= MAX_LINES_PER_EVENT  # LogLines go whole, never sliced
         for first in range(0, len(lines), MAX_LINES_PER_EVENT):
-            batch = lines[first : first + MAX_LINES_PER_EVENT]
+            batch = lines if is_one_event else lines[first : first + MAX_LINES_PER_EVENT]
             # The batch's bytes: up to its last line's newline (the chunk's end, for the last).
             end = chunk.raw_end
             if first + MAX_LINES_PER_EVENT < len(lines):
@@ -429,7 +431,7 @@ class FileSource:
             )
             hub.publish(LOG, self._payload(follower.path, [chunk.cut], chunk), self.name, cut)
 
-    def _payload(self, path: str, lines: list[str], chunk: Chunk | None) -> dict[str, Any]:
+    def _payload(self, path: str, lines: Sequence[str], chunk: Chunk | None) -> dict[str, Any]:
         payload: dict[str, Any] = {"source": self.name, "file": path, "lines": lines}
         if chunk is not None and chunk.is_backlog:
             payload["backlog"] = True
@@ -445,10 +447,11 @@ class FileSource:
             return None
         blob, path = found
         is_partial = not blob.endswith(b"\n") and not origin.is_cut
+        lines: Sequence[str]
         if origin.is_cut:
             lines = [cut_line(blob)]
         else:
-            lines = decode_lines(blob if is_partial else blob[:-1], self.options.max_line_bytes)
+            lines = lines_of(blob if is_partial else blob[:-1], self.options.max_line_bytes)
         payload = self._payload(path, lines, None)
         if origin.is_backlog:
             payload["backlog"] = True

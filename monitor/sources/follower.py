@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from monitor.hub.lines import LogLines
 from monitor.sources.admission import open_regular
 
 READ_CHUNK_BYTES = 64 * 1024  # bytes read per turn, so a burst never holds the loop long
@@ -34,7 +36,7 @@ class Position:
 class Chunk:
     """Lines read in one go from one file, and where in it they are."""
 
-    lines: list[str]
+    lines: Sequence[str]  # LogLines, mostly (lines_of)
     nbytes: int = 0  # bytes read from the file for them (a flushed partial line: already counted)
     is_backlog: bool = False
     is_partial: bool = False  # the last line was flushed without its newline
@@ -53,13 +55,38 @@ class Chunk:
 
 def decode_lines(blob: bytes, max_line_bytes: int) -> list[str]:
     """Newline-separated bytes to text lines: bad UTF-8 and NUL become U+FFFD, long lines cut."""
+    return _split_text(_decode(blob), len(blob) > max_line_bytes, max_line_bytes)
+
+
+def lines_of(blob: bytes, max_line_bytes: int) -> Sequence[str]:
+    """decode_lines' lines, as LogLines (their JSON, hub/lines.py) where no line can be over
+    the maximum and none ends in CR: the lines of a log as the server reads and publishes them."""
+    text = _decode(blob)
+    if "\r" not in text and _has_no_long_line(text, max_line_bytes):
+        lines = LogLines.of_text(text)
+        if lines is not None:
+            return lines
+    return _split_text(text, len(blob) > max_line_bytes, max_line_bytes)
+
+
+def _has_no_long_line(text: str, most: int) -> bool:
+    """True if no line of `text` is over `most` characters, by one search, not a split: such
+    a line would cover every index from len - most - 1 to most, so a newline among them rules
+    it out. (A read is 64 KiB after a held partial line: just over the default maximum.)"""
+    n = len(text)
+    return n <= most or text.find("\n", max(0, n - most - 1), most + 1) >= 0
+
+
+def _decode(blob: bytes) -> str:
     text = blob.decode("utf-8", "replace")
-    if "\0" in text:
-        text = text.replace("\0", "\ufffd")
+    return text.replace("\0", "\ufffd") if "\0" in text else text
+
+
+def _split_text(text: str, may_be_long: bool, max_line_bytes: int) -> list[str]:
     lines = text.split("\n")
     if "\r" in text:  # CRLF line ends (Windows-born logs): the \r is not part of the line
         lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
-    if len(blob) > max_line_bytes:
+    if may_be_long:
         lines = [
             ln[:max_line_bytes] + TRUNCATED if len(ln) > max_line_bytes else ln for ln in lines
         ]
@@ -196,7 +223,7 @@ class FileFollower:
             data, at = self._pending + data[start:], at + start - len(self._pending)
             start = 0
         end = data.rfind(b"\n")
-        lines = decode_lines(data[start:end], self.max_line_bytes) if end >= start else []
+        lines = lines_of(data[start:end], self.max_line_bytes) if end >= start else []
         chunk = Chunk(lines, start=at + start, raw=data, raw_at=start, raw_end=end + 1)
         if end < start:
             chunk.raw_end = start
