@@ -48,6 +48,7 @@ class Received(TypedDict):
     lines_per_s: float | None
     mb_per_s: float | None
     reader_cpu_s: float | None
+    recv_lines_per_s: float | None
 
 
 class IdleConns(TypedDict):
@@ -117,46 +118,85 @@ def write_bulk(path: str, n: int, width: int = 100, chunk: int = 5000) -> BulkWr
 
 
 class Recorder:
-    def __init__(self, expected: int) -> None:
+    """What a reader got. With `latency`, every line's write stamp is parsed and kept (the
+    latency runs); without, only the sequence numbers are checked, as bytes, against the
+    expected ones (the throughput run: ~0.15 µs a line instead of ~0.7, so the reader keeps
+    ahead of what it measures)."""
+
+    def __init__(self, expected: int, *, latency: bool = True) -> None:
         self.expected = expected
+        self.latency = latency
         self.lat_ns: list[int] = []
         self.seqs: list[int] = []
         self.bytes = 0
         self.first_write_ns: int | None = None
+        self.first_recv_ns = 0
         self.last_recv_ns = 0
         self.gaps = 0  # `gap` events: the server said this client missed events
         self.first_cpu_s = 0.0
+        # Without latency: the expected numbers as the lines spell them; how many arrived in
+        # order; whether any did not (then the numbers are kept, as with latency).
+        self.ids = [] if latency else [b"%d" % i for i in range(expected)]
+        self.in_order_count = 0
+        self.is_exact = latency
+
+    def _first(self, write_ns: int, now: int) -> None:
+        if self.first_write_ns is None:
+            self.first_write_ns = write_ns
+            self.first_recv_ns = now
+            self.first_cpu_s = time.process_time()
 
     def add_bulk(self, stamps: list[tuple[bytes, bytes]], nbytes: int, now: int) -> None:
         """Lines received together: (seq, write time) pairs pulled out by a regex."""
         if not stamps:
             return
-        seqs = list(map(int, (seq for seq, _ in stamps)))
-        if self.first_write_ns is None:
-            self.first_write_ns = int(stamps[0][1])
-            self.first_cpu_s = time.process_time()
-        self.seqs.extend(seqs)
+        self._first(int(stamps[0][1]), now)
+        self.seqs.extend(map(int, (seq for seq, _ in stamps)))
         self.lat_ns.extend([now - t for t in map(int, (t for _, t in stamps))])
         self.bytes += nbytes
         self.last_recv_ns = now
 
+    def add_seqs(self, seqs: list[bytes], first_write_ns: int, nbytes: int, now: int) -> None:
+        """Lines received together, by sequence number alone (no latency)."""
+        if not seqs:
+            return
+        self._first(first_write_ns, now)
+        k = self.in_order_count
+        if not self.is_exact and seqs == self.ids[k : k + len(seqs)]:
+            self.in_order_count += len(seqs)
+        else:  # out of order, or lost: count exactly from here on
+            if not self.is_exact:
+                self.is_exact, self.seqs = True, list(range(k))
+            self.seqs.extend(map(int, seqs))
+        self.bytes += nbytes
+        self.last_recv_ns = now
+
+    def received(self) -> int:
+        return len(self.seqs) if self.is_exact else self.in_order_count
+
     def done(self) -> bool:
-        return len(self.seqs) >= self.expected
+        return self.received() >= self.expected
 
     def result(self) -> Received:
         lat = sorted(self.lat_ns)
-        got = len(set(self.seqs))
-        in_order = all(a < b for a, b in zip(self.seqs, self.seqs[1:], strict=False))
+        if self.is_exact:
+            got = len(set(self.seqs))
+            in_order = got == len(self.seqs) and all(
+                a < b for a, b in zip(self.seqs, self.seqs[1:], strict=False)
+            )
+        else:
+            got, in_order = self.in_order_count, True
 
         def pct(p: float) -> float | None:
             return lat[min(len(lat) - 1, int(p * len(lat)))] / 1e6 if lat else None
 
         span = (self.last_recv_ns - self.first_write_ns) / 1e9 if self.first_write_ns else None
+        recv_span = (self.last_recv_ns - self.first_recv_ns) / 1e9
         return {
-            "received": len(self.seqs),
+            "received": self.received(),
             "gaps": self.gaps,
             "lost": self.expected - got,
-            "in_order": in_order and got == len(self.seqs),
+            "in_order": in_order,
             "p50_ms": pct(0.50),
             "p99_ms": pct(0.99),
             "p999_ms": pct(0.999),
@@ -166,21 +206,34 @@ class Recorder:
             "mb_per_s": self.bytes / span / 1e6 if span else None,
             # The reader's own CPU from its first line to its last: near span_s, the reader
             # was the bottleneck.
-            "reader_cpu_s": time.process_time() - self.first_cpu_s if self.seqs else None,
+            "reader_cpu_s": time.process_time() - self.first_cpu_s if got else None,
+            # From the reader's first line to its last: its own pace, for the ceiling rows
+            # (their lines were written before the reader started).
+            "recv_lines_per_s": got / recv_span if recv_span > 0 else None,
         }
 
 
-# A line as it appears in an SSE log event (a JSON string) and as tail prints it.
+# A line as it appears in an SSE log event (a JSON string) and as tail prints it; and only its
+# sequence number, where latency is not measured (a line starts with a quote, or a newline).
 SSE_LINE = re.compile(rb'"(\d+) (\d+) x*"')
 TAIL_LINE = re.compile(rb"(?m)^(\d+) (\d+) x*$")
+SSE_SEQ = re.compile(rb'"(\d+) ')
+TAIL_SEQ = re.compile(rb"\n(\d+) ")
 
 
 def read_sse(
-    host: str, port: int, path: str, expected: int, deadline_s: float, idle_s: float
+    host: str,
+    port: int,
+    path: str,
+    expected: int,
+    deadline_s: float,
+    idle_s: float,
+    latency: bool = True,
 ) -> Received:
-    """Parses in bulk: one regex pass per read pulls every line's stamps out of whole events,
-    so the measuring client keeps well ahead of the server."""
-    rec = Recorder(expected)
+    """Parses in bulk: one regex pass per read pulls every line's stamps (or, without
+    latency, only its sequence number) out of whole events, so the measuring client keeps
+    well ahead of the server."""
+    rec = Recorder(expected, latency=latency)
     conn = http.client.HTTPConnection(host, port, timeout=idle_s)
     conn.request("GET", path, headers={"Accept": "text/event-stream"})
     resp = conn.getresponse()
@@ -206,17 +259,28 @@ def read_sse(
             print("ready", flush=True)
             continue  # hello and history: nothing of this run's lines yet
         rec.gaps += whole.count(b"event: gap")
-        rec.add_bulk(SSE_LINE.findall(whole), len(whole), now)
+        if latency:
+            rec.add_bulk(SSE_LINE.findall(whole), len(whole), now)
+        else:
+            first = SSE_LINE.search(whole) if rec.first_write_ns is None else None
+            rec.add_seqs(SSE_SEQ.findall(whole), int(first[2]) if first else 0, len(whole), now)
     conn.close()
     return rec.result()
 
 
-def read_tail(path: str, expected: int, deadline_s: float, idle_s: float) -> Received:
+def read_tail(
+    path: str,
+    expected: int,
+    deadline_s: float,
+    idle_s: float,
+    latency: bool = True,
+    command: tuple[str, ...] = ("tail", "-F", "-n", "0"),
+) -> Received:
     import select
     import subprocess
 
-    rec = Recorder(expected)
-    proc = subprocess.Popen(["tail", "-F", "-n", "0", path], stdout=subprocess.PIPE)
+    rec = Recorder(expected, latency=latency)
+    proc = subprocess.Popen([*command, path], stdout=subprocess.PIPE)
     try:
         time.sleep(0.3)  # tail opens the file and seeks to its end
         print("ready", flush=True)
@@ -237,11 +301,52 @@ def read_tail(path: str, expected: int, deadline_s: float, idle_s: float) -> Rec
             if cut < 0:
                 continue
             whole, buf = buf[: cut + 1], buf[cut + 1 :]
-            rec.add_bulk(TAIL_LINE.findall(whole), len(whole), now)
+            if latency:
+                rec.add_bulk(TAIL_LINE.findall(whole), len(whole), now)
+            else:
+                first = TAIL_LINE.search(whole) if rec.first_write_ns is None else None
+                seqs = TAIL_SEQ.findall(b"\n" + whole)
+                rec.add_seqs(seqs, int(first[2]) if first else 0, len(whole), now)
     finally:
         proc.kill()
         proc.wait()
     return rec.result()
+
+
+def serve_recorded(n: int, width: int = 100, per_frame: int = 650) -> BulkWrite:
+    """The SSE reader's ceiling: n lines in frames shaped like the server's (a 64 KiB read
+    each), made before the client comes and sent to it as fast as its socket takes them.
+    Prints its port first."""
+    frames = [b"event: hello\nid: 1-0\ndata: {}\n\n"]
+    for first in range(0, n, per_frame):
+        t_ns = time.time_ns()
+        lines = [
+            line(seq, t_ns, width)[:-1].decode() for seq in range(first, min(n, first + per_frame))
+        ]
+        body = json.dumps({"source": "app", "file": "/bench/app.log", "lines": lines})
+        frames.append(b"event: log\nid: 1-%d\ndata: %b\n\n" % (first + 1, body.encode()))
+    chunks = [b"%x\r\n%b\r\n" % (len(f), f) for f in frames]
+    srv = socket.create_server(("127.0.0.1", 0))
+    print(srv.getsockname()[1], flush=True)
+    conn, _ = srv.accept()
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += conn.recv(4096)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")
+    conn.sendall(b"Transfer-Encoding: chunked\r\n\r\n" + chunks[0])
+    time.sleep(0.3)  # the reader takes the hello as the start: the lines come after it
+    t0 = time.perf_counter()
+    conn.sendall(b"".join(chunks[1:]))
+    dt = time.perf_counter() - t0
+    conn.close()
+    nbytes = sum(map(len, chunks))
+    return {
+        "lines": n,
+        "bytes": nbytes,
+        "seconds": dt,
+        "lines_per_s": n / dt,
+        "mb_per_s": nbytes / dt / 1e6,
+    }
 
 
 def hold_idle(host: str, port: int, path: str, n: int, hold_s: float) -> IdleConns:
@@ -358,10 +463,15 @@ def main() -> None:
         out = write_paced(a[0], float(a[1]), float(a[2]))
     elif role == "write-bulk":
         out = write_bulk(a[0], int(a[1]))
-    elif role == "sse":
-        out = read_sse(a[0], int(a[1]), a[2], int(a[3]), float(a[4]), float(a[5]))
-    elif role == "tail":
-        out = read_tail(a[0], int(a[1]), float(a[2]), float(a[3]))
+    elif role == "sse":  # HOST PORT PATH LINES DEADLINE IDLE [order]
+        latency = a[6:] != ["order"]
+        out = read_sse(a[0], int(a[1]), a[2], int(a[3]), float(a[4]), float(a[5]), latency)
+    elif role == "tail":  # PATH LINES DEADLINE IDLE [order|order-cat]
+        latency = not a[4:]
+        command = ("cat",) if a[4:] == ["order-cat"] else ("tail", "-F", "-n", "0")
+        out = read_tail(a[0], int(a[1]), float(a[2]), float(a[3]), latency, command)
+    elif role == "serve-recorded":  # LINES
+        out = serve_recorded(int(a[0]))
     elif role == "fanout":
         out = fanout(a[0], int(a[1]), a[2], int(a[3]), int(a[4]), float(a[5]))
     elif role == "idle-conns":
