@@ -93,6 +93,16 @@ def write_paced(path: str, rate: float, seconds: float, width: int = 100) -> Pac
     return {"lines": n, "seconds": time.perf_counter() - start, "late_writes": late}
 
 
+def bulk_write(n: int, nbytes: int, seconds: float) -> BulkWrite:
+    return {
+        "lines": n,
+        "bytes": nbytes,
+        "seconds": seconds,
+        "lines_per_s": n / seconds,
+        "mb_per_s": nbytes / seconds / 1e6,
+    }
+
+
 def write_bulk(path: str, n: int, width: int = 100, chunk: int = 5000) -> BulkWrite:
     """Append n lines as fast as possible in large buffered chunks."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -108,13 +118,7 @@ def write_bulk(path: str, n: int, width: int = 100, chunk: int = 5000) -> BulkWr
         seq += k
     dt = time.perf_counter() - t0
     os.close(fd)
-    return {
-        "lines": n,
-        "bytes": nbytes,
-        "seconds": dt,
-        "lines_per_s": n / dt,
-        "mb_per_s": nbytes / dt / 1e6,
-    }
+    return bulk_write(n, nbytes, dt)
 
 
 class Recorder:
@@ -340,13 +344,7 @@ def serve_recorded(n: int, width: int = 100, per_frame: int = 650) -> BulkWrite:
     dt = time.perf_counter() - t0
     conn.close()
     nbytes = sum(map(len, chunks))
-    return {
-        "lines": n,
-        "bytes": nbytes,
-        "seconds": dt,
-        "lines_per_s": n / dt,
-        "mb_per_s": nbytes / dt / 1e6,
-    }
+    return bulk_write(n, nbytes, dt)
 
 
 def hold_idle(host: str, port: int, path: str, n: int, hold_s: float) -> IdleConns:
