@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from procs import SSE_LINE  # noqa: E402
+from procs import SSE_LINES  # noqa: E402
 from run import (  # noqa: E402
     ROOT,
     Json,
@@ -101,7 +101,7 @@ def catch_up_reader(port: int, path: str, expected: int, go_file: str) -> Json:
             continue
         whole, buf = buf[: cut + 2], buf[cut + 2 :]
         gaps += whole.count(b"event: gap")
-        seqs += [int(seq) for seq, _ in SSE_LINE.findall(whole)]
+        seqs += [int(seq) for seq, _ in SSE_LINES.stamps.findall(whole)]
     span = time.monotonic() - start
     in_order = seqs == list(range(len(seqs)))
     return {
@@ -208,7 +208,7 @@ def bench_restart(tmp: str) -> Json:
         if first_at is None and b"event: log" in buf:
             first_at = time.monotonic() - started
     sock.close()
-    seqs = [int(s) for s, _ in SSE_LINE.findall(buf)]
+    seqs = [int(s) for s, _ in SSE_LINES.stamps.findall(buf)]
     cleanup()
     return {
         "restart_to_listening_s": listening,

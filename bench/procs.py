@@ -121,6 +121,22 @@ def write_bulk(path: str, n: int, width: int = 100, chunk: int = 5000) -> BulkWr
     return bulk_write(n, nbytes, dt)
 
 
+@dataclass(frozen=True)
+class LineShape:
+    """How the bench's lines look in what a reader gets: `stamps` pulls each line's sequence
+    number and write time out, `seqs` its sequence number alone, found after `lead` (what
+    comes before every line; a reader's text starts at a line's start)."""
+
+    stamps: re.Pattern[bytes]
+    seqs: re.Pattern[bytes]
+    lead: bytes = b""
+
+
+# A line as it appears in an SSE log event (a JSON string) and as tail prints it.
+SSE_LINES = LineShape(re.compile(rb'"(\d+) (\d+) x*"'), re.compile(rb'"(\d+) '))
+TAIL_LINES = LineShape(re.compile(rb"(?m)^(\d+) (\d+) x*$"), re.compile(rb"\n(\d+) "), b"\n")
+
+
 class Recorder:
     """What a reader got. With `latency`, every line's write stamp is parsed and kept (the
     latency runs); without, only the sequence numbers are checked, as bytes, against the
@@ -149,6 +165,15 @@ class Recorder:
             self.first_write_ns = write_ns
             self.first_recv_ns = now
             self.first_cpu_s = time.process_time()
+
+    def add(self, whole: bytes, now: int, shape: LineShape) -> None:
+        """The whole lines in `whole`, received at `now`."""
+        if self.latency:
+            self.add_bulk(shape.stamps.findall(whole), len(whole), now)
+            return
+        first = shape.stamps.search(whole) if self.first_write_ns is None else None
+        seqs = shape.seqs.findall(shape.lead + whole)
+        self.add_seqs(seqs, int(first[2]) if first else 0, len(whole), now)
 
     def add_bulk(self, stamps: list[tuple[bytes, bytes]], nbytes: int, now: int) -> None:
         """Lines received together: (seq, write time) pairs pulled out by a regex."""
@@ -217,14 +242,6 @@ class Recorder:
         }
 
 
-# A line as it appears in an SSE log event (a JSON string) and as tail prints it; and only its
-# sequence number, where latency is not measured (a line starts with a quote, or a newline).
-SSE_LINE = re.compile(rb'"(\d+) (\d+) x*"')
-TAIL_LINE = re.compile(rb"(?m)^(\d+) (\d+) x*$")
-SSE_SEQ = re.compile(rb'"(\d+) ')
-TAIL_SEQ = re.compile(rb"\n(\d+) ")
-
-
 def read_sse(
     host: str,
     port: int,
@@ -263,11 +280,7 @@ def read_sse(
             print("ready", flush=True)
             continue  # hello and history: nothing of this run's lines yet
         rec.gaps += whole.count(b"event: gap")
-        if latency:
-            rec.add_bulk(SSE_LINE.findall(whole), len(whole), now)
-        else:
-            first = SSE_LINE.search(whole) if rec.first_write_ns is None else None
-            rec.add_seqs(SSE_SEQ.findall(whole), int(first[2]) if first else 0, len(whole), now)
+        rec.add(whole, now, SSE_LINES)
     conn.close()
     return rec.result()
 
@@ -305,12 +318,7 @@ def read_tail(
             if cut < 0:
                 continue
             whole, buf = buf[: cut + 1], buf[cut + 1 :]
-            if latency:
-                rec.add_bulk(TAIL_LINE.findall(whole), len(whole), now)
-            else:
-                first = TAIL_LINE.search(whole) if rec.first_write_ns is None else None
-                seqs = TAIL_SEQ.findall(b"\n" + whole)
-                rec.add_seqs(seqs, int(first[2]) if first else 0, len(whole), now)
+            rec.add(whole, now, TAIL_LINES)
     finally:
         proc.kill()
         proc.wait()
@@ -327,7 +335,8 @@ def serve_recorded(n: int, width: int = 100, per_frame: int = 650) -> BulkWrite:
         lines = [
             line(seq, t_ns, width)[:-1].decode() for seq in range(first, min(n, first + per_frame))
         ]
-        body = json.dumps({"source": "app", "file": "/bench/app.log", "lines": lines})
+        payload = {"source": "app", "file": "/bench/app.log", "lines": lines}
+        body = json.dumps(payload, separators=(",", ":"))  # compact, as the server writes
         frames.append(b"event: log\nid: 1-%d\ndata: %b\n\n" % (first + 1, body.encode()))
     chunks = [b"%x\r\n%b\r\n" % (len(f), f) for f in frames]
     srv = socket.create_server(("127.0.0.1", 0))
@@ -436,7 +445,7 @@ def fanout(host: str, port: int, path: str, n: int, expected: int, deadline_s: f
             st.events += whole.count(b"\nevent: ") + whole.startswith(b"event: ")
             st.metrics += whole.count(b"event: metrics")
             st.gaps += whole.count(b"event: gap")
-            st.seqs.extend(int(seq) for seq, _ in SSE_LINE.findall(whole))
+            st.seqs.extend(int(seq) for seq, _ in SSE_LINES.stamps.findall(whole))
             if len(st.seqs) >= expected and not st.complete:
                 st.complete = True
                 done += 1

@@ -17,7 +17,7 @@ from typing import Any, overload
 try:
     import orjson
 
-    FRAGMENT = getattr(orjson, "Fragment", None)  # orjson >= 3.9.? splices JSON verbatim
+    FRAGMENT = getattr(orjson, "Fragment", None)  # JSON spliced in verbatim, where it has it
 except ImportError:  # pragma: no cover - a platform without orjson's wheel
     orjson = None  # type: ignore[assignment]
     FRAGMENT = None
@@ -42,7 +42,7 @@ class LogLines(Sequence[str]):
         if FRAGMENT is None or NEWLINE_STAND_IN in text:
             return None
         body = orjson.dumps(text.replace("\n", NEWLINE_STAND_IN))
-        array = b"[%b]" % body.replace(b"\x7f", b'","')
+        array = b"[%b]" % body.replace(NEWLINE_STAND_IN.encode(), b'","')
         # Each newline became 3 bytes for 1: the count falls out of the lengths.
         return cls(array, (len(array) - 2 - len(body)) // 2 + 1)
 
