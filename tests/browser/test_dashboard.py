@@ -254,11 +254,16 @@ async def test_several_tabs_stay_live(browser: Browser, server: Server, app_log:
         )
         await expect(tab.page.locator("#conn-state")).to_have_text("live")
     # A burst, a write per line: the leader gets most of it as `batch` events (?batch_ms)
-    # and forwards each whole; every tab shows every line once, in order.
+    # and forwards each whole; every tab shows every line once, in order. The writes are
+    # spread over ~60 ms in groups of ten, so the server reads them as several events within
+    # one 16 ms window: written all at once, a busy server could read them as one event,
+    # which goes as itself (CI saw that once).
     await tabs[-1].page.evaluate(COUNT_BATCHES)
     burst = [f"burst {i}" for i in range(300)]
-    for line in burst:
+    for i, line in enumerate(burst):
         append(app_log, line)
+        if i % 10 == 9:
+            await asyncio.sleep(0.002)
     for tab in tabs:
         lines = pane(tab.page).locator(".line")
         await expect(lines.last).to_have_text(burst[-1], timeout=10_000)
