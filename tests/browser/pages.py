@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from playwright.async_api import ConsoleMessage, Error, Page, Request
+from playwright.async_api import ConsoleMessage, Error, Locator, Page, Request
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps dialling Google on a closed network.
@@ -49,3 +49,37 @@ class OpenPage(Protocol):
     """The open_page fixture: opens the dashboard of `url` in a new page, watched."""
 
     async def __call__(self, url: str, *, width: int = 1366, height: int = 768) -> Watched: ...
+
+
+# Every line a log pane holds, top to bottom, read as a reader would: by scrolling through it,
+# from the bottom up, since only the rows in view are in the DOM (logpane.js). Each row's
+# data-seq gives its place. It stops short of the top, where the pane would load earlier lines
+# (the rows drawn above the view include the first).
+PANE_LINES = """async (box) => {
+  const frame = () => new Promise((done) => {
+    requestAnimationFrame(() => requestAnimationFrame(done));
+  });
+  const seen = new Map();
+  const read = () => {
+    for (const row of box.querySelectorAll(".line")) {
+      seen.set(Number(row.dataset.seq), row.textContent);
+    }
+  };
+  const stop = 50;
+  let y = box.scrollHeight - box.clientHeight;
+  for (;;) {
+    if (y >= stop && Math.abs(y - box.scrollTop) >= 1) {
+      box.scrollTop = y;
+      await frame();
+    }
+    read();
+    if (y <= stop) break;
+    y = Math.max(stop, y - box.clientHeight / 2);
+  }
+  return [...seen.entries()].sort((a, b) => a[0] - b[0]).map(([, text]) => text);
+}"""
+
+
+async def pane_lines(pane: Locator) -> list[str]:
+    """Every line of a log pane (`section.log-pane`), top to bottom, gap marks and notes too."""
+    return list(await pane.locator(".log-lines").evaluate(PANE_LINES))

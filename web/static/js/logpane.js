@@ -1,17 +1,20 @@
 // One log source's tab and pane: lines batched per frame, filter, levels, follow/pause, status;
 // scrolling above the oldest line loads earlier ones (/api/logs), and a moment can be shown.
+// The pane's lines are data (rows.js); only the rows in view are in the DOM.
 import { clock, el } from "./format.js";
 import { apiUrl, config } from "./config.js";
 import { scheduler } from "./frame.js";
+import { GAP, LINE as LINE_KIND, NOTE, Rows } from "./rows.js";
 import { levelOf, parseFilter } from "./text.js";
 
 const MAX_LINES = 5000;
-// Lines live in blocks of this many, each with CSS containment: a new line lays out and paints
-// its block, not all 5,000 lines (at 1,000 lines/s that was most of the main thread).
-const BLOCK_LINES = 100;
-const PLAIN_BLOCKS = 2; // 200 lines: more than a pane shows, and the browser's margin around it
+const ROW_PX = 18; // a line's height unwrapped: main.css's .line line-height
+// Rows drawn above and below the view: a scroll of up to this many shows drawn rows at once.
+const OVERSCAN = 20;
+const PAD_PX = 8; // .log-lines' padding, top and bottom together
+const WRAP_INDENT_PX = 34; // .wrap .line's padding, left and right
 // A quiet log's line shows at the next frame; under a storm the pane redraws at most this
-// often (nobody reads 1,000 lines a second, and every redraw lays out and paints).
+// often (nobody reads 1,000 lines a second).
 const MIN_REDRAW_MS = 100;
 const STATE_LABELS = { following: "following", waiting: "waiting for file", error: "error" };
 // Scrolled this close to the top, the pane asks for this many earlier lines.
@@ -23,14 +26,18 @@ export class LogPane {
   constructor(name, onSelect) {
     this.name = name;
     this.pending = [];
+    this.rows = new Rows(ROW_PX);
     this.following = true;
     this.newWhilePaused = 0;
     this.unread = 0;
     this.active = false;
     this.filter = null;
     this.schedule = scheduler(() => this.flush(), { minIntervalMs: MIN_REDRAW_MS });
-    this.expectedTop = 0;
-    this.count = 0; // lines (and gap marks) in the pane
+    this.top = 0; // where the pane is scrolled to (px), as last drawn or scrolled
+    this.expectedTop = 0; // the last scrollTop the pane set itself
+    this.viewH = 0; // the pane's size (px), from a ResizeObserver: 0 while hidden
+    this.viewW = 0;
+    this.drawn = { top: -1, height: -1, empty: null }; // what the DOM shows, to write only changes
     // The events in the pane, oldest first, as [id, lines still shown]: the oldest id is where
     // scrolling back continues from. Without ids (a forwarded event), nothing is loaded.
     this.events = [];
@@ -74,10 +81,16 @@ export class LogPane {
     const filterBox = el("div", "filter-box");
     filterBox.append(this.input, this.error);
     bar.append(filterBox, this.followBtn, this.wrapBtn, clearBtn);
+    // The rows in view sit in `win`, moved to their place in `canvas`, which is as tall as
+    // every shown row together: the scrollbar is the whole pane's.
     this.lines = el("div", "log-lines");
     this.lines.setAttribute("role", "log");
     this.lines.tabIndex = 0;
     this.lines.dataset.empty = "No lines yet.";
+    this.canvas = el("div", "log-canvas");
+    this.win = el("div", "log-window");
+    this.canvas.append(this.win);
+    this.lines.append(this.canvas);
     const foot = el("div", "log-foot");
     this.statusEl = el("div", "log-status", "starting");
     this.statusEl.dataset.state = "starting";
@@ -91,13 +104,15 @@ export class LogPane {
     this.wrapBtn.addEventListener("click", () => {
       const on = this.pane.classList.toggle("wrap");
       this.wrapBtn.setAttribute("aria-pressed", String(on));
+      this.reflow();
     });
     clearBtn.addEventListener("click", () => this.clear());
     this.lines.addEventListener("scroll", () => this.onScroll(), { passive: true });
+    new ResizeObserver(() => this.resized()).observe(this.lines);
     this.drawFollow();
   }
 
-  /** Queue lines; they reach the DOM at the next animation frame. */
+  /** Queue lines; they reach the pane at the next animation frame. */
   push(lines, id) {
     if (this.detached) { // not shown: "Live" reloads the newest lines, these among them
       this.newWhilePaused += lines.length;
@@ -123,50 +138,103 @@ export class LogPane {
   flush() {
     const batch = this.pending;
     this.pending = [];
-    const box = this.lines;
-    let block = box.lastElementChild;
-    let added = 0;
-    for (const item of batch) {
-      let node;
-      if (typeof item === "string") {
-        node = lineNode(item, this.filter);
-        added++;
-      } else {
-        node = el("div", "line gap", `… ${item.gap} lines missed`);
-      }
-      if (!block || block.childElementCount >= BLOCK_LINES) {
-        block = el("div", "block");
-        box.append(block);
-      }
-      block.append(node);
-    }
-    markFull(box);
-    this.count += batch.length;
-    const extra = this.count - MAX_LINES;
-    if (extra > 0) this.trim(extra);
-    if (this.following) this.toBottom();
-    else this.newWhilePaused += added;
+    this.rows.append(batch);
+    let top = this.top;
+    const extra = this.rows.count - MAX_LINES;
+    if (extra > 0) top -= this.trim(extra); // keep what the reader is looking at in place
+    if (!this.following) this.newWhilePaused += batch.filter((it) => typeof it === "string").length;
+    this.scrollTo(this.following ? Infinity : top);
     this.drawFollow();
     this.drawCount();
     this.badge.hidden = !this.unread;
     this.badge.textContent = this.unread > 999 ? "999+" : String(this.unread);
   }
 
-  /** Drop `count` lines from the top (whole events: scrolling back goes on from the id of
-   * the oldest event still shown). */
+  /** Drop `count` rows from the top (whole events: scrolling back goes on from the id of the
+   * oldest event still shown); the height (px) of those that were shown. */
   trim(count) {
     let drop = 0;
     while (drop < count && this.events.length) drop += this.events.shift()[1];
     if (this.events.length) this.olderId = this.events[0][0];
-    count = Math.min(Math.max(count, drop), this.count);
+    return this.rows.drop(Math.max(count, drop));
+  }
+
+  /** Put the pane at `top` (px; Infinity: the newest row at the bottom) with the rows there
+   * drawn. The one place the pane's scroll position and rows are written. */
+  scrollTo(top) {
+    this.top = top;
+    if (!this.viewH) return; // hidden: drawn when shown (resized)
     const box = this.lines;
-    const before = this.following ? 0 : box.scrollHeight;
-    this.count -= count;
-    removeLines(box, count, "first");
-    if (!this.following) { // keep what the reader is looking at in place
-      box.scrollTop -= before - box.scrollHeight;
-      this.expectedTop = box.scrollTop;
+    top = Math.max(0, Math.min(top, this.rows.height + PAD_PX - this.viewH));
+    this.draw(top);
+    box.scrollTop = top; // lays out once, everything written before
+    this.viewH = box.clientHeight; // a horizontal scrollbar may have come or gone
+    this.top = this.expectedTop = box.scrollTop;
+    if (this.rows.estimate) this.settle();
+    else if (Math.abs(this.top - top) >= ROW_PX) this.draw(this.top);
+  }
+
+  /** Wrapped rows: the drawn ones measured; if that moved rows, the first in view is kept where
+   * it was (the newest at the bottom when following). Bounded: a second pass at most. */
+  settle() {
+    const box = this.lines;
+    for (let pass = 0; pass < 2; pass++) {
+      const anchor = this.rows.indexAt(this.top);
+      const offset = this.top - this.rows.topOf(anchor);
+      let moved = false;
+      for (const node of this.win.children) moved = this.rows.measured(node.row, node.offsetHeight) || moved;
+      if (!moved) return;
+      const top = this.following ? this.rows.height + PAD_PX - this.viewH : this.rows.topOf(anchor) + offset;
+      this.draw(Math.max(0, top));
+      box.scrollTop = top;
+      this.top = this.expectedTop = box.scrollTop;
     }
+  }
+
+  /** The rows from OVERSCAN above the view at `top` to OVERSCAN below it, as the pane's only
+   * row nodes (reused: a node showing the same row is left alone). */
+  draw(top) {
+    const rows = this.rows, shown = rows.shown;
+    const first = Math.max(0, rows.indexAt(top) - OVERSCAN);
+    const end = Math.min(shown.length, rows.indexAt(top + this.viewH) + 1 + OVERSCAN);
+    let node = this.win.firstElementChild;
+    for (let i = first; i < end; i++) {
+      if (!node) node = this.win.appendChild(document.createElement("div"));
+      if (node.row !== shown[i]) paint(node, shown[i]);
+      node = node.nextElementSibling;
+    }
+    while (node) {
+      const next = node.nextElementSibling;
+      node.remove();
+      node = next;
+    }
+    const drawn = this.drawn, y = rows.topOf(first), height = rows.height, empty = !rows.items.length;
+    if (y !== drawn.top) this.win.style.transform = `translateY(${(drawn.top = y)}px)`;
+    if (height !== drawn.height) this.canvas.style.height = `${(drawn.height = height)}px`;
+    if (empty !== drawn.empty) this.lines.classList.toggle("none", (drawn.empty = empty));
+  }
+
+  /** The pane was shown, hidden or resized: wrapped rows are measured again, and drawn. */
+  resized() {
+    const box = this.lines;
+    const width = box.clientWidth;
+    this.viewH = box.clientHeight;
+    if (width !== this.viewW && this.rows.estimate) {
+      this.viewW = width;
+      this.reflow();
+    } else {
+      this.viewW = width;
+      this.scrollTo(this.following ? Infinity : this.top);
+    }
+  }
+
+  /** Wrap turned on or off, or the width changed: rows' heights start again from an
+   * estimate, the first row in view kept at the top. */
+  reflow() {
+    const anchor = this.rows.indexAt(this.top);
+    const wrap = this.pane.classList.contains("wrap");
+    this.rows.setEstimate(wrap ? estimator(this.win, this.viewW) : null);
+    this.scrollTo(this.following ? Infinity : this.rows.topOf(anchor));
   }
 
   /** Scrolled to the top: earlier lines from the server, above the oldest shown. */
@@ -181,25 +249,14 @@ export class LogPane {
       this.olderId = page.before;
       if (!page.events.length) return;
       this.schedule.now();
-      const box = this.lines;
-      const height = box.scrollHeight;
-      const nodes = [];
-      for (const ev of page.events) for (const line of ev.lines) nodes.push(lineNode(line, this.filter));
-      for (let i = nodes.length; i > 0; i -= BLOCK_LINES) {
-        const block = el("div", "block");
-        block.append(...nodes.slice(Math.max(0, i - BLOCK_LINES), i));
-        box.prepend(block);
-      }
+      const added = this.rows.prepend(page.events.flatMap((ev) => ev.lines));
       this.events.unshift(...page.events.map((ev) => [ev.id, ev.lines.length]));
-      this.count += nodes.length;
-      box.scrollTop += box.scrollHeight - height; // the lines that were on screen stay put
-      this.expectedTop = box.scrollTop;
-      const extra = this.count - MAX_LINES;
+      const extra = this.rows.count - MAX_LINES;
       if (extra > 0) { // bounded: the newest end goes, and "Live" brings it back
-        this.count -= extra;
-        removeLines(box, extra, "last");
+        this.rows.drop(extra, "end");
         this.detach();
       }
+      this.scrollTo(this.top + added); // the lines that were on screen stay put
       this.drawCount();
     } finally {
       this.loading = false;
@@ -219,30 +276,18 @@ export class LogPane {
     if (!resp.ok) return;
     const page = await resp.json();
     this.pending = [];
-    this.lines.replaceChildren();
-    this.count = 0;
-    this.events = [];
+    this.events = page.events.map((ev) => [ev.id, ev.lines.length]);
     this.detach();
-    let mark = null;
-    let block = null;
+    const texts = [];
+    let markAt = -1;
     for (const ev of page.events) {
-      this.events.push([ev.id, ev.lines.length]);
-      for (const line of ev.lines) {
-        const node = lineNode(line, this.filter);
-        if (ev.id === page.at && !mark) { mark = node; node.classList.add("moment"); }
-        if (!block || block.childElementCount >= BLOCK_LINES) { block = el("div", "block"); this.lines.append(block); }
-        block.append(node);
-        this.count++;
-      }
+      if (ev.id === page.at && markAt < 0) markAt = texts.length;
+      texts.push(...ev.lines);
     }
+    const note = `${page.events.length ? "" : "No lines "}around ${clock(ts)}`;
+    const at = this.rows.replace(texts, markAt, note);
     this.olderId = page.before;
-    const note = el("div", "line moment-note", `${page.events.length ? "" : "No lines "}around ${clock(ts)}`);
-    if (mark) mark.before(note); else this.lines.append(note);
-    // Centre the mark in the pane by scrolling the pane alone (scrollIntoView would scroll
-    // the page too, away from the chart that was clicked).
-    const box = this.lines;
-    box.scrollTop += note.getBoundingClientRect().top - box.getBoundingClientRect().top - box.clientHeight / 2;
-    this.expectedTop = box.scrollTop;
+    this.scrollTo(this.rows.topOf(at) - this.viewH / 2); // the note and the mark mid-pane
     this.drawCount();
   }
 
@@ -254,20 +299,23 @@ export class LogPane {
   }
 
   drawCount() {
-    this.countEl.textContent = `${this.count.toLocaleString()} lines${this.count >= MAX_LINES ? " (max)" : ""}`;
-  }
-
-  toBottom() {
-    this.lines.scrollTop = this.lines.scrollHeight;
-    this.expectedTop = this.lines.scrollTop;
+    const count = this.rows.count;
+    this.countEl.textContent = `${count.toLocaleString()} lines${count >= MAX_LINES ? " (max)" : ""}`;
   }
 
   onScroll() {
     const box = this.lines;
-    if (box.scrollTop < LOAD_AT_PX && box.scrollHeight > box.clientHeight) this.loadOlder();
-    if (Math.abs(box.scrollTop - this.expectedTop) < 2) return; // ours, not the reader's
-    this.expectedTop = box.scrollTop;
-    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 4;
+    const top = box.scrollTop;
+    const atBottom = box.scrollHeight - top - box.clientHeight < 4;
+    const scrolled = box.scrollHeight > box.clientHeight;
+    if (Math.abs(top - this.top) >= 1) { // the reader's, not the pane's own scrollTo
+      this.top = top;
+      this.draw(top);
+      if (this.rows.estimate) this.settle();
+    }
+    if (top < LOAD_AT_PX && scrolled) this.loadOlder();
+    if (Math.abs(top - this.expectedTop) < 2) return; // ours, not the reader's
+    this.expectedTop = top;
     if (this.following && !atBottom) this.pause();
     else if (!this.following && atBottom && !this.detached) this.resume();
   }
@@ -312,10 +360,11 @@ export class LogPane {
     this.error.hidden = !error;
     this.error.textContent = error || "";
     this.input.classList.toggle("invalid", Boolean(error));
-    for (const node of this.lines.querySelectorAll(".line:not(.gap)")) {
-      node.classList.toggle("filtered", Boolean(test) && !test(node.textContent));
-    }
-    if (this.following) this.toBottom();
+    const anchor = this.rows.shown[this.rows.indexAt(this.top)];
+    this.rows.setFilter(test);
+    // paused: the row that was at the top stays in view if the filter keeps it
+    const at = anchor ? this.rows.shown.indexOf(anchor) : -1;
+    this.scrollTo(this.following ? Infinity : this.rows.topOf(Math.max(0, at)));
   }
 
   status(st) {
@@ -348,8 +397,7 @@ export class LogPane {
 
   clear() {
     this.pending = [];
-    this.lines.replaceChildren();
-    this.count = 0;
+    this.rows.clear();
     this.events = [];
     this.newWhilePaused = 0;
     this.unread = 0;
@@ -357,51 +405,29 @@ export class LogPane {
   }
 }
 
-/** One line's node: text (never HTML), its level's class, filtered or not. */
-function lineNode(text, filter) {
-  const node = el("div", "line");
-  node.textContent = text;
-  const level = levelOf(text);
-  if (level) node.classList.add(`lvl-${level}`);
-  if (filter && !filter(text)) node.classList.add("filtered");
-  return node;
+/** Draw row `r` in `node`: its text (never HTML), and its level's or kind's class. */
+function paint(node, r) {
+  node.row = r;
+  node.textContent = r.text;
+  node.className = r.cls || (r.cls = rowClass(r));
+  node.dataset.seq = r.seq; // the row's place, for reading a pane's lines in order (tests)
 }
 
-/**
- * Every block but the last PLAIN_BLOCKS is laid out only when in view (".full", main.css),
- * marked before the frame lays them out. The last ones, where the view is when following,
- * always lay out: a block marked as it filled up came into view unlaid-out at once, and
- * laying it out then took a second layout pass every redraw (#17).
- */
-function markFull(box) {
-  let block = box.lastElementChild;
-  for (let i = 0; block && i < PLAIN_BLOCKS; i++) block = block.previousElementSibling;
-  while (block && !block.classList.contains("full")) {
-    block.classList.add("full");
-    block = block.previousElementSibling;
-  }
+function rowClass(r) {
+  if (r.kind === GAP) return "line gap";
+  if (r.kind === NOTE) return "line moment-note";
+  const level = levelOf(r.text);
+  return `line${level ? ` lvl-${level}` : ""}${r.mark ? " moment" : ""}`;
 }
 
-/** Remove `count` lines from the `first` or `last` end of a pane's blocks. */
-function removeLines(box, count, end) {
-  while (count > 0) { // whole blocks, then lines of the next one
-    const block = end === "first" ? box.firstElementChild : box.lastElementChild;
-    if (!block) return;
-    const n = block.childElementCount;
-    if (n <= count) {
-      block.remove();
-      count -= n;
-    } else {
-      const range = document.createRange();
-      if (end === "first") {
-        range.setStartBefore(block.firstChild);
-        range.setEndAfter(block.children[count - 1]);
-      } else {
-        range.setStartBefore(block.children[n - count]);
-        range.setEndAfter(block.lastChild);
-      }
-      range.deleteContents();
-      count = 0;
-    }
-  }
+/** A wrapped row's height before it is drawn: its characters over the pane's width, in rows
+ * of the monospace font's width (measured once, in the pane). */
+function estimator(win, width) {
+  const probe = el("span", "line", "0".repeat(100));
+  probe.style.cssText = "position: absolute; visibility: hidden; white-space: pre";
+  win.append(probe);
+  const charPx = probe.getBoundingClientRect().width / 100 || 7;
+  probe.remove();
+  const perRow = Math.max(1, Math.floor((width - WRAP_INDENT_PX) / charPx));
+  return (r) => (r.kind === LINE_KIND ? ROW_PX * Math.max(1, Math.ceil(r.text.length / perRow)) : ROW_PX);
 }
