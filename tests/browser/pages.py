@@ -54,7 +54,8 @@ class OpenPage(Protocol):
 # Every line a log pane holds, top to bottom, read as a reader would: by scrolling through it,
 # from the bottom up, since only the rows in view are in the DOM (logpane.js). Each row's
 # data-seq gives its place. It stops short of the top, where the pane would load earlier lines
-# (the rows drawn above the view include the first).
+# (the rows drawn above the view include the first), then scrolls back to where it was: a
+# pane that was following follows again, one that was paused stays paused.
 PANE_LINES = """async (box) => {
   const frame = () => new Promise((done) => {
     requestAnimationFrame(() => requestAnimationFrame(done));
@@ -65,7 +66,8 @@ PANE_LINES = """async (box) => {
       seen.set(Number(row.dataset.seq), row.textContent);
     }
   };
-  const stop = 50;
+  const stop = 60;
+  const was = box.scrollTop;
   let y = box.scrollHeight - box.clientHeight;
   for (;;) {
     if (y >= stop && Math.abs(y - box.scrollTop) >= 1) {
@@ -75,6 +77,10 @@ PANE_LINES = """async (box) => {
     read();
     if (y <= stop) break;
     y = Math.max(stop, y - box.clientHeight / 2);
+  }
+  if (Math.abs(was - box.scrollTop) >= 1) {
+    box.scrollTop = was;
+    await frame();
   }
   return [...seen.entries()].sort((a, b) => a[0] - b[0]).map(([, text]) => text);
 }"""

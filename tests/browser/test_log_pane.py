@@ -28,6 +28,15 @@ DRAWN = """(box) => {
   const atEnd = box.scrollTop + box.clientHeight >= box.scrollHeight - 1;
   return { top, bottom, rows, atEnd, scrollTop: box.scrollTop, scrollHeight: box.scrollHeight };
 }"""
+CHARS_PER_WRAPPED_ROW = """(box) => {
+  const probe = document.createElement("span");
+  probe.textContent = "0".repeat(100);
+  probe.style.cssText = "position: absolute; white-space: pre";
+  box.append(probe);
+  const charPx = probe.getBoundingClientRect().width / 100;
+  probe.remove();
+  return Math.floor((box.clientWidth - 34) / charPx);
+}"""
 FRAMES = "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
 
 
@@ -93,7 +102,9 @@ async def test_wrapped_lines_of_every_length_scroll_through_without_gaps(
     await pane(page).locator("button.log-follow").click()  # paused: the pane stays where it is put
     box = pane(page).locator(".log-lines")
     view = await drawn(page)
-    last_seq = max(r["seq"] for r in view["rows"])  # following until now: the newest is drawn
+    assert view["atEnd"]  # following until now
+    last_seq = 399  # the 400th row: the pane's rows are numbered from 0
+    assert view["rows"][-1]["seq"] == last_seq
     assert_view_covered(view, last_seq)
     await box.evaluate("box => { box.scrollTop = 0; }")
     view, steps = await drawn(page), 0
@@ -131,7 +142,7 @@ async def test_a_paused_pane_holds_still_while_lines_arrive_and_the_oldest_go(
     assert 3000 < int(at_top.split()[1]) < 4000
     with app_log.open("a") as f:  # 7,000 in all: the pane keeps 5,000, the first 2,000 go
         f.write("".join(f"held {i}\n" for i in range(4000, 7000)))
-    await expect(follow).to_have_text(re.compile(r"3.000 new"), timeout=10_000)
+    await expect(follow).to_have_text(re.compile(r"Paused · 3.000 new$"), timeout=10_000)
     await expect(pane(page).locator(".log-count")).to_have_text(
         re.compile(r"^5.000 lines \(max\)$")
     )
@@ -144,3 +155,71 @@ async def test_a_paused_pane_holds_still_while_lines_arrive_and_the_oldest_go(
     view = await drawn(page)  # the newest line at the bottom of the pane's view
     assert view["bottom"] - 18 < view["rows"][-1]["bottom"] <= view["bottom"] + 4 + 0.5
     await expect(follow).to_have_text(re.compile("Live"))
+
+
+async def test_scrolling_up_a_wrapped_pane_while_following_pauses_it_there(
+    open_page: OpenPage, start_server: Callable[..., Server], app_log: Path
+) -> None:
+    """Rows drawn as the pane scrolls are measured, and that moves rows: it must not move the
+    reader back to the newest line."""
+    server = start_server("--log", f"app={app_log}")
+    page = (await open_page(f"{server.url}/")).page
+    await live(page)
+    # Words that wrap at spaces, one to a row (two do not fit in the pane's width): each line
+    # takes five rows where its length says three.
+    per_row = await pane(page).locator(".log-lines").evaluate(CHARS_PER_WRAPPED_ROW)
+    words = " ".join(["w" * (per_row // 2 + 3)] * 5)
+    with app_log.open("a") as f:
+        f.write("".join(f"{i} {words}\n" for i in range(600)))
+    await expect(pane(page).locator(".log-count")).to_have_text("600 lines", timeout=10_000)
+    await pane(page).locator("button.log-wrap").click()
+    follow = pane(page).locator("button.log-follow")
+    await expect(follow).to_have_text("Live")
+    box = pane(page).locator(".log-lines")
+    await box.hover()
+
+    def top_seq(view: dict) -> int:  # type: ignore[type-arg]
+        return int(next(r["seq"] for r in view["rows"] if r["bottom"] > view["top"] + 1))
+
+    was = top_seq(await drawn(page))
+    await page.mouse.wheel(0, -810)  # 9 of these 90 px rows: past the rows measured so far
+    await expect(follow).to_have_text("Paused")
+    view, tops = await drawn(page), list[float]()
+    while len(tops) < 3 or len(set(tops[-3:])) > 1:  # until a smooth scroll has ended
+        assert len(tops) < 200
+        view = await drawn(page)
+        tops.append(view["scrollTop"])
+    assert not view["atEnd"]
+    assert was - 10 <= top_seq(view) <= was - 8, (was, top_seq(view))
+    assert_view_covered(view, 599)
+
+
+async def test_a_filter_typed_while_paused_keeps_the_reader_near_where_they_were(
+    open_page: OpenPage, start_server: Callable[..., Server], app_log: Path
+) -> None:
+    server = start_server("--log", f"app={app_log}")
+    page = (await open_page(f"{server.url}/")).page
+    await live(page)
+    with app_log.open("a") as f:
+        f.write("".join(f"held {i} {'odd' if i % 2 else 'even'}\n" for i in range(4000)))
+    await expect(pane(page).locator(".log-count")).to_have_text(
+        re.compile(r"^4.000 lines$"), timeout=10_000
+    )
+    box = pane(page).locator(".log-lines")
+    await box.evaluate("box => { box.scrollTop = box.scrollHeight * 0.5; }")
+    follow = pane(page).locator("button.log-follow")
+    await expect(follow).to_have_text("Paused")
+
+    def top_row(view: dict) -> int:  # type: ignore[type-arg]
+        return int(
+            next(r["text"] for r in view["rows"] if r["bottom"] > view["top"] + 1).split()[1]
+        )
+
+    was = top_row(await drawn(page))
+    odd = was | 1  # the first row "odd" keeps from the one at the top
+    for text, first in (("odd", odd), ("even", odd + 1), ("", odd + 1)):
+        await pane(page).locator("input.log-filter").fill(text)
+        view = await drawn(page)
+        assert top_row(view) == first, (text, was, top_row(view))
+        await expect(follow).to_have_text("Paused")  # not scrolled to the top, nothing loaded
+    await expect(pane(page).locator(".log-count")).to_have_text(re.compile(r"^4.000 lines$"))

@@ -85,3 +85,19 @@ test("wrapped rows: estimated, then measured, and found by their position", () =
   assert.equal(rows.height, 2 * 18);
   assert.equal(rows.shown[1].h, 0);
 });
+
+test("the longest line is known after drops, and a seq finds its row under a filter", () => {
+  const rows = new Rows(18);
+  rows.append(["a".repeat(50), "bb", "c".repeat(30)]);
+  assert.equal(rows.widest(), 50);
+  rows.drop(1);
+  assert.equal(rows.widest(), 30);
+  rows.append(["d".repeat(70)]);
+  assert.equal(rows.widest(), 70);
+  rows.setFilter((t) => t.startsWith("d") || t.startsWith("bb"));
+  const [bb, c, d] = rows.items;
+  assert.equal(rows.indexFromSeq(bb.seq), 0);
+  assert.equal(rows.indexFromSeq(c.seq), 1); // hidden: the next shown row
+  assert.equal(rows.shown[1], d);
+  assert.equal(rows.indexFromSeq(d.seq + 1), 2); // none at or after: the number shown
+});

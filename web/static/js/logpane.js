@@ -12,7 +12,8 @@ const ROW_PX = 18; // a line's height unwrapped: main.css's .line line-height
 // Rows drawn above and below the view: a scroll of up to this many shows drawn rows at once.
 const OVERSCAN = 20;
 const PAD_PX = 8; // .log-lines' padding, top and bottom together
-const WRAP_INDENT_PX = 34; // .wrap .line's padding, left and right
+const LINE_PAD_PX = 10; // .line's padding, left and right each
+const WRAP_PAD_PX = 34; // .wrap .line's padding, left and right together
 // A quiet log's line shows at the next frame; under a storm the pane redraws at most this
 // often (nobody reads 1,000 lines a second).
 const MIN_REDRAW_MS = 100;
@@ -37,7 +38,8 @@ export class LogPane {
     this.expectedTop = 0; // the last scrollTop the pane set itself
     this.viewH = 0; // the pane's size (px), from a ResizeObserver: 0 while hidden
     this.viewW = 0;
-    this.drawn = { top: -1, height: -1, empty: null }; // what the DOM shows, to write only changes
+    this.drawn = { top: -1, height: -1, width: -1, empty: null }; // what the DOM shows, to write only changes
+    this.charWidth = 0;
     // The events in the pane, oldest first, as [id, lines still shown]: the oldest id is where
     // scrolling back continues from. Without ids (a forwarded event), nothing is loaded.
     this.events = [];
@@ -108,7 +110,8 @@ export class LogPane {
     });
     clearBtn.addEventListener("click", () => this.clear());
     this.lines.addEventListener("scroll", () => this.onScroll(), { passive: true });
-    new ResizeObserver(() => this.resized()).observe(this.lines);
+    this.sizes = new ResizeObserver(() => this.resized());
+    this.sizes.observe(this.lines);
     this.drawFollow();
   }
 
@@ -143,11 +146,12 @@ export class LogPane {
     const extra = this.rows.count - MAX_LINES;
     if (extra > 0) top -= this.trim(extra); // keep what the reader is looking at in place
     if (!this.following) this.newWhilePaused += batch.filter((it) => typeof it === "string").length;
-    this.scrollTo(this.following ? Infinity : top);
+    // Text first: scrollTo lays out, and a write after it would take a second layout.
     this.drawFollow();
     this.drawCount();
     this.badge.hidden = !this.unread;
-    this.badge.textContent = this.unread > 999 ? "999+" : String(this.unread);
+    setText(this.badge, this.unread > 999 ? "999+" : String(this.unread));
+    this.scrollTo(this.following ? Infinity : top);
   }
 
   /** Drop `count` rows from the top (whole events: scrolling back goes on from the id of the
@@ -160,65 +164,103 @@ export class LogPane {
   }
 
   /** Put the pane at `top` (px; Infinity: the newest row at the bottom) with the rows there
-   * drawn. The one place the pane's scroll position and rows are written. */
+   * drawn. Hidden, the canvas is sized, and the rest waits until the pane is shown. */
   scrollTo(top) {
     this.top = top;
-    if (!this.viewH) return; // hidden: drawn when shown (resized)
+    if (!this.viewH) {
+      this.sizeCanvas(); // shown later at its full size: its scrollbar does not appear then
+      return;
+    }
+    this.place(top);
+    if (this.rows.estimate) this.settle();
+  }
+
+  /** Draw the rows at `top` and scroll there (one layout, after every write); drawn again if
+   * the browser put the pane elsewhere (a horizontal scrollbar came or went). */
+  place(top) {
     const box = this.lines;
     top = Math.max(0, Math.min(top, this.rows.height + PAD_PX - this.viewH));
     this.draw(top);
-    box.scrollTop = top; // lays out once, everything written before
-    this.viewH = box.clientHeight; // a horizontal scrollbar may have come or gone
+    box.scrollTop = top;
+    this.viewH = box.clientHeight;
     this.top = this.expectedTop = box.scrollTop;
-    if (this.rows.estimate) this.settle();
-    else if (Math.abs(this.top - top) >= ROW_PX) this.draw(this.top);
+    if (Math.abs(this.top - top) >= ROW_PX) this.draw(this.top);
   }
 
   /** Wrapped rows: the drawn ones measured; if that moved rows, the first in view is kept where
    * it was (the newest at the bottom when following). Bounded: a second pass at most. */
   settle() {
-    const box = this.lines;
     for (let pass = 0; pass < 2; pass++) {
       const anchor = this.rows.indexAt(this.top);
       const offset = this.top - this.rows.topOf(anchor);
       let moved = false;
       for (const node of this.win.children) moved = this.rows.measured(node.row, node.offsetHeight) || moved;
       if (!moved) return;
-      const top = this.following ? this.rows.height + PAD_PX - this.viewH : this.rows.topOf(anchor) + offset;
-      this.draw(Math.max(0, top));
-      box.scrollTop = top;
-      this.top = this.expectedTop = box.scrollTop;
+      this.place(this.following ? Infinity : this.rows.topOf(anchor) + offset);
     }
   }
 
   /** The rows from OVERSCAN above the view at `top` to OVERSCAN below it, as the pane's only
-   * row nodes (reused: a node showing the same row is left alone). */
+   * row nodes. A node stays with its row: rows that stay in view are not written again (a
+   * selection in them holds, and a screen reader hears only the rows that come). */
   draw(top) {
-    const rows = this.rows, shown = rows.shown;
+    const rows = this.rows, shown = rows.shown, win = this.win;
     const first = Math.max(0, rows.indexAt(top) - OVERSCAN);
     const end = Math.min(shown.length, rows.indexAt(top + this.viewH) + 1 + OVERSCAN);
-    let node = this.win.firstElementChild;
+    const wanted = new Set();
+    for (let i = first; i < end; i++) wanted.add(shown[i]);
+    const spare = [];
+    for (const node of [...win.children]) {
+      if (!wanted.has(node.row)) {
+        node.remove();
+        spare.push(node);
+      }
+    }
+    // The nodes left show rows of the range, in order: insert the rows they lack between them.
+    let node = win.firstElementChild;
     for (let i = first; i < end; i++) {
-      if (!node) node = this.win.appendChild(document.createElement("div"));
-      if (node.row !== shown[i]) paint(node, shown[i]);
-      node = node.nextElementSibling;
+      if (node && node.row === shown[i]) {
+        node = node.nextElementSibling;
+        continue;
+      }
+      const fresh = spare.pop() || document.createElement("div");
+      paint(fresh, shown[i]);
+      win.insertBefore(fresh, node);
     }
-    while (node) {
-      const next = node.nextElementSibling;
-      node.remove();
-      node = next;
-    }
-    const drawn = this.drawn, y = rows.topOf(first), height = rows.height, empty = !rows.items.length;
-    if (y !== drawn.top) this.win.style.transform = `translateY(${(drawn.top = y)}px)`;
+    const y = rows.topOf(first);
+    if (y !== this.drawn.top) win.style.transform = `translateY(${(this.drawn.top = y)}px)`;
+    this.sizeCanvas();
+  }
+
+  /** The canvas as tall as every shown row, and (unwrapped) as wide as the longest line, so
+   * the sideways scroll does not change with the rows drawn. */
+  sizeCanvas() {
+    const drawn = this.drawn, rows = this.rows;
+    const height = rows.height, empty = !rows.items.length;
+    const width = rows.estimate ? 0 : Math.ceil(rows.widest() * this.charPx()) + 2 * LINE_PAD_PX;
     if (height !== drawn.height) this.canvas.style.height = `${(drawn.height = height)}px`;
+    if (width !== drawn.width) this.canvas.style.minWidth = `${(drawn.width = width)}px`;
     if (empty !== drawn.empty) this.lines.classList.toggle("none", (drawn.empty = empty));
+  }
+
+  /** The monospace font's character width (px), measured once in the pane when shown. */
+  charPx() {
+    if (!this.charWidth && this.viewW) {
+      const probe = el("span", null, "0".repeat(100));
+      probe.style.cssText = "position: absolute; visibility: hidden; white-space: pre";
+      this.win.append(probe);
+      this.charWidth = probe.getBoundingClientRect().width / 100;
+      probe.remove();
+    }
+    return this.charWidth || 7.2;
   }
 
   /** The pane was shown, hidden or resized: wrapped rows are measured again, and drawn. */
   resized() {
     const box = this.lines;
     const width = box.clientWidth;
-    this.viewH = box.clientHeight;
+    this.viewH = width ? box.clientHeight : 0;
+    if (!width) return; // hidden: what was measured holds until it is shown again
     if (width !== this.viewW && this.rows.estimate) {
       this.viewW = width;
       this.reflow();
@@ -233,7 +275,7 @@ export class LogPane {
   reflow() {
     const anchor = this.rows.indexAt(this.top);
     const wrap = this.pane.classList.contains("wrap");
-    this.rows.setEstimate(wrap ? estimator(this.win, this.viewW) : null);
+    this.rows.setEstimate(wrap ? estimator(this.viewW, this.charPx()) : null);
     this.scrollTo(this.following ? Infinity : this.rows.topOf(anchor));
   }
 
@@ -251,9 +293,8 @@ export class LogPane {
       this.schedule.now();
       const added = this.rows.prepend(page.events.flatMap((ev) => ev.lines));
       this.events.unshift(...page.events.map((ev) => [ev.id, ev.lines.length]));
-      const extra = this.rows.count - MAX_LINES;
-      if (extra > 0) { // bounded: the newest end goes, and "Live" brings it back
-        this.rows.drop(extra, "end");
+      if (this.rows.count > MAX_LINES) { // bounded: the newest end goes, and "Live" brings it back
+        while (this.rows.count > MAX_LINES) this.rows.drop(this.rows.count - MAX_LINES, "end");
         this.detach();
       }
       this.scrollTo(this.top + added); // the lines that were on screen stay put
@@ -300,29 +341,35 @@ export class LogPane {
 
   drawCount() {
     const count = this.rows.count;
-    this.countEl.textContent = `${count.toLocaleString()} lines${count >= MAX_LINES ? " (max)" : ""}`;
+    setText(this.countEl, `${count.toLocaleString()} lines${count >= MAX_LINES ? " (max)" : ""}`);
   }
 
   onScroll() {
     const box = this.lines;
     const top = box.scrollTop;
-    const atBottom = box.scrollHeight - top - box.clientHeight < 4;
-    const scrolled = box.scrollHeight > box.clientHeight;
-    if (Math.abs(top - this.top) >= 1) { // the reader's, not the pane's own scrollTo
-      this.top = top;
-      this.draw(top);
+    const moved = Math.abs(top - this.top) >= 1;
+    const theirs = Math.abs(top - this.expectedTop) >= 2; // the reader's, not the pane's own
+    this.top = top;
+    if (theirs) { // decided before drawing: a wrapped row measured must not move them back
+      this.expectedTop = top;
+      const atBottom = box.scrollHeight - top - box.clientHeight < 4;
+      if (this.following && !atBottom) this.pause(true);
+      else if (!this.following && atBottom && !this.detached) return this.resume();
+      if (top < LOAD_AT_PX && box.scrollHeight > box.clientHeight) this.loadOlder();
+    }
+    if (moved) {
+      this.draw(this.top);
       if (this.rows.estimate) this.settle();
     }
-    if (top < LOAD_AT_PX && scrolled) this.loadOlder();
-    if (Math.abs(top - this.expectedTop) < 2) return; // ours, not the reader's
-    this.expectedTop = top;
-    if (this.following && !atBottom) this.pause();
-    else if (!this.following && atBottom && !this.detached) this.resume();
   }
 
-  pause() {
-    if (this.pending.length) this.schedule.now(); // lines that came before the pause are not "new"
+  /** Stop following. Lines that came before are not "new": drawn first, at the bottom (a
+   * key or the button) or where the reader scrolled to (`scrolled`). */
+  pause(scrolled = false) {
+    if (scrolled) this.following = false;
+    if (this.pending.length) this.schedule.now();
     this.following = false;
+    this.newWhilePaused = 0;
     this.drawFollow();
   }
 
@@ -350,7 +397,7 @@ export class LogPane {
     const b = this.followBtn;
     b.dataset.following = String(this.following);
     const paused = this.detached ? "Back to live" : "Paused";
-    b.textContent = this.following ? "Live" : `${paused}${this.newWhilePaused ? ` · ${this.newWhilePaused.toLocaleString()} new` : ""}`;
+    setText(b, this.following ? "Live" : `${paused}${this.newWhilePaused ? ` · ${this.newWhilePaused.toLocaleString()} new` : ""}`);
     b.title = this.following ? "Following new lines; space or scrolling up pauses" : "Jump back to the newest line (space)";
   }
 
@@ -362,9 +409,8 @@ export class LogPane {
     this.input.classList.toggle("invalid", Boolean(error));
     const anchor = this.rows.shown[this.rows.indexAt(this.top)];
     this.rows.setFilter(test);
-    // paused: the row that was at the top stays in view if the filter keeps it
-    const at = anchor ? this.rows.shown.indexOf(anchor) : -1;
-    this.scrollTo(this.following ? Infinity : this.rows.topOf(Math.max(0, at)));
+    // paused: the first row the filter keeps from the one that was at the top
+    this.scrollTo(this.following ? Infinity : this.rows.topOf(this.rows.indexFromSeq(anchor?.seq ?? 0)));
   }
 
   status(st) {
@@ -395,6 +441,13 @@ export class LogPane {
     }
   }
 
+  /** The pane is gone (its source was removed). */
+  remove() {
+    this.sizes.disconnect();
+    this.tab.remove();
+    this.pane.remove();
+  }
+
   clear() {
     this.pending = [];
     this.rows.clear();
@@ -420,14 +473,12 @@ function rowClass(r) {
   return `line${level ? ` lvl-${level}` : ""}${r.mark ? " moment" : ""}`;
 }
 
-/** A wrapped row's height before it is drawn: its characters over the pane's width, in rows
- * of the monospace font's width (measured once, in the pane). */
-function estimator(win, width) {
-  const probe = el("span", "line", "0".repeat(100));
-  probe.style.cssText = "position: absolute; visibility: hidden; white-space: pre";
-  win.append(probe);
-  const charPx = probe.getBoundingClientRect().width / 100 || 7;
-  probe.remove();
-  const perRow = Math.max(1, Math.floor((width - WRAP_INDENT_PX) / charPx));
+/** A wrapped row's height before it is drawn: its characters over the pane's width. */
+function estimator(width, charPx) {
+  const perRow = Math.max(1, Math.floor((width - WRAP_PAD_PX) / charPx));
   return (r) => (r.kind === LINE_KIND ? ROW_PX * Math.max(1, Math.ceil(r.text.length / perRow)) : ROW_PX);
+}
+
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
 }

@@ -42,7 +42,7 @@ export function showMoment(ts) {
 function hello(info) {
   const names = (info.sources || []).filter((s) => s.kind !== "metrics").map((s) => s.name);
   for (const [name, p] of panes) {
-    if (!names.includes(name)) { p.tab.remove(); p.pane.remove(); panes.delete(name); }
+    if (!names.includes(name)) { p.remove(); panes.delete(name); }
   }
   if (active && !panes.has(active)) active = null;
   for (const name of names) pane(name);

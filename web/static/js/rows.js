@@ -25,6 +25,7 @@ export class Rows {
     // else estimate(row). Without, every row is rowPx and nothing needs adding up.
     this.estimate = null;
     this.tops = null; // with estimate: each shown row's top (px), and the total last; null: stale
+    this.longest = 0; // the longest text's length; -1: not known (recounted when asked)
   }
 
   /** Rows kept, notes aside: lines and gap marks. */
@@ -79,6 +80,7 @@ export class Rows {
       if (this.filter) this.shown.unshift(...shown);
     }
     if (shown.length) this.tops = null;
+    if (this.longest >= 0) for (const r of added) this.longest = Math.max(this.longest, r.text.length);
     return shown;
   }
 
@@ -101,6 +103,7 @@ export class Rows {
       }
     }
     if (shownGone.length) this.tops = null;
+    if (gone.some((r) => r.text.length >= this.longest)) this.longest = -1;
     if (end === "start" && this.items.length) this.firstSeq = this.items[0].seq;
     return this.heightOf(shownGone);
   }
@@ -111,6 +114,23 @@ export class Rows {
     this.notes = 0;
     this.firstSeq = this.nextSeq = 0;
     this.tops = null;
+    this.longest = 0;
+  }
+
+  /** The length of the longest row's text (the pane's width unwrapped). */
+  widest() {
+    if (this.longest < 0) this.longest = this.items.reduce((n, r) => Math.max(n, r.text.length), 0);
+    return this.longest;
+  }
+
+  /** The index of the first shown row at or after `seq` (the number shown if none is). */
+  indexFromSeq(seq) {
+    let lo = 0, hi = this.shown.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.shown[mid].seq < seq) lo = mid + 1; else hi = mid;
+    }
+    return lo;
   }
 
   /** Show only the lines `test` keeps (gap marks and notes always); null shows every row. */
