@@ -16,14 +16,16 @@ from playwright.async_api import Locator, Page, expect
 
 pytestmark = pytest.mark.browser
 
-# The drawn rows, top to bottom, and the part of the pane a reader sees (inside its padding).
+# The drawn rows, top to bottom, and the part of the pane a reader sees (inside its padding),
+# in px from the pane's top edge (the page around it may move: its charts redraw).
 DRAWN = """(box) => {
-  const view = box.getBoundingClientRect();
-  const top = view.top + box.clientTop + 4;
+  const edge = box.getBoundingClientRect().top + box.clientTop;
+  const top = 4;
   const bottom = top + box.clientHeight - 8;
   const rows = [...box.querySelectorAll(".line")].map((n) => {
     const r = n.getBoundingClientRect();
-    return { seq: Number(n.dataset.seq), text: n.textContent, top: r.top, bottom: r.bottom };
+    const seq = Number(n.dataset.seq);
+    return { seq, text: n.textContent, top: r.top - edge, bottom: r.bottom - edge };
   });
   const atEnd = box.scrollTop + box.clientHeight >= box.scrollHeight - 1;
   return { top, bottom, rows, atEnd, scrollTop: box.scrollTop, scrollHeight: box.scrollHeight };
@@ -65,6 +67,30 @@ def assert_view_covered(view: dict, last_seq: int) -> None:  # type: ignore[type
         assert rows[-1]["bottom"] >= view["bottom"], ("blank below the last row", view["scrollTop"])
 
 
+def first_in_view(view: dict) -> dict:  # type: ignore[type-arg]
+    """The row at the top of the pane's view."""
+    return dict(next(r for r in view["rows"] if r["bottom"] > view["top"] + 1))
+
+
+async def paused_in(page: Page, log: Path, lines: list[str], at: float) -> Locator:
+    """`lines` written and shown, the pane scrolled up to `at` of its height (which pauses
+    it); its follow button."""
+    with log.open("a") as f:
+        f.write("".join(line + "\n" for line in lines))
+    count = f"{len(lines):,}".replace(",", ".")
+    await expect(pane(page).locator(".log-count")).to_have_text(
+        re.compile(f"^{count} lines$"), timeout=10_000
+    )
+    await (
+        pane(page)
+        .locator(".log-lines")
+        .evaluate("(box, at) => { box.scrollTop = box.scrollHeight * at; }", at)
+    )
+    follow = pane(page).locator("button.log-follow")
+    await expect(follow).to_have_text(re.compile("^Paused"))
+    return follow
+
+
 @pytest.fixture
 def app_log(tmp_path: Path) -> Path:
     log = tmp_path / "app.log"
@@ -72,12 +98,18 @@ def app_log(tmp_path: Path) -> Path:
     return log
 
 
-async def test_wrapped_lines_of_every_length_scroll_through_without_gaps(
-    open_page: OpenPage, start_server: Callable[..., Server], app_log: Path
-) -> None:
+@pytest.fixture
+async def page(open_page: OpenPage, start_server: Callable[..., Server], app_log: Path) -> Page:
+    """The dashboard, live, of a server following `app_log` (empty)."""
     server = start_server("--log", f"app={app_log}")
-    page = (await open_page(f"{server.url}/")).page
-    await live(page)
+    opened = (await open_page(f"{server.url}/")).page
+    await live(opened)
+    return opened
+
+
+async def test_wrapped_lines_of_every_length_scroll_through_without_gaps(
+    page: Page, app_log: Path
+) -> None:
     rng = random.Random(17)
 
     # Short lines, long words, long lines of short words (which wrap at spaces, so take more
@@ -123,22 +155,11 @@ async def test_wrapped_lines_of_every_length_scroll_through_without_gaps(
 
 
 async def test_a_paused_pane_holds_still_while_lines_arrive_and_the_oldest_go(
-    open_page: OpenPage, start_server: Callable[..., Server], app_log: Path
+    page: Page, app_log: Path
 ) -> None:
-    server = start_server("--log", f"app={app_log}")
-    page = (await open_page(f"{server.url}/")).page
-    await live(page)
-    with app_log.open("a") as f:
-        f.write("".join(f"held {i}\n" for i in range(4000)))
-    await expect(pane(page).locator(".log-count")).to_have_text(
-        re.compile(r"^4.000 lines$"), timeout=10_000
-    )
-    box = pane(page).locator(".log-lines")
-    await box.evaluate("box => { box.scrollTop = box.scrollHeight * 0.9; }")  # scrolling up pauses
-    follow = pane(page).locator("button.log-follow")
-    await expect(follow).to_have_text(re.compile("Paused"))
+    follow = await paused_in(page, app_log, [f"held {i}" for i in range(4000)], 0.9)
     before = await drawn(page)
-    at_top = next(r["text"] for r in before["rows"] if r["bottom"] > before["top"])
+    at_top = first_in_view(before)["text"]
     assert 3000 < int(at_top.split()[1]) < 4000
     with app_log.open("a") as f:  # 7,000 in all: the pane keeps 5,000, the first 2,000 go
         f.write("".join(f"held {i}\n" for i in range(4000, 7000)))
@@ -147,7 +168,7 @@ async def test_a_paused_pane_holds_still_while_lines_arrive_and_the_oldest_go(
         re.compile(r"^5.000 lines \(max\)$")
     )
     after = await drawn(page)
-    assert next(r["text"] for r in after["rows"] if r["bottom"] > after["top"]) == at_top
+    assert first_in_view(after)["text"] == at_top
     assert after["scrollTop"] < before["scrollTop"]  # moved up by the lines that went
     await follow.click()
     last = pane(page).locator(".line").last
@@ -158,13 +179,10 @@ async def test_a_paused_pane_holds_still_while_lines_arrive_and_the_oldest_go(
 
 
 async def test_scrolling_up_a_wrapped_pane_while_following_pauses_it_there(
-    open_page: OpenPage, start_server: Callable[..., Server], app_log: Path
+    page: Page, app_log: Path
 ) -> None:
     """Rows drawn as the pane scrolls are measured, and that moves rows: it must not move the
     reader back to the newest line."""
-    server = start_server("--log", f"app={app_log}")
-    page = (await open_page(f"{server.url}/")).page
-    await live(page)
     # Words that wrap at spaces, one to a row (two do not fit in the pane's width): each line
     # takes five rows where its length says three.
     per_row = await pane(page).locator(".log-lines").evaluate(CHARS_PER_WRAPPED_ROW)
@@ -178,10 +196,7 @@ async def test_scrolling_up_a_wrapped_pane_while_following_pauses_it_there(
     box = pane(page).locator(".log-lines")
     await box.hover()
 
-    def top_seq(view: dict) -> int:  # type: ignore[type-arg]
-        return int(next(r["seq"] for r in view["rows"] if r["bottom"] > view["top"] + 1))
-
-    was = top_seq(await drawn(page))
+    was = first_in_view(await drawn(page))["seq"]
     await page.mouse.wheel(0, -810)  # 9 of these 90 px rows: past the rows measured so far
     await expect(follow).to_have_text("Paused")
     view, tops = await drawn(page), list[float]()
@@ -190,30 +205,18 @@ async def test_scrolling_up_a_wrapped_pane_while_following_pauses_it_there(
         view = await drawn(page)
         tops.append(view["scrollTop"])
     assert not view["atEnd"]
-    assert was - 10 <= top_seq(view) <= was - 8, (was, top_seq(view))
+    assert was - 10 <= first_in_view(view)["seq"] <= was - 8, (was, first_in_view(view))
     assert_view_covered(view, 599)
 
 
 async def test_a_filter_typed_while_paused_keeps_the_reader_near_where_they_were(
-    open_page: OpenPage, start_server: Callable[..., Server], app_log: Path
+    page: Page, app_log: Path
 ) -> None:
-    server = start_server("--log", f"app={app_log}")
-    page = (await open_page(f"{server.url}/")).page
-    await live(page)
-    with app_log.open("a") as f:
-        f.write("".join(f"held {i} {'odd' if i % 2 else 'even'}\n" for i in range(4000)))
-    await expect(pane(page).locator(".log-count")).to_have_text(
-        re.compile(r"^4.000 lines$"), timeout=10_000
-    )
-    box = pane(page).locator(".log-lines")
-    await box.evaluate("box => { box.scrollTop = box.scrollHeight * 0.5; }")
-    follow = pane(page).locator("button.log-follow")
-    await expect(follow).to_have_text("Paused")
+    lines = [f"held {i} {'odd' if i % 2 else 'even'}" for i in range(4000)]
+    follow = await paused_in(page, app_log, lines, 0.5)
 
     def top_row(view: dict) -> int:  # type: ignore[type-arg]
-        return int(
-            next(r["text"] for r in view["rows"] if r["bottom"] > view["top"] + 1).split()[1]
-        )
+        return int(first_in_view(view)["text"].split()[1])
 
     was = top_row(await drawn(page))
     odd = was | 1  # the first row "odd" keeps from the one at the top
