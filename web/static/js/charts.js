@@ -1,6 +1,6 @@
 // Time-series charts (uPlot): history from /api/history, then live points from metrics events.
 import uPlot from "../vendor/uPlot-1.6.32.esm.js";
-import { bytes, percent, rate, short } from "./format.js";
+import { bytes, percent, rate, setText, short } from "./format.js";
 import { apiUrl, config } from "./config.js";
 import { scheduler } from "./frame.js";
 import { Series, valueAt } from "./series.js";
@@ -137,7 +137,7 @@ function summarize() {
   } : { cpu: "–", cores: "", load: "", memory: "", diskio: "", netio: "" };
   for (const [id, value] of Object.entries(text)) {
     const node = document.querySelector(`[data-summary="${id}"]`);
-    if (node && node.textContent !== value) node.textContent = value;
+    if (node) setText(node, value);
   }
 }
 

@@ -7,7 +7,7 @@
 // columns that off screen are not rendered (content-visibility, which table rows ignore),
 // so an update costs its own cells only.
 import { config } from "./config.js";
-import { el, percent } from "./format.js";
+import { el, percent, setText } from "./format.js";
 import { scheduler } from "./frame.js";
 
 const NS = "http://www.w3.org/2000/svg";
@@ -29,11 +29,6 @@ function sortValue(host, key) {
   if (key === "disk") return host.disk ? host.disk.percent : -1;
   if (key === "alerts") return host.alerts.length;
   return host[key] ?? -1;
-}
-
-/** Set a node's text only if it changed: an unchanged cell costs no style or layout. */
-function setText(node, text) {
-  if (node.textContent !== text) node.textContent = text;
 }
 
 function makeRow(name) {

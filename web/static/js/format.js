@@ -50,6 +50,11 @@ export function short(n) {
   return `${+n.toFixed(a < 10 ? 2 : 0)}`;
 }
 
+/** Set a node's text only if it changed: an unchanged text costs no style or layout. */
+export function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
 /** One element, with a class and text (never HTML). */
 export function el(tag, className, text) {
   const node = document.createElement(tag);

@@ -1,7 +1,7 @@
 // One log source's tab and pane: lines batched per frame, filter, levels, follow/pause, status;
 // scrolling above the oldest line loads earlier ones (/api/logs), and a moment can be shown.
 // The pane's lines are data (rows.js); only the rows in view are in the DOM.
-import { clock, el } from "./format.js";
+import { clock, el, setText } from "./format.js";
 import { apiUrl, config } from "./config.js";
 import { scheduler } from "./frame.js";
 import { GAP, LINE as LINE_KIND, NOTE, Rows } from "./rows.js";
@@ -32,10 +32,10 @@ export class LogPane {
     this.newWhilePaused = 0;
     this.unread = 0;
     this.active = false;
-    this.filter = null;
     this.schedule = scheduler(() => this.flush(), { minIntervalMs: MIN_REDRAW_MS });
-    this.top = 0; // where the pane is scrolled to (px), as last drawn or scrolled
-    this.expectedTop = 0; // the last scrollTop the pane set itself
+    // Where the pane is scrolled to (px), as it last put itself or the reader scrolled it: a
+    // scroll event elsewhere is the reader's.
+    this.top = 0;
     this.viewH = 0; // the pane's size (px), from a ResizeObserver: 0 while hidden
     this.viewW = 0;
     this.drawn = { top: -1, height: -1, width: -1, empty: null }; // what the DOM shows, to write only changes
@@ -183,7 +183,7 @@ export class LogPane {
     this.draw(top);
     box.scrollTop = top;
     this.viewH = box.clientHeight;
-    this.top = this.expectedTop = box.scrollTop;
+    this.top = box.scrollTop;
     if (Math.abs(this.top - top) >= ROW_PX) this.draw(this.top);
   }
 
@@ -347,20 +347,16 @@ export class LogPane {
   onScroll() {
     const box = this.lines;
     const top = box.scrollTop;
-    const moved = Math.abs(top - this.top) >= 1;
-    const theirs = Math.abs(top - this.expectedTop) >= 2; // the reader's, not the pane's own
+    if (Math.abs(top - this.top) < 1) return; // where the pane put itself: drawn already
     this.top = top;
-    if (theirs) { // decided before drawing: a wrapped row measured must not move them back
-      this.expectedTop = top;
-      const atBottom = box.scrollHeight - top - box.clientHeight < 4;
-      if (this.following && !atBottom) this.pause(true);
-      else if (!this.following && atBottom && !this.detached) return this.resume();
-      if (top < LOAD_AT_PX && box.scrollHeight > box.clientHeight) this.loadOlder();
-    }
-    if (moved) {
-      this.draw(this.top);
-      if (this.rows.estimate) this.settle();
-    }
+    // The reader's scroll: decided before drawing, as a wrapped row measured then must not
+    // move the reader back to the newest line.
+    const atBottom = box.scrollHeight - top - box.clientHeight < 4;
+    if (this.following && !atBottom) this.pause(true);
+    else if (!this.following && atBottom && !this.detached) return this.resume();
+    if (top < LOAD_AT_PX && box.scrollHeight > box.clientHeight) this.loadOlder();
+    this.draw(this.top);
+    if (this.rows.estimate) this.settle();
   }
 
   /** Stop following. Lines that came before are not "new": drawn first, at the bottom (a
@@ -403,7 +399,6 @@ export class LogPane {
 
   setFilter(text) {
     const { test, error } = parseFilter(text.trim());
-    this.filter = test;
     this.error.hidden = !error;
     this.error.textContent = error || "";
     this.input.classList.toggle("invalid", Boolean(error));
@@ -477,8 +472,4 @@ function rowClass(r) {
 function estimator(width, charPx) {
   const perRow = Math.max(1, Math.floor((width - WRAP_PAD_PX) / charPx));
   return (r) => (r.kind === LINE_KIND ? ROW_PX * Math.max(1, Math.ceil(r.text.length / perRow)) : ROW_PX);
-}
-
-function setText(node, text) {
-  if (node.textContent !== text) node.textContent = text;
 }

@@ -12,14 +12,13 @@ function row(seq, text, kind = LINE) {
 }
 
 export class Rows {
-  /** rowPx: a row's height unwrapped (every row's, until `varies` is set). */
+  /** rowPx: a row's height unwrapped (every row's, until an estimate is set). */
   constructor(rowPx) {
     this.rowPx = rowPx;
     this.items = []; // every row kept, oldest first
     this.shown = this.items; // the rows the filter keeps: the same array without a filter
     this.filter = null;
     this.nextSeq = 0;
-    this.firstSeq = 0;
     this.notes = 0;
     // With wrapped lines, rows are as tall as the browser makes them: their measured height,
     // else estimate(row). Without, every row is rowPx and nothing needs adding up.
@@ -46,9 +45,8 @@ export class Rows {
 
   /** Add lines before the oldest row; the height of those shown (px), to keep the view still. */
   prepend(texts) {
-    const added = [];
-    for (let i = texts.length - 1; i >= 0; i--) added.push(row(--this.firstSeq, texts[i]));
-    added.reverse();
+    const first = (this.items.length ? this.items[0].seq : this.nextSeq) - texts.length;
+    const added = texts.map((t, i) => row(first + i, t));
     return this.heightOf(this.add(added, "start"));
   }
 
@@ -90,21 +88,11 @@ export class Rows {
     if (!n) return 0;
     const gone = end === "start" ? this.items.splice(0, n) : this.items.splice(this.items.length - n, n);
     this.notes -= gone.filter((r) => r.kind === NOTE).length;
-    let shownGone = gone;
-    if (this.filter) {
-      const edge = end === "start" ? gone[gone.length - 1].seq : gone[0].seq;
-      let k = 0;
-      if (end === "start") {
-        while (k < this.shown.length && this.shown[k].seq <= edge) k++;
-        shownGone = this.shown.splice(0, k);
-      } else {
-        while (k < this.shown.length && this.shown[this.shown.length - 1 - k].seq >= edge) k++;
-        shownGone = this.shown.splice(this.shown.length - k, k);
-      }
-    }
+    let shownGone = gone; // the filter's view loses the rows of the same seqs
+    if (this.filter && end === "start") shownGone = this.shown.splice(0, this.indexFromSeq(gone[n - 1].seq + 1));
+    else if (this.filter) shownGone = this.shown.splice(this.indexFromSeq(gone[0].seq));
     if (shownGone.length) this.tops = null;
     if (gone.some((r) => r.text.length >= this.longest)) this.longest = -1;
-    if (end === "start" && this.items.length) this.firstSeq = this.items[0].seq;
     return this.heightOf(shownGone);
   }
 
@@ -112,7 +100,7 @@ export class Rows {
     this.items = [];
     this.shown = this.filter ? [] : this.items;
     this.notes = 0;
-    this.firstSeq = this.nextSeq = 0;
+    this.nextSeq = 0;
     this.tops = null;
     this.longest = 0;
   }
