@@ -208,3 +208,55 @@ def write_journal(path: Path, *entries: dict[str, str]) -> None:
         check=True,
         capture_output=True,
     )
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 to a server's port, which a test can cut: its connections
+    close, and new ones are closed at once, until it is joined again. To the server that is
+    its clients gone; to a browser, a network that dropped and came back."""
+
+    def __init__(self, port: int) -> None:
+        self.port = 0
+        self._to = port
+        self._is_cut = False
+        self._open: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> Relay:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def cut(self) -> None:
+        self._is_cut = True
+        for writer in list(self._open):
+            writer.close()
+
+    def join(self) -> None:
+        self._is_cut = False
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._is_cut:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._to)
+        self._open |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                self._open.discard(dst)
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))

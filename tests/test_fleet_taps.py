@@ -65,6 +65,41 @@ async def test_a_cursor_trimmed_while_a_client_catches_up_is_a_gap(
         await client.aclose()
 
 
+async def test_a_status_among_what_was_trimmed_comes_again_around_the_gap(
+    redis_server: RedisServer,
+) -> None:
+    """The source's latest status was among the entries trimmed from under a client: it
+    comes again, in id order: here it was the newest trimmed, so the gap takes the id before
+    it."""
+    admin = redis_server.client()
+    key = events_key("web1")
+    status = json.dumps({"kind": "log", "source": "app", "state": "missing"}).encode()
+    fields = [
+        entry(0, "one")[1],
+        entry(0, "two")[1],
+        {b"t": b"status", b"s": b"app", b"i": b"1-3", b"d": status},
+        entry(0, "four")[1],
+        entry(0, "five")[1],
+    ]
+    for n, f in enumerate(fields, 1):
+        admin.xadd(key, dict(f), id=f"100-{n}")
+    admin.xtrim(key, minid="100-4", approximate=False)
+    client = connect(redis_server.config(), "test")
+    try:
+        sticky = {"status:app": b"100-3 " + status}
+        view = HostView("web1", client, Taps(client, client), lambda: sticky, history_events=10)
+        frames, _ = await view._read((100, 1))
+        assert [(f.type, f.id) for f in frames] == [
+            ("gap", "100-2"),
+            ("status", "100-3"),
+            ("log", "100-4"),
+            ("log", "100-5"),
+        ]
+        assert json.loads(frames[1].json)["state"] == "missing"
+    finally:
+        await client.aclose()
+
+
 async def test_a_new_clients_history_is_never_older_than_a_second(
     redis_server: RedisServer,
 ) -> None:

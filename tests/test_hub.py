@@ -95,6 +95,61 @@ async def test_reader_behind_the_tail_gets_gap_then_oldest_held() -> None:
     assert await read_all(hub, cursor) == ([], cursor)
 
 
+def seqs(events: list[SSEEvent]) -> list[int]:
+    return [p[1] for p in map(parse_id, (e.id for e in events)) if p]
+
+
+async def test_a_gap_sends_again_the_latest_status_and_alert_it_stood_for() -> None:
+    """A client that fell behind still ends with every source's and rule's current state:
+    a status or alert the ring dropped before the client read it comes again, in order."""
+    hub = MemoryHub(max_events=16)
+    hub.publish(STATUS, {"kind": "log", "source": "sys", "state": "following"}, "sys")
+    had = hub.publish(STATUS, {"kind": "log", "source": "app", "state": "following"}, "app")
+    hub.publish(ALERT, {"rule": "cpu", "state": "firing"})
+    for i in range(10):
+        hub.publish(METRICS, {"n": i})
+    hub.publish(STATUS, {"kind": "log", "source": "app", "state": "missing"}, "app")
+    for i in range(10, 40):
+        hub.publish(METRICS, {"n": i})
+    events, _ = await read_all(hub, hub.resolve(had))  # it had read up to `had`
+    assert [e.type for e in events[:3]] == ["alert", "status", "gap"]
+    assert events[0].json()["state"] == "firing" and events[1].json()["state"] == "missing"
+    assert events[2].json()["missed"] == 24  # 26 dropped, 2 of them sent again
+    assert [e.json()["n"] for e in events[3:]] == list(range(24, 40))
+    assert seqs(events) == sorted(set(seqs(events)))  # ids still strictly increase
+
+
+async def test_a_gap_whose_newest_event_is_sent_again_takes_the_id_before_it() -> None:
+    hub = MemoryHub(max_events=16)
+    cursor = hub.resolve(hub.publish(METRICS, {"n": -1}))
+    for i in range(20):
+        hub.publish(METRICS, {"n": i})
+    status = hub.publish(STATUS, {"kind": "log", "source": "app", "state": "missing"}, "app")
+    for i in range(20, 36):
+        hub.publish(METRICS, {"n": i})
+    events, _ = await read_all(hub, cursor)
+    assert [e.type for e in events[:2]] == ["gap", "status"]
+    gap = events[0]
+    assert gap.json()["missed"] == 20 and gap.json()["resume_id"] == gap.id
+    assert events[1].id == status
+    assert seqs(events) == sorted(set(seqs(events)))
+
+
+async def test_states_a_gap_passed_over_are_missed_but_the_latest_of_each_comes() -> None:
+    hub = MemoryHub(max_events=16)
+    cursor = hub.resolve(hub.publish(METRICS, {"n": -1}))
+    for i in range(20):
+        hub.publish(STATUS, {"kind": "log", "source": "app", "state": f"s{i}"}, "app")
+    hub.publish(ALERT, {"rule": "cpu", "state": "firing"})
+    for i in range(16):
+        hub.publish(METRICS, {"n": i})
+    events, _ = await read_all(hub, cursor, Selector(types=frozenset({STATUS, ALERT})))
+    assert [e.type for e in events] == ["gap", "status", "alert"]
+    assert events[0].json()["missed"] == 19  # the states s0..s18 were passed over
+    assert events[1].json()["state"] == "s19" and events[2].json()["state"] == "firing"
+    assert seqs(events) == sorted(set(seqs(events)))
+
+
 async def test_resolve_honours_held_ids_and_refuses_the_rest() -> None:
     hub = MemoryHub(max_events=4, positions=4)  # ids are honoured as long as records last
     ids = [hub.publish(METRICS, {"n": i}) for i in range(10)]

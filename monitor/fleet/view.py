@@ -50,15 +50,41 @@ def sticky_frame(kind: str, value: bytes) -> Frame | None:
     return entry_frame(entry_id, {b"t": kind.encode(), b"d": body})
 
 
-def gap_frame(after: StreamId, kept: StreamId | None) -> Frame:
+def sticky_frames(values: Mapping[str, bytes]) -> list[Frame]:
+    """The frames of a host's sticky hash ("status:app" -> `<entry id> <JSON>`)."""
+    frames = []
+    for name, value in values.items():
+        kind = name.partition(":")[0]
+        if kind in STICKY_KEYS and (frame := sticky_frame(kind, value)) is not None:
+            frames.append(frame)
+    return frames
+
+
+def before(sid: StreamId) -> StreamId:
+    """The id just before `sid` (one Redis may never have held)."""
+    ms, n = sid
+    return (ms, n - 1) if n else (ms - 1, 2**64 - 1)
+
+
+def gap_frames(after: StreamId, kept: StreamId | None, sticky: list[Frame]) -> list[Frame]:
     """Events after `after` were trimmed before the client read them (how many is not
-    known), up to `kept`, the first entry still held. Its id is just before `kept`, so it is
-    newer than the client's last; resuming from it (an id Redis never held) is a `reset`."""
+    known), up to `kept`, the first entry still held. The gap's id is just before `kept`, so
+    it is newer than the client's last; resuming from it (an id Redis never held) is a
+    `reset`. The host's latest statuses and alerts among what was trimmed go out again,
+    in id order around the gap (see MemoryHub._gap)."""
     payload = {"missed": None, "lines": None, "after": format_stream_id(after)}
-    if kept is None:
-        return control_frame(GAP, after, payload)
-    ms, n = kept
-    return control_frame(GAP, (ms, n - 1) if n else (ms - 1, 2**64 - 1), payload)
+    if kept is None:  # Redis lost its data: what the tap holds next may be older than these
+        return [control_frame(GAP, after, payload)]
+    again = sorted((f for f in sticky if after < frame_id(f) < kept), key=frame_id)
+    taken = {frame_id(f) for f in again}
+    last = before(kept)
+    while last in taken:
+        last = before(last)
+    return [
+        *(f for f in again if frame_id(f) < last),
+        control_frame(GAP, last, payload),
+        *(f for f in again if frame_id(f) > last),
+    ]
 
 
 Picked = tuple[list[Frame], StreamId, StreamId]
@@ -157,11 +183,7 @@ class HostView:
             sticky_values, newest = await pipe.execute()
         cursor = (parse_stream_id(newest[0][0]) if newest else None) or (0, 0)
         frames = [f for entry_id, fields in newest if (f := entry_frame(entry_id, fields))]
-        sticky = []
-        for name_bytes, value in sticky_values.items():
-            kind = name_bytes.decode("utf-8", "replace").partition(":")[0]
-            if kind in STICKY_KEYS and (frame := sticky_frame(kind, value)) is not None:
-                sticky.append(frame)
+        sticky = sticky_frames({k.decode("utf-8", "replace"): v for k, v in sticky_values.items()})
         recent = self._recent = Recent(frames, sticky, cursor)
         asyncio.get_running_loop().call_later(RECENT_S, self._forget, recent)
         return recent
@@ -269,7 +291,8 @@ class HostView:
         if entries and parse_stream_id(entries[0][0]) == cursor:
             entries = entries[1:]
         elif cursor != (0, 0):
-            frames.append(gap_frame(cursor, parse_stream_id(entries[0][0]) if entries else None))
+            kept = parse_stream_id(entries[0][0]) if entries else None
+            frames += gap_frames(cursor, kept, sticky_frames(self._sticky()))
         for entry_id, fields in entries:
             cursor = parse_stream_id(entry_id) or cursor
             if (frame := entry_frame(entry_id, fields)) is not None:

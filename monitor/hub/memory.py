@@ -214,7 +214,9 @@ class MemoryHub:
         frames: list[Frame] = []
         end = min(self._ring.tail, cursor + REPLAY_RECORDS)
         if cursor < self._positions.tail:
-            self._gap(frames, cursor, self._positions.tail, events=self._positions.tail - cursor)
+            self._gap(
+                frames, selector, cursor, self._positions.tail, events=self._positions.tail - cursor
+            )
             return frames, self._positions.tail
         size = yielded = 0
         lost_from, lost_events, lost_lines = 0, 0, 0
@@ -239,7 +241,9 @@ class MemoryHub:
                 lost_lines += record.lines
                 continue
             if lost_events:
-                self._gap(frames, lost_from, record.seq, events=lost_events, lines=lost_lines)
+                self._gap(
+                    frames, selector, lost_from, record.seq, events=lost_events, lines=lost_lines
+                )
                 lost_from, lost_events, lost_lines = 0, 0, 0
             frame = encode_frame(LOG, record.seq, self.run_id, payload, record.source)
             frames.append(frame)
@@ -253,7 +257,7 @@ class MemoryHub:
                 yielded = size
                 await asyncio.sleep(0)
         if lost_events:
-            self._gap(frames, lost_from, cursor, events=lost_events, lines=lost_lines)
+            self._gap(frames, selector, lost_from, cursor, events=lost_events, lines=lost_lines)
         return frames, cursor
 
     def _records(self, seqs: range) -> Iterator[tuple[int, Record | None]]:
@@ -396,12 +400,36 @@ class MemoryHub:
         return lo
 
     def _gap(
-        self, frames: list[Frame], first: int, after: int, *, events: int, lines: int = 0
+        self,
+        frames: list[Frame],
+        selector: Selector,
+        first: int,
+        after: int,
+        *,
+        events: int,
+        lines: int = 0,
     ) -> None:
-        """A `gap` frame for events first..after-1, with the id of the last of them."""
+        """A `gap` frame for events first..after-1, with the id of the last of them. The
+        latest status of a source or alert of a rule that was among them is not lost: it
+        goes out again (with its own id, in order, the gap's id among them), so a client
+        never shows a state that changed while it fell behind."""
+        again = sorted(
+            (f for f, _ in self._sticky.values() if first <= f.seq < after and selector.matches(f)),
+            key=lambda f: f.seq,
+        )
+        events -= len(again)
+        if events <= 0:
+            frames.extend(again)
+            return
+        taken = {f.seq for f in again}
+        last = after - 1
+        while last in taken:  # the gap takes the id of the newest event it stands for
+            last -= 1
         self._gaps += 1
-        gap = {"missed": events, "lines": lines, "resume_id": format_id(self.run_id, after - 1)}
-        frames.append(encode_frame(GAP, after - 1, self.run_id, gap))
+        gap = {"missed": events, "lines": lines, "resume_id": format_id(self.run_id, last)}
+        frames.extend(f for f in again if f.seq < last)
+        frames.append(encode_frame(GAP, last, self.run_id, gap))
+        frames.extend(f for f in again if f.seq > last)
 
     def recent(self, selector: Selector) -> list[Frame]:
         """Recent history for a new client: the last `history_events` frames of each

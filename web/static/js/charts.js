@@ -29,6 +29,7 @@ let windowName = "15m";
 const charts = new Map(); // id → uPlot
 let loading = 0;          // token of the history request in flight; live points wait for it
 let queued = [];
+let again = false;        // a gap came while history was loading: load it again after
 let cores = 0;
 
 const keysOf = (id) => (DEFS[id].perCore ? coreKeys() : DEFS[id].keys);
@@ -164,9 +165,11 @@ function clear() {
   schedule();
 }
 
-/** Fill the charts from the server's history for the chosen window (on load, reset, change). */
+/** Fill the charts from the server's history for the chosen window (on load, reset, change,
+ * and after a gap that lost samples). */
 export async function loadHistory() {
   const token = ++loading;
+  again = false;
   const note = document.getElementById("charts-note");
   try {
     const resp = await fetch(apiUrl(config.history_url, { window: windowName }));
@@ -186,6 +189,16 @@ export async function loadHistory() {
   queued = [];
   pending.forEach(addSample);
   schedule();
+  if (again) loadHistory();
+}
+
+/** A `gap` that lost more than log lines lost samples too: the charts would draw a straight
+ * line across them. The server's history has them; ask again (once more if a request is under
+ * way: it may have been answered before those samples were lost to this page). */
+function refill(gap) {
+  if (gap.missed != null && gap.missed <= (gap.lines ?? 0)) return;
+  if (loading) again = true;
+  else loadHistory();
 }
 
 /** Take the charts' keys from /api/history's one shape (see Series.load). */
@@ -199,6 +212,7 @@ function fill(data) {
 export function install(on) {
   on("metrics", addSample);
   on("clear", clear);
+  on("gap", refill);
   const select = document.getElementById("window");
   select.value = windowName;
   select.addEventListener("change", () => {

@@ -81,7 +81,8 @@ export function install(on) {
   on("log", (ev, id) => { if (ev.source && Array.isArray(ev.lines)) pane(ev.source).push(ev.lines, id); });
   on("status", (st) => { if (st.kind === "log" && st.source) pane(st.source).status(st); });
   // A gap marks the panes only when log lines were lost (no longer in their files): other
-  // events a slow client missed (metrics) are not lines, and the charts keep their history.
+  // events a slow client missed are not lines (the charts ask their history again, and the
+  // latest status of each source comes again with the gap).
   on("gap", (g) => {
     if (g.lines === 0) return;
     for (const p of panes.values()) p.gap(g.lines ?? g.missed ?? "?");
