@@ -183,18 +183,31 @@ def test_metrics_beyond_the_buffer_arrive_as_a_gap_and_lines_still_arrive(
     tmp_path: Path, start_agent: Agent
 ) -> None:
     """An outage longer than the hub's buffer holds metrics: what it dropped is one `gap`
-    saying how many events; the log lines written meanwhile are read again from the file."""
+    saying how many events; the log lines written meanwhile are read again from the file,
+    and a source's status that changed meanwhile is its latest in Redis after (the fleet's
+    dashboards show that one)."""
     server = RedisServer(tmp_path / "redis", aof=True).start()
     try:
         log = tmp_path / "app.log"
         log.write_text("")
+        other = tmp_path / "other.log"
+        other.write_text("")
         config = tmp_path / "small.toml"
         config.write_text("[stream]\nbuffer_events = 16\nbuffer_bytes = 65536\n")
-        flags = agent_flags(server, tmp_path, log, "--config", str(config), "--interval", "0.05")
+        flags = agent_flags(
+            server, tmp_path, log, "--log", f"other={other}", "--config", str(config),
+            "--interval", "0.05",
+        )  # fmt: skip
         start_agent(*flags)
         client = server.client()
-        assert wait_until_sync(lambda: client.xlen(events_key("web1")) > 0)
+
+        def other_state() -> str | None:
+            value = client.hget(sticky_key("web1"), "status:other")
+            return json.loads(value.partition(b" ")[2])["state"] if value else None
+
+        assert wait_until_sync(lambda: other_state() == "following")
         server.kill()
+        other.unlink()
         with log.open("a") as f:
             f.writelines(f"during {i}\n" for i in range(100))
         # 16 events are under a second of 20 Hz metrics: wait for the hub to have dropped some.
@@ -211,5 +224,6 @@ def test_metrics_beyond_the_buffer_arrive_as_a_gap_and_lines_still_arrive(
             if fields[b"t"] == b"gap"
         ]
         assert gaps and all(g["missed"] > 0 for g in gaps)
+        assert other_state() == "waiting"
     finally:
         server.kill()
