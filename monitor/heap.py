@@ -1,4 +1,5 @@
-"""Hand the C heap's free pages back to the system now and then.
+"""The heap of a long-running server: its start-up objects kept out of the garbage
+collector's full passes, and the C heap's free pages handed back to the system now and then.
 
 A burst of log lines fills the replay buffer with frames that glibc's malloc keeps once they
 are freed: after 250,000 lines the server stayed 2.8 MiB larger than a malloc_trim(3) made it
@@ -10,9 +11,20 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 from collections.abc import Callable
 
 TRIM_EVERY_S = 60.0
+
+
+def freeze_start_up() -> None:
+    """Move every object alive now (modules, code, the app, its sources) out of the garbage
+    collector's reach, after collecting what start-up left behind. They live as long as the
+    process, yet a full collection walked them all each time: 23 ms with the loop stopped (a
+    line's latency), 1.7 ms once frozen (#17: p50 of 10, at 1,000 lines/s). The cost: one
+    of them dropped later in a reference cycle is never freed; start-up's objects, at most."""
+    gc.collect()
+    gc.freeze()
 
 
 def malloc_trim() -> Callable[[], None] | None:

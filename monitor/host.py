@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from monitor import __version__
 from monitor.alerts.engine import AlertEngine
 from monitor.config import Config, ConfigError
-from monitor.heap import keep_trimmed
+from monitor.heap import freeze_start_up, keep_trimmed
 from monitor.hub import create_hub
 from monitor.hub.interface import Hub
 from monitor.metrics.history import MetricsHistory
@@ -161,6 +161,7 @@ async def running(watch: Watch) -> AsyncIterator[None]:
     if watch.publisher is not None:
         tasks.append(asyncio.create_task(watch.publisher.run(hub), name="redis-publisher"))
     tasks.append(asyncio.create_task(keep_trimmed(), name="heap-trim"))
+    freeze_start_up()
     try:
         yield
     finally:
