@@ -10,7 +10,7 @@ import json
 from redis_server import RedisServer
 
 from monitor.fleet.connect import connect
-from monitor.fleet.keys import events_key, parse_stream_id
+from monitor.fleet.keys import events_key, parse_stream_id, sticky_key
 from monitor.fleet.taps import Tap, Taps, frame_id
 from monitor.fleet.view import RECENT_S, HostView
 from monitor.hub.events import Frame
@@ -84,10 +84,11 @@ async def test_a_status_among_what_was_trimmed_comes_again_around_the_gap(
     for n, f in enumerate(fields, 1):
         admin.xadd(key, dict(f), id=f"100-{n}")
     admin.xtrim(key, minid="100-4", approximate=False)
+    admin.hset(sticky_key("web1"), "status:app", b"100-3 " + status)
     client = connect(redis_server.config(), "test")
     try:
-        sticky = {"status:app": b"100-3 " + status}
-        view = HostView("web1", client, Taps(client, client), lambda: sticky, history_events=10)
+        # the hash as the registry last read it: before that status was written
+        view = HostView("web1", client, Taps(client, client), dict, history_events=10)
         frames, _ = await view._read((100, 1))
         assert [(f.type, f.id) for f in frames] == [
             ("gap", "100-2"),
@@ -96,6 +97,35 @@ async def test_a_status_among_what_was_trimmed_comes_again_around_the_gap(
             ("log", "100-5"),
         ]
         assert json.loads(frames[1].json)["state"] == "missing"
+    finally:
+        await client.aclose()
+
+
+async def test_a_subscriber_hears_of_an_agents_gap_whatever_it_selected(
+    redis_server: RedisServer,
+) -> None:
+    """An agent's `gap` (its own hub lapped it during an outage) is in Redis among its
+    host's events; a dashboard's client reading past it gets it, even one that asked for
+    one source's log lines only."""
+    admin = redis_server.client()
+    key = events_key("web1")
+    ids = [admin.xadd(key, dict(entry(0, "before")[1]))]
+    gap = {b"t": b"gap", b"i": b"1-5", b"d": b'{"missed":3,"lines":3,"resume_id":"1-5"}'}
+    ids.append(admin.xadd(key, gap))
+    ids.append(admin.xadd(key, dict(entry(0, "after")[1])))
+    client = connect(redis_server.config(), "test")
+    try:
+        view = HostView("web1", client, Taps(client, client), dict, history_events=10)
+        one_source = Selector(types=frozenset({"log"}), sources=frozenset({"app"}))
+        async with view.subscribe(one_source, last_event_id=ids[0].decode()) as batches:
+            frames = await asyncio.wait_for(anext(batches), 5)
+        assert [(f.type, f.id) for f in frames] == [
+            ("gap", ids[1].decode()),
+            ("log", ids[2].decode()),
+        ]
+        assert json.loads(frames[0].json)["lines"] == 3
+        # a new client's history starts from the host as it is: the gap is not in it
+        assert "gap" not in [f.type for f in await view.state(Selector(), {})]
     finally:
         await client.aclose()
 

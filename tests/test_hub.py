@@ -150,6 +150,18 @@ async def test_states_a_gap_passed_over_are_missed_but_the_latest_of_each_comes(
     assert seqs(events) == sorted(set(seqs(events)))
 
 
+async def test_a_reader_the_position_log_lapped_is_told_the_counts_are_not_known() -> None:
+    """Its records are gone too: how many of the events were ones it wanted, and how many
+    lines they held, nobody knows. A 0 would tell the page no line was lost."""
+    stored: dict[int, list[str]] = {}
+    hub = MemoryHub(max_events=16, positions=64)
+    hub.keep_history("app", StoredLines(stored))
+    publish_lines(hub, stored, 100)
+    events, _ = await read_all(hub, 1)
+    assert events[0].type == "gap"
+    assert events[0].json()["missed"] is None and events[0].json()["lines"] is None
+
+
 async def test_resolve_honours_held_ids_and_refuses_the_rest() -> None:
     hub = MemoryHub(max_events=4, positions=4)  # ids are honoured as long as records last
     ids = [hub.publish(METRICS, {"n": i}) for i in range(10)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import signal
 import socket
@@ -21,7 +22,8 @@ from helpers import MONITOR, Server, StreamReader, tls_files, wait_until
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
-from monitor.hub.sse import MAX_LINE_BYTES
+from monitor.client.printer import TailPrinter
+from monitor.hub.sse import MAX_LINE_BYTES, SSEEvent
 
 
 class Tail:
@@ -457,3 +459,18 @@ async def test_lines_reach_past_the_servers_buffer_into_the_files(
         f.write("app live\n")
     assert (await tail.lines(2501, timeout_s=10))[-1] == "app live"
     assert await tail.stop() == 0
+
+
+def test_a_gap_is_told_with_what_is_known_of_it() -> None:
+    notes: list[str] = []
+    printer = TailPrinter(
+        io.StringIO(), sources=(), pattern=None, lines=10, as_json=False, note=notes.append
+    )
+    for counts in ({"missed": 4, "lines": 0}, {"missed": 4, "lines": 12}, {"missed": 4,
+                   "lines": None}, {"missed": None, "lines": None}):  # fmt: skip
+        printer.on_event(SSEEvent("gap", "1-9", json.dumps(counts)))
+    assert notes == [  # the first lost no lines: metrics only
+        "12 lines missed (no longer in the log files; this client fell behind)",
+        "4 events missed (no longer in the log files; this client fell behind)",
+        "an unknown number of events missed (no longer in the log files; this client fell behind)",
+    ]

@@ -50,11 +50,12 @@ def sticky_frame(kind: str, value: bytes) -> Frame | None:
     return entry_frame(entry_id, {b"t": kind.encode(), b"d": body})
 
 
-def sticky_frames(values: Mapping[str, bytes]) -> list[Frame]:
-    """The frames of a host's sticky hash ("status:app" -> `<entry id> <JSON>`)."""
+def sticky_frames(values: Mapping[bytes, bytes]) -> list[Frame]:
+    """The frames of a host's sticky hash as HGETALL gives it (b"status:app" -> `<entry id>
+    <JSON>`)."""
     frames = []
     for name, value in values.items():
-        kind = name.partition(":")[0]
+        kind = name.decode("utf-8", "replace").partition(":")[0]
         if kind in STICKY_KEYS and (frame := sticky_frame(kind, value)) is not None:
             frames.append(frame)
     return frames
@@ -183,8 +184,7 @@ class HostView:
             sticky_values, newest = await pipe.execute()
         cursor = (parse_stream_id(newest[0][0]) if newest else None) or (0, 0)
         frames = [f for entry_id, fields in newest if (f := entry_frame(entry_id, fields))]
-        sticky = sticky_frames({k.decode("utf-8", "replace"): v for k, v in sticky_values.items()})
-        recent = self._recent = Recent(frames, sticky, cursor)
+        recent = self._recent = Recent(frames, sticky_frames(sticky_values), cursor)
         asyncio.get_running_loop().call_later(RECENT_S, self._forget, recent)
         return recent
 
@@ -199,7 +199,8 @@ class HostView:
         counts: dict[tuple[str, str | None], int] = {}
         picked: list[Frame] = []
         for frame in recent.newest:
-            if frame.type in STICKY_KEYS or not selector.matches(frame):
+            # a new client starts from the host as it is: no gap of the past in its history
+            if frame.type in STICKY_KEYS or frame.type == GAP or not selector.matches(frame):
                 continue
             key = (frame.type, frame.source)
             if counts.get(key, 0) < self.history_events:
@@ -292,7 +293,10 @@ class HostView:
             entries = entries[1:]
         elif cursor != (0, 0):
             kept = parse_stream_id(entries[0][0]) if entries else None
-            frames += gap_frames(cursor, kept, sticky_frames(self._sticky()))
+            # The hash as it is now (gaps are rare): the one the registry last read may be
+            # older than the latest status trimmed.
+            values: Any = await self.client.hgetall(sticky_key(self.host))
+            frames += gap_frames(cursor, kept, sticky_frames(values))
         for entry_id, fields in entries:
             cursor = parse_stream_id(entry_id) or cursor
             if (frame := entry_frame(entry_id, fields)) is not None:

@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from monitor.hub.events import STREAM_TYPES, Event, Frame
+from monitor.hub.events import GAP, STREAM_TYPES, Event, Frame
 
 # Writes one frame to a client at once, never waiting; False if it cannot now (its socket is
 # backed up or closing, or the frame needs the client's own task): the client then reads
@@ -27,9 +27,11 @@ class Selector:
     sources: frozenset[str] | None = None
 
     def matches(self, frame: Frame) -> bool:
-        """True if the client wants this frame."""
-        return frame.type in self.types and (
-            self.sources is None or frame.source is None or frame.source in self.sources
+        """True if the client wants this frame. Every client hears of a `gap` (an agent's,
+        stored in Redis among its host's events): what it lost may be what it asked for."""
+        return frame.type == GAP or (
+            frame.type in self.types
+            and (self.sources is None or frame.source is None or frame.source in self.sources)
         )
 
 

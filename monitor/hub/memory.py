@@ -214,12 +214,13 @@ class MemoryHub:
         frames: list[Frame] = []
         end = min(self._ring.tail, cursor + REPLAY_RECORDS)
         if cursor < self._positions.tail:
-            self._gap(
-                frames, selector, cursor, self._positions.tail, events=self._positions.tail - cursor
-            )
+            # Lapped by the position log too: which events they were, of which types and
+            # sources, and how many lines, is not known.
+            self._gap(frames, selector, cursor, self._positions.tail, events=None, lines=None)
             return frames, self._positions.tail
         size = yielded = 0
-        lost_from, lost_events, lost_lines = 0, 0, 0
+        lost_from, lost_events = 0, 0
+        lost_lines: int | None = 0  # None once a lost event's lines are not known
         for seq, record in self._records(range(cursor, end)):
             cursor = seq + 1
             # A record overwritten meanwhile is an event of unknown type: lost, as far as
@@ -230,7 +231,7 @@ class MemoryHub:
             ):
                 continue
             if record is None:
-                lost_from, lost_events = lost_from or cursor - 1, lost_events + 1
+                lost_from, lost_events, lost_lines = lost_from or cursor - 1, lost_events + 1, None
                 continue
             payload = None
             if record.type == LOG and record.origin is not None:
@@ -238,7 +239,7 @@ class MemoryHub:
                 payload = await history.reread(record.origin) if history else None
             if payload is None:
                 lost_from, lost_events = lost_from or record.seq, lost_events + 1
-                lost_lines += record.lines
+                lost_lines = None if lost_lines is None else lost_lines + record.lines
                 continue
             if lost_events:
                 self._gap(
@@ -406,21 +407,22 @@ class MemoryHub:
         first: int,
         after: int,
         *,
-        events: int,
-        lines: int = 0,
+        events: int | None,
+        lines: int | None = 0,
     ) -> None:
-        """A `gap` frame for events first..after-1, with the id of the last of them. The
-        latest status of a source or alert of a rule that was among them is not lost: it
-        goes out again (with its own id, in order, the gap's id among them), so a client
-        never shows a state that changed while it fell behind."""
+        """A `gap` frame for events first..after-1, with the id of the last of them; None
+        for a count not known. The latest status of a source or alert of a rule that was
+        among them is not lost: it goes out again (with its own id, in order, the gap's id
+        among them), so a client never shows a state that changed while it fell behind."""
         again = sorted(
             (f for f, _ in self._sticky.values() if first <= f.seq < after and selector.matches(f)),
             key=lambda f: f.seq,
         )
-        events -= len(again)
-        if events <= 0:
-            frames.extend(again)
-            return
+        if events is not None:
+            events -= len(again)
+            if events <= 0:
+                frames.extend(again)
+                return
         taken = {f.seq for f in again}
         last = after - 1
         while last in taken:  # the gap takes the id of the newest event it stands for

@@ -192,11 +192,11 @@ export async function loadHistory() {
   if (again) loadHistory();
 }
 
-/** A `gap` that lost more than log lines lost samples too: the charts would draw a straight
- * line across them. The server's history has them; ask again (once more if a request is under
- * way: it may have been answered before those samples were lost to this page). */
-function refill(gap) {
-  if (gap.missed != null && gap.missed <= (gap.lines ?? 0)) return;
+/** A `gap` may have lost samples (its counts do not say which events it lost), and the
+ * charts would draw a straight line across them. The server's history has them: ask again
+ * (once more if a request is under way: it may have been answered before those samples were
+ * lost to this page). Gaps are rare, and the history's answer is shared between pages. */
+function refill() {
   if (loading) again = true;
   else loadHistory();
 }

@@ -83,10 +83,12 @@ class SharedStream {
   /** Deliver an event unless this tab has it: ids grow within a run; a new run is newer. */
   accept(type, id, data) {
     const parsed = parseId(id);
-    // A reset starts over (its id may be lower than ours); everything else must be newer.
+    // A reset starts over (its id may be lower than ours); everything else must be newer,
+    // but a gap may carry our own id (a fleet's, when what followed it is not known).
     if (parsed && this.last && type !== "reset") {
       const [run, seq] = parsed, [lastRun, lastSeq] = this.last;
-      if (run < lastRun || (run === lastRun && seq <= lastSeq)) return false;
+      const same = run === lastRun && seq === lastSeq;
+      if (run < lastRun || (run === lastRun && seq < lastSeq) || (same && type !== "gap")) return false;
     }
     let payload = data;
     if (typeof data === "string") {
