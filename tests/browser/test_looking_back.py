@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 from helpers import Server
 from pages import OpenPage, pane_lines
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Route, expect
 
 
 def pane(page: Page) -> Locator:
@@ -107,3 +107,40 @@ async def test_a_chart_click_shows_that_moment_and_one_click_goes_back_to_live(
     await expect(follow).to_contain_text("Back to live")
     await expect(page).to_have_url(re.compile(r"#t=\d+\.\d{3}$"))
     await expect(pane(page).locator(".moment-note")).to_be_visible()
+
+
+async def test_back_to_live_loses_and_repeats_no_line_that_came_meanwhile(
+    open_page: OpenPage, start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """Lines keep coming while "Back to live" fetches the newest ones, on a slow network:
+    the pane ends with every line once, in order. Those that came after the server answered
+    follow its page; those it held, still on their way on the stream, are not added again."""
+    log = tmp_path / "app.log"
+    log.touch()
+    server = start_server("--log", f"app={log}")
+    moment = await write_events(server, log, 20, 10)
+    page = (await open_page(f"{server.url}/#t={moment:.3f}")).page
+    await expect(pane(page).locator(".line.moment")).to_have_text("app 100", timeout=10_000)
+
+    async def slow_answer(route: Route) -> None:
+        response = await route.fetch()
+        await asyncio.sleep(0.5)  # the network, not a wait for anything
+        await route.fulfill(response=response)
+
+    # The "Live" page only: the newest lines of the source (no moment in the query).
+    await page.route(lambda url: "/api/logs?" in url and "at=" not in url, slow_answer)
+
+    async def write(first: int, last: int) -> None:
+        for n in range(first, last):
+            with log.open("a") as f:
+                f.write(f"app {n}\n")
+            await asyncio.sleep(0.004)  # ~250 lines/s, one write each
+
+    writing = asyncio.create_task(write(200, 600))
+    follow = pane(page).locator("button.log-follow")
+    await expect(follow).to_contain_text(re.compile(r"[2-9]\d new"))
+    await follow.click()
+    await writing
+    await expect(pane(page).locator(".line").last).to_have_text("app 599", timeout=10_000)
+    shown = await numbers(page)
+    assert shown == list(range(shown[0], 600))

@@ -4,6 +4,7 @@
 import { clock, el, setText } from "./format.js";
 import { apiUrl, config } from "./config.js";
 import { scheduler } from "./frame.js";
+import { compareIds, parseId } from "./ids.js";
 import { GAP, LINE as LINE_KIND, NOTE, Rows } from "./rows.js";
 import { levelOf, parseFilter } from "./text.js";
 
@@ -46,6 +47,9 @@ export class LogPane {
     this.olderId = null; // continue scrolling back from here; null: nothing older is known
     this.loading = false;
     this.detached = false; // the pane no longer holds the newest lines (scrolled far back, a moment)
+    this.newest = null; // [run, seq] of the newest event in the pane: one no newer is had
+    this.held = []; // [lines, id] of each live event while detached: the newest MAX_LINES lines
+    this.heldLines = 0;
     this.buildTab(onSelect);
     this.buildPane();
   }
@@ -117,11 +121,18 @@ export class LogPane {
 
   /** Queue lines; they reach the pane at the next animation frame. */
   push(lines, id) {
-    if (this.detached) { // not shown: "Live" reloads the newest lines, these among them
+    const at = parseId(id);
+    // The pane has it already: a "Live" reload's page held it while it was still on its way.
+    if (at && this.newest && compareIds(at, this.newest) <= 0) return;
+    if (this.detached) { // not shown: "Live" reloads the newest lines, then adds these
+      this.held.push([lines, id]);
+      this.heldLines += lines.length;
+      while (this.heldLines - this.held[0][0].length >= MAX_LINES) this.heldLines -= this.held.shift()[0].length;
       this.newWhilePaused += lines.length;
       this.drawFollow();
       return;
     }
+    if (at) this.newest = at;
     if (id) {
       this.events.push([id, lines.length]);
       if (this.events.length === 1) this.olderId = id;
@@ -318,6 +329,9 @@ export class LogPane {
     const page = await resp.json();
     this.pending = [];
     this.events = page.events.map((ev) => [ev.id, ev.lines.length]);
+    this.newest = null; // live events are held from now on, for "Live"
+    this.held = [];
+    this.heldLines = 0;
     this.detach();
     const texts = [];
     let markAt = -1;
@@ -380,10 +394,12 @@ export class LogPane {
   async reload() {
     const resp = await fetch(apiUrl(config.logs_url, { source: this.name, limit: PAGE_LINES }));
     const page = resp.ok ? await resp.json() : { events: [], before: null };
+    const held = this.held; // what came live meanwhile: the part newer than the page follows it
     this.clear();
     this.detached = false;
     this.following = true;
     for (const ev of page.events) this.push(ev.lines, ev.id);
+    for (const [lines, id] of held) this.push(lines, id);
     this.olderId = page.before ?? this.olderId;
     this.schedule.now();
     if (location.hash.startsWith("#t=")) history.replaceState(null, "", location.pathname + location.search);
@@ -447,6 +463,9 @@ export class LogPane {
     this.pending = [];
     this.rows.clear();
     this.events = [];
+    this.newest = null;
+    this.held = [];
+    this.heldLines = 0;
     this.newWhilePaused = 0;
     this.unread = 0;
     this.schedule.now();

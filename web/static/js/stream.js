@@ -7,6 +7,7 @@
 // Without Web Locks (plain http to a host other than localhost is not a secure context) or
 // BroadcastChannel, each tab has its own EventSource, as before.
 import { apiUrl, config } from "./config.js";
+import { compareIds, parseId } from "./ids.js";
 
 const TYPES = ["hello", "reset", "gap", "status", "metrics", "log", "alert"];
 // Per host: on a fleet server, the tabs of one host share a stream, another host's do not.
@@ -31,12 +32,6 @@ function* unbatch(data) {
       yield [line.slice(0, afterType), line.slice(afterType + 1, afterId), line.slice(afterId + 1)];
     }
   }
-}
-
-/** "<run>-<seq>" → [run, seq]; null if it is not one of ours. */
-function parseId(id) {
-  const match = /^(\d+)-(\d+)$/.exec(id || "");
-  return match ? [Number(match[1]), Number(match[2])] : null;
 }
 
 class SharedStream {
@@ -86,9 +81,8 @@ class SharedStream {
     // A reset starts over (its id may be lower than ours); everything else must be newer,
     // but a gap may carry our own id (a fleet's, when what followed it is not known).
     if (parsed && this.last && type !== "reset") {
-      const [run, seq] = parsed, [lastRun, lastSeq] = this.last;
-      const same = run === lastRun && seq === lastSeq;
-      if (run < lastRun || (run === lastRun && seq < lastSeq) || (same && type !== "gap")) return false;
+      const order = compareIds(parsed, this.last);
+      if (order < 0 || (order === 0 && type !== "gap")) return false;
     }
     let payload = data;
     if (typeof data === "string") {
