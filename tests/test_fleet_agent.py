@@ -227,3 +227,34 @@ def test_metrics_beyond_the_buffer_arrive_as_a_gap_and_lines_still_arrive(
         assert other_state() == "waiting"
     finally:
         server.kill()
+
+
+def test_an_agent_restarted_without_its_state_leaves_no_state_of_its_last_run(
+    redis_server: RedisServer, start_agent: Agent, tmp_path: Path
+) -> None:
+    """Restarted without a state directory, the agent cannot resume where Redis stands and
+    goes on from now with a `gap`; the host's states in Redis are then its new run's: a file
+    that appeared is `following`, a source no longer configured has no status left."""
+    app, old = tmp_path / "app.log", tmp_path / "old.log"
+    old.write_text("")
+    client = redis_server.client()
+
+    def states() -> dict[str, str]:
+        held = client.hgetall(sticky_key("web1"))
+        return {
+            k.decode(): json.loads(v.partition(b" ")[2])["state"]
+            for k, v in held.items()
+            if k.startswith(b"status:")
+        }
+
+    flags = ("--redis", redis_server.url, "--name", "web1", "--interval", "0.2", "--log")
+    first = start_agent(*flags, f"app={app}", "--log", f"old={old}")
+    running = {"status:metrics": "running"}
+    assert wait_until_sync(
+        lambda: states() == {"status:app": "waiting", "status:old": "following", **running}
+    )
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.proc.wait(timeout=10) == 0
+    app.write_text("")
+    start_agent(*flags, f"app={app}")
+    assert wait_until_sync(lambda: states() == {"status:app": "following", **running}, 10)

@@ -134,9 +134,28 @@ class RedisPublisher:
                     if fresh:
                         await self._write(client, frames[1:], gap=gap, gap_at=frames[0].id)
                     else:
+                        # Not the history again, but the host's states as they are now: any
+                        # other status or alert Redis keeps is of a run that is gone (a rule
+                        # firing then would stay firing on every dashboard). The gap goes
+                        # last: its local id is the newest, where the next session resumes.
+                        states = [f for f in frames[1:] if f.type in STICKY_KEYS]
+                        await self._forget_states(client, states)
+                        await self._write(client, states)
                         await self._write(client, [], gap=gap, gap_at=frames[-1].id)
                     continue
                 await self._write(client, frames)
+
+    async def _forget_states(self, client: redis.Redis, kept: list[Frame]) -> None:
+        """Drop from the host's sticky hash every status and alert not among `kept`."""
+        names = {f"{f.type}:{json.loads(f.json).get(STICKY_KEYS[f.type])}" for f in kept}
+        held: Any = await client.hkeys(self._sticky)
+        gone = [
+            name
+            for name in (k.decode("utf-8", "replace") for k in held)
+            if name.partition(":")[0] in STICKY_KEYS and name not in names
+        ]
+        if gone:
+            await client.hdel(self._sticky, *gone)
 
     async def _last_published(self, client: redis.Redis) -> str | None:
         """The local id of the newest event Redis holds of this host; if it holds none (it
