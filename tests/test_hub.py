@@ -452,6 +452,34 @@ def test_where_the_last_run_left_a_source_is_told_once(tmp_path: Path) -> None:
     state.close()
 
 
+async def test_a_client_resuming_across_a_restart_gets_the_states_it_missed_before_it(
+    tmp_path: Path,
+) -> None:
+    """A client away while an alert resolved, then the server restarted: it resumes with the
+    same run's ids, and its gap sends again the resolve only the previous process knew; not
+    what this run says again or what is gone (a firing alert of a rule the new config
+    dropped). A new client is shown this run's states only."""
+    state = StateDir.open(str(tmp_path))
+    assert state is not None
+    first = MemoryHub(max_events=16, state=state)
+    first.publish(ALERT, {"rule": "cpu", "state": "firing"})
+    last = first.publish(METRICS, {"n": 0})  # the client's last event
+    first.publish(ALERT, {"rule": "cpu", "state": "resolved"})
+    first.publish(ALERT, {"rule": "gone", "state": "firing"})  # a rule the next config drops
+    first.close()
+    again = MemoryHub(max_events=16, state=state)
+    again.publish(STATUS, {"kind": "log", "source": "app", "state": "following"}, "app")
+    events, _ = await read_all(again, again.resolve(last))
+    assert [(e.type, e.json()["state"]) for e in events if e.type != "gap"] == [
+        ("alert", "resolved"),
+        ("status", "following"),
+    ]
+    assert seqs(events) == sorted(set(seqs(events)))
+    assert again.latest(ALERT) == {}  # the alert engine says again what still fires
+    again.close()
+    state.close()
+
+
 async def test_at_close_a_consumer_still_gets_what_another_makes_of_its_last_events() -> None:
     """At shutdown the notifier must get the alerts the rules make of the last metrics,
     whichever of the two runs first."""

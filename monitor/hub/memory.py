@@ -43,6 +43,7 @@ from monitor.hub.positions import DEFAULT_CAPACITY, PositionLog, Record
 from monitor.hub.readers import Reader, Readers
 from monitor.hub.ring import Ring
 from monitor.hub.sse import encode_frame
+from monitor.hub.states import LatestStates
 from monitor.state import StateDir
 
 # One read hands a client at most this much (plus one frame), so a client that stops
@@ -100,7 +101,7 @@ class MemoryHub:
         self._is_closed = False
         # The latest event of each source (status) and each alert rule (alert), kept outside
         # the ring: a new client must learn them even if they last changed long ago.
-        self._sticky: dict[tuple[str, str], tuple[Frame, dict[str, Any]]] = {}
+        self._sticky = LatestStates(self.run_id, state)
         self._recent_cache: tuple[int, Selector, list[Frame]] | None = None
         self._gaps = 0
         self._histories: dict[str, History] = {}
@@ -122,7 +123,7 @@ class MemoryHub:
 
     def latest(self, event_type: str) -> Mapping[str, dict[str, Any]]:
         """The latest payload of each key of a sticky type (status by source, alert by rule)."""
-        return {key: p for (kind, key), (_, p) in self._sticky.items() if kind == event_type}
+        return self._sticky.latest(event_type)
 
     def publish(
         self,
@@ -138,9 +139,8 @@ class MemoryHub:
         lines = len(payload.get("lines", ())) if event_type == LOG else 0
         self._positions.write(seq, event_type, source, origin, time.time(), lines)
         self._ring.append(frame)
-        sticky_key = STICKY_KEYS.get(event_type)
-        if sticky_key:
-            self._sticky[(event_type, str(payload[sticky_key]))] = (frame, payload)
+        if event_type in STICKY_KEYS:
+            self._sticky.keep(frame, payload)
         self._readers.fan_out(frame)
         event_id = frame.id
         event = None
@@ -414,10 +414,7 @@ class MemoryHub:
         for a count not known. The latest status of a source or alert of a rule that was
         among them is not lost: it goes out again (with its own id, in order, the gap's id
         among them), so a client never shows a state that changed while it fell behind."""
-        again = sorted(
-            (f for f, _ in self._sticky.values() if first <= f.seq < after and selector.matches(f)),
-            key=lambda f: f.seq,
-        )
+        again = self._sticky.among(first, after, selector)
         if events is not None:
             events -= len(again)
             if events <= 0:
@@ -451,7 +448,7 @@ class MemoryHub:
             if counts.get(key, 0) < self.history_events:
                 counts[key] = counts.get(key, 0) + 1
                 picked.append(frame)
-        picked.extend(f for f, _ in self._sticky.values() if selector.matches(f))
+        picked.extend(f for f in self._sticky.frames() if selector.matches(f))
         picked.sort(key=lambda f: f.seq)
         self._recent_cache = (ring.head, selector, picked)
         return picked
@@ -478,6 +475,7 @@ class MemoryHub:
         """End every subscription and feed; publishing afterwards is harmless but unread."""
         self._is_closed = True
         self._readers.close()
+        self._sticky.close()
         self._positions.close()
         for feed in self._feeds:
             feed.close()
