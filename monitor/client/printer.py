@@ -111,13 +111,9 @@ class TailPrinter:
             lines = payload.get("lines")
             if lines != 0:  # only other events (metrics) were lost: no lines are missing
                 missed = payload.get("missed")
-                what = (
-                    f"{lines} lines"
-                    if lines is not None
-                    else f"{missed} events"
-                    if missed is not None
-                    else "an unknown number of events"
-                )
+                what = f"{lines} lines" if lines is not None else f"{missed} events"
+                if lines is None and missed is None:
+                    what = "an unknown number of events"
                 self.note(f"{what} missed (no longer in the log files; this client fell behind)")
         elif event.type == LOG and isinstance(payload.get("lines"), list):
             if self._snapshot is not None:

@@ -63,6 +63,11 @@ return last
 """
 
 
+def sticky_field(frame: Frame) -> str:
+    """The field of a status or alert in the host's sticky hash: "status:app", "alert:cpu"."""
+    return f"{frame.type}:{json.loads(frame.json).get(STICKY_KEYS[frame.type])}"
+
+
 class RedisPublisher:
     """Copies one host's events into its Redis keys (fleet/keys.py), trimmed as configured."""
 
@@ -147,7 +152,7 @@ class RedisPublisher:
 
     async def _forget_states(self, client: redis.Redis, kept: list[Frame]) -> None:
         """Drop from the host's sticky hash every status and alert not among `kept`."""
-        names = {f"{f.type}:{json.loads(f.json).get(STICKY_KEYS[f.type])}" for f in kept}
+        names = {sticky_field(f) for f in kept}
         held: Any = await client.hkeys(self._sticky)
         gone = [
             name
@@ -192,9 +197,8 @@ class RedisPublisher:
                 sample = json.loads(body)
                 sample.pop("processes", None)
                 chart = json.dumps(sample, separators=(",", ":"))
-            elif (key := STICKY_KEYS.get(frame.type)) is not None:
-                name = json.loads(body).get(key)  # a status or an alert: a few a minute
-                sticky = f"{frame.type}:{name}"
+            elif frame.type in STICKY_KEYS:  # a status or an alert: a few a minute
+                sticky = sticky_field(frame)
             args += [frame.type, frame.id, frame.source or "", body, chart, sticky]
             self._bytes += len(body) + ENTRY_OVERHEAD
             self._count += 1

@@ -25,6 +25,7 @@ from monitor.fleet.keys import (
 from monitor.fleet.taps import Tap, Taps, frame_id
 from monitor.hub.events import GAP, HELLO, LOG, RESET, STICKY_KEYS, Frame
 from monitor.hub.interface import BadEventId, LogEvent, LogPage, Selector, Sink
+from monitor.hub.states import around_gap
 from monitor.tasks import SharedRuns
 
 RUN_ID = "redis"  # ids are Redis stream ids: one "run" for as long as Redis keeps them
@@ -76,16 +77,9 @@ def gap_frames(after: StreamId, kept: StreamId | None, sticky: list[Frame]) -> l
     payload = {"missed": None, "lines": None, "after": format_stream_id(after)}
     if kept is None:  # Redis lost its data: what the tap holds next may be older than these
         return [control_frame(GAP, after, payload)]
-    again = sorted((f for f in sticky if after < frame_id(f) < kept), key=frame_id)
-    taken = {frame_id(f) for f in again}
-    last = before(kept)
-    while last in taken:
-        last = before(last)
-    return [
-        *(f for f in again if frame_id(f) < last),
-        control_frame(GAP, last, payload),
-        *(f for f in again if frame_id(f) > last),
-    ]
+    again = [f for f in sticky if after < frame_id(f) < kept]
+    last, earlier, later = around_gap(again, before(kept), frame_id, before)
+    return [*earlier, control_frame(GAP, last, payload), *later]
 
 
 Picked = tuple[list[Frame], StreamId, StreamId]

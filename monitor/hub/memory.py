@@ -43,7 +43,7 @@ from monitor.hub.positions import DEFAULT_CAPACITY, PositionLog, Record
 from monitor.hub.readers import Reader, Readers
 from monitor.hub.ring import Ring
 from monitor.hub.sse import encode_frame
-from monitor.hub.states import LatestStates
+from monitor.hub.states import LatestStates, around_gap
 from monitor.state import StateDir
 
 # One read hands a client at most this much (plus one frame), so a client that stops
@@ -63,6 +63,10 @@ class Walk:
     stopped: int
     last: Record | None = None
     last_readable: bool = False
+
+
+def seq_of(frame: Frame) -> int:
+    return frame.seq
 
 
 class UnknownEventId(Exception):
@@ -418,17 +422,12 @@ class MemoryHub:
         if events is not None:
             events -= len(again)
             if events <= 0:
-                frames.extend(again)
+                frames += sorted(again, key=seq_of)
                 return
-        taken = {f.seq for f in again}
-        last = after - 1
-        while last in taken:  # the gap takes the id of the newest event it stands for
-            last -= 1
+        last, earlier, later = around_gap(again, after - 1, seq_of, lambda seq: seq - 1)
         self._gaps += 1
         gap = {"missed": events, "lines": lines, "resume_id": format_id(self.run_id, last)}
-        frames.extend(f for f in again if f.seq < last)
-        frames.append(encode_frame(GAP, last, self.run_id, gap))
-        frames.extend(f for f in again if f.seq > last)
+        frames += [*earlier, encode_frame(GAP, last, self.run_id, gap), *later]
 
     def recent(self, selector: Selector) -> list[Frame]:
         """Recent history for a new client: the last `history_events` frames of each

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from monitor.hub.events import ALERT, STICKY_KEYS, Frame
 from monitor.hub.interface import Selector
@@ -25,6 +25,23 @@ FILE = "states.json"
 SAVE_AFTER_S = 1.0  # a burst of changes (an alert storm, a flapping file) is one write
 
 Key = tuple[str, str]  # (type, source or rule)
+Id = TypeVar("Id", int, tuple[int, int])  # a hub's seq, or a Redis stream id
+
+
+def around_gap(
+    again: list[Frame], newest: Id, id_of: Callable[[Frame], Id], earlier: Callable[[Id], Id]
+) -> tuple[Id, list[Frame], list[Frame]]:
+    """Where a gap goes among the states it sends again (`again`): its id is the newest
+    event's it stands for, unless one of them has that id; then the one before, and so on,
+    so ids still strictly grow. Its id, and the states before and after it."""
+    taken = {id_of(f) for f in again}
+    while newest in taken:
+        newest = earlier(newest)
+    return (
+        newest,
+        sorted((f for f in again if id_of(f) < newest), key=id_of),
+        sorted((f for f in again if id_of(f) > newest), key=id_of),
+    )
 
 
 class LatestStates:
@@ -36,11 +53,8 @@ class LatestStates:
         self._saving: asyncio.TimerHandle | None = None
 
     def keep(self, frame: Frame, payload: dict[str, Any]) -> None:
-        """`frame` if it is of a sticky type: the latest of its key from now on."""
-        key_field = STICKY_KEYS.get(frame.type)
-        if key_field is None:
-            return
-        self._now[(frame.type, str(payload[key_field]))] = (frame, payload)
+        """`frame`, of a sticky type: the latest of its key from now on."""
+        self._now[(frame.type, str(payload[STICKY_KEYS[frame.type]]))] = (frame, payload)
         if self._state is not None and self._saving is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -58,13 +72,10 @@ class LatestStates:
 
     def among(self, first: int, after: int, selector: Selector) -> list[Frame]:
         """The latest frames (this run's or, across a restart, the previous run's) with
-        seqs first..after-1 that the selector wants, in seq order: what a gap over those
-        events sends again."""
+        seqs first..after-1 that the selector wants: what a gap over those events sends
+        again."""
         frames = [*self.frames(), *self._before.values()]
-        return sorted(
-            (f for f in frames if first <= f.seq < after and selector.matches(f)),
-            key=lambda f: f.seq,
-        )
+        return [f for f in frames if first <= f.seq < after and selector.matches(f)]
 
     def close(self) -> None:
         """Save now (a clean stop)."""
@@ -76,11 +87,16 @@ class LatestStates:
         self._saving = None
         if self._state is None:
             return
-        kept = {**self._before, **{key: frame for key, (frame, _) in self._now.items()}}
+        # This run's resolves, and the previous run's of rules that have said nothing since.
+        resolved = {
+            key: frame
+            for key, (frame, payload) in self._now.items()
+            if frame.type == ALERT and payload.get("state") == "resolved"
+        }
+        kept = {k: f for k, f in self._before.items() if k not in self._now} | resolved
         events = [
             [frame.type, key, frame.seq, frame.source, frame.json.decode()]
             for (_, key), frame in kept.items()
-            if frame.type == ALERT and json.loads(frame.json).get("state") == "resolved"
         ]
         self._state.write_json(FILE, {"run_id": self._run_id, "events": events})
 

@@ -166,7 +166,7 @@ function clear() {
 }
 
 /** Fill the charts from the server's history for the chosen window (on load, reset, change,
- * and after a gap that lost samples). */
+ * and after a gap). */
 export async function loadHistory() {
   const token = ++loading;
   again = false;
